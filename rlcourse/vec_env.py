@@ -1,0 +1,186 @@
+"""The env contract: :class:`TensorVecEnv`, a Gymnasium vector env whose state lives in torch tensors.
+
+A concrete env writes three batched, branch-free methods and a list of its state tensors:
+
+* ``_reset_where(mask)`` re-initialises the sub-envs selected by a bool mask (``torch.where``, never
+  boolean indexing, so no host-device sync);
+* ``_transition(actions) -> (reward, terminated, truncated, info)`` advances every sub-env one step;
+* ``_observe() -> obs`` reads the observation from the state;
+* ``state_names``: the attribute names of the tensors that make up the env's state (for checkpoints).
+
+This base class adds everything the contract shares: SAME_STEP autoreset with ``final_obs`` /
+``final_info``, on-device episode statistics, seeding through the env's own ``torch.Generator``,
+cheap shape/dtype/device checks and opt-in value-range checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+TensorDict = dict[str, Any]
+
+
+def _torch_dtype(space: spaces.Space) -> torch.dtype:
+    return torch.from_numpy(np.zeros((), dtype=space.dtype)).dtype
+
+
+def describe_space(space: spaces.Space) -> str:
+    """A short human description of what a batched action for ``space`` must look like."""
+    if isinstance(space, spaces.Discrete):
+        return f"an integer tensor of shape (num_envs,) with values in [{space.start}, {space.start + space.n - 1}] for {space}"
+    if isinstance(space, spaces.Box):
+        return f"a floating tensor of shape (num_envs, {', '.join(map(str, space.shape))}) for {space}"
+    if isinstance(space, spaces.MultiDiscrete):
+        return f"an integer tensor of shape (num_envs, {len(space.nvec)}) for {space}"
+    return str(space)
+
+
+class TensorVecEnv(VectorEnv):
+    """A batched environment whose whole state is torch tensors on ``device``.
+
+    Args:
+        num_envs: number of sub-environments stepped together (> 0).
+        device: torch device of every tensor going in and out.
+        validate: also check action value ranges on every step (costs a host-device sync).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    #: Names of the tensor attributes that hold the env's state (besides episode statistics).
+    state_names: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`state_dict` captures the whole state, so that a resumed run continues exactly.
+    restorable: ClassVar[bool] = True
+    #: Registered Gymnasium id, set by :func:`rlcourse.register_env`.
+    env_id: ClassVar[str | None] = None
+
+    single_observation_space: spaces.Space
+    single_action_space: spaces.Space
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs <= 0:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.validate = bool(validate)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._action_dtype = _torch_dtype(self.single_action_space)
+        self._action_shape = (self.num_envs, *self.single_action_space.shape)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
+        self.episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
+        self.episode_length = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+
+    # ----------------------------------------------------------------- hooks for concrete envs
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, TensorDict]:
+        raise NotImplementedError
+
+    def _observe(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- the Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, TensorDict]:
+        """Reset every sub-env. ``seed`` re-seeds the env's generator, making the whole stream reproducible."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        self._reset_where(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self.episode_return.zero_()
+        self.episode_length.zero_()
+        return self._observe(), {}
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, TensorDict]:
+        """Advance every sub-env; finished ones are reset in the same call (SAME_STEP autoreset).
+
+        ``info["final_obs"]`` / ``info["final_info"]`` hold the last observation and info of the
+        episodes that ended (mask ``info["_final_obs"]``); ``info["episode"]`` holds their return
+        ``r`` and length ``l`` (mask ``info["_episode"]``). The keys are always present, so reading
+        them never needs a host-device sync.
+        """
+        actions = self._check_actions(actions)
+        reward, terminated, truncated, step_info = self._transition(actions)
+        done = terminated | truncated
+        final_obs = self._observe()
+        self._reset_where(done)
+        return self._observe(), reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, step_info)
+
+    def _autoreset_info(self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor, step_info: TensorDict) -> TensorDict:
+        """Update the episode statistics and assemble the SAME_STEP info dict (shared by every env)."""
+        self.episode_return += reward
+        self.episode_length += 1
+        episode = {"r": torch.where(done, self.episode_return, 0.0), "l": torch.where(done, self.episode_length, 0)}
+        self.episode_return.masked_fill_(done, 0.0)
+        self.episode_length.masked_fill_(done, 0)
+        info: TensorDict = dict(step_info)
+        info.update(
+            final_obs=final_obs,
+            _final_obs=done,
+            final_info={**step_info, "episode": episode, "_episode": done},
+            _final_info=done,
+            episode=episode,
+            _episode=done,
+        )
+        return info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+    # ----------------------------------------------------------------- checks
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            raise ValueError(f"actions must be a torch tensor on {self.device}: {describe_space(self.single_action_space)}; got {type(actions).__name__}")
+        if tuple(actions.shape) != self._action_shape:
+            raise ValueError(f"actions must have shape {self._action_shape}: {describe_space(self.single_action_space)}; got shape {tuple(actions.shape)}")
+        if actions.device != self.device:
+            raise ValueError(f"actions must be on device {self.device}, got {actions.device}")
+        if actions.dtype.is_floating_point != self._action_dtype.is_floating_point or actions.dtype == torch.bool:
+            raise ValueError(f"actions must be {describe_space(self.single_action_space)}; got dtype {actions.dtype}")
+        if self.validate:
+            self._check_action_values(actions)
+        return actions
+
+    def _check_action_values(self, actions: torch.Tensor) -> None:
+        space = self.single_action_space
+        if isinstance(space, spaces.Discrete):
+            bad = (actions < space.start) | (actions >= space.start + space.n)
+            if bool(bad.any()):
+                raise ValueError(f"action {int(actions[bad][0])} is outside the action space {space}")
+        elif isinstance(space, spaces.Box):
+            low = torch.as_tensor(space.low, device=self.device)
+            high = torch.as_tensor(space.high, device=self.device)
+            if bool(((actions < low) | (actions > high) | actions.isnan()).any()):
+                raise ValueError(f"an action is outside the action space {space}")
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to continue exactly where this env is, generator included."""
+        state = {name: getattr(self, name).clone() for name in self.state_names}
+        state["episode_return"] = self.episode_return.clone()
+        state["episode_length"] = self.episode_length.clone()
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`state_dict` in place (tensor addresses stay, so captured CUDA graphs stay valid)."""
+        expected = {*self.state_names, "episode_return", "episode_length", "generator"}
+        if set(state) != expected:
+            raise ValueError(f"env state has keys {sorted(state)}, expected {sorted(expected)}")
+        for name in expected - {"generator"}:
+            target = getattr(self, name)
+            if state[name].shape != target.shape or state[name].dtype != target.dtype:
+                raise ValueError(
+                    f"env state {name!r} has shape {tuple(state[name].shape)} and dtype {state[name].dtype}, "
+                    f"expected {tuple(target.shape)} and {target.dtype} (was it saved with another num_envs?)"
+                )
+            target.copy_(state[name])
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_envs={self.num_envs}, device={self.device})"

@@ -1,0 +1,1 @@
+"""Supervised and generative plug-ins (reward models, discriminators, taggers) for rlcourse envs."""

@@ -1,0 +1,397 @@
+"""The agent contract, written once: construction, ``learn``, logging, checkpoints, ``predict``, ``evaluate``.
+
+An algorithm module subclasses :class:`Agent` and writes only its own parts:
+
+* ``_build()`` creates networks, optimizers and preallocated storage;
+* ``_train_iteration()`` collects experience and updates, returning ``{tag: 0-d tensor}`` statistics
+  that stay on the device (the loop reads them once per log interval);
+* ``_act(obs, action_masks, deterministic)`` picks actions for ``predict``/``evaluate``;
+* ``steps_per_iteration`` and the ``_modules``/``_optimizers``/``_extra_state`` used by checkpoints.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rlcourse.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
+from rlcourse.config import config_to_dict, make_config
+from rlcourse.device import resolve_device
+from rlcourse.logger import RunLogger
+from rlcourse.registry import make_vec
+from rlcourse.vec_env import TensorVecEnv
+
+#: A callback is called after every iteration with the agent; returning ``False`` stops training.
+Callback = Callable[["Agent"], "bool | None"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class EpisodeTracker:
+    """Sums over finished episodes (count, return, length, successes), kept on the device until read."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(4, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+        self.has_success = False
+
+    def record(self, info: dict[str, Any]) -> None:
+        done = info["_episode"]
+        success = info["final_info"].get("success")
+        self.has_success = self.has_success or success is not None
+        success_sum = (success & done).sum() if success is not None else torch.zeros((), device=done.device)
+        self.sums += torch.stack((done.sum(), info["episode"]["r"].sum(), info["episode"]["l"].sum(), success_sum)).to(self.sums.dtype)
+
+    def read_and_reset(self) -> dict[str, float]:
+        count, ret, length, success = self.sums.tolist()
+        self.sums.zero_()
+        if count == 0:
+            return {}
+        stats = {"rollout/ep_rew_mean": ret / count, "rollout/ep_len_mean": length / count}
+        if self.has_success:
+            stats["rollout/success_rate"] = success / count
+        return stats
+
+
+class _StopOnSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between iterations (so a checkpoint gets written)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # a second signal: stop now
+            signal.default_int_handler(signum, frame)
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _space_summary(space: spaces.Space) -> str:
+    return repr(space)
+
+
+class Agent(abc.ABC):
+    """Base class of every rlcourse agent (see the module docstring for what a subclass writes).
+
+    Args:
+        env: an env id (``rlcourse/CartPole-v1``, ``Pendulum-v1``, ...) or a :class:`TensorVecEnv`.
+        num_envs: number of parallel envs when ``env`` is an id.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seeds the networks, the env stream and the agent's sampling.
+        run_dir: folder for TensorBoard events and checkpoints (None: log nothing to disk).
+        compile: run the hot functions through ``torch.compile``.
+        cuda_graphs: capture the rollout and update as CUDA graphs (default: on for CUDA devices).
+        **hparams: fields of the algorithm's config dataclass.
+    """
+
+    algo: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, env: str | TensorVecEnv, num_envs: int = 8, device: str | torch.device = "auto", seed: int = 0,
+                 run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None, **hparams: Any):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.config = make_config(self.config_class, hparams)
+        self.device = resolve_device(device)
+        if isinstance(env, TensorVecEnv):
+            self.env = env
+            if env.device != self.device:
+                raise ValueError(f"the env is on {env.device} but the agent was asked to run on {self.device}")
+        else:
+            self.env = make_vec(env, num_envs, self.device)
+        self.env_id = self.env.env_id
+        self.num_envs = self.env.num_envs
+        self.seed = int(seed)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.compile = bool(compile)
+        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if self.cuda_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs=True needs a CUDA device")
+        self.num_timesteps = 0
+        self.iteration = 0
+        self.total_timesteps = 0
+        self.interrupted_by: int | None = None
+        self.has_action_masks = hasattr(self.env, "action_masks")
+
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)
+        random.seed(self.seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.seed)
+        self.obs, _ = self.env.reset(seed=self.seed)
+        self.episodes = EpisodeTracker(self.device)
+        self._build()
+
+    # ----------------------------------------------------------------- what an algorithm writes
+    @property
+    @abc.abstractmethod
+    def steps_per_iteration(self) -> int:
+        """Env steps (summed over envs) taken by one ``_train_iteration``."""
+
+    @abc.abstractmethod
+    def _build(self) -> None:
+        """Create networks, optimizers and storage."""
+
+    @abc.abstractmethod
+    def _train_iteration(self) -> dict[str, torch.Tensor]:
+        """One collect-and-update cycle; returns statistics as on-device 0-d tensors."""
+
+    @abc.abstractmethod
+    def _act(self, obs: torch.Tensor, action_masks: torch.Tensor | None, deterministic: bool,
+             generator: torch.Generator | None) -> torch.Tensor:
+        """Batched actions for batched observations (no gradients)."""
+
+    @abc.abstractmethod
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """The networks to checkpoint."""
+
+    @abc.abstractmethod
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers to checkpoint."""
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        """Other tensors an algorithm carries between iterations (e.g. PPO's adaptive KL β)."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
+
+    def _on_state_loaded(self) -> None:
+        """Called after a checkpoint was loaded (e.g. to drop captured CUDA graphs)."""
+
+    # ----------------------------------------------------------------- training
+    def learn(self, total_timesteps: int, progress_bar: bool = False, callbacks: Iterable[Callback] = (),
+              log_interval: int = 1, reset_num_timesteps: bool = True, checkpoint_interval_s: float = 300.0) -> "Agent":
+        """Train for ``total_timesteps`` env steps (more, not in total, when ``reset_num_timesteps=False``).
+
+        Statistics are read from the device once every ``log_interval`` iterations. With a ``run_dir``,
+        a checkpoint is written every ``checkpoint_interval_s`` seconds, at the end, and when SIGINT or
+        SIGTERM arrives (training then stops after the current iteration; see ``interrupted_by``).
+        """
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps <= 0:
+            raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        if reset_num_timesteps:
+            self.num_timesteps, self.iteration = 0, 0
+        self.total_timesteps = self.num_timesteps + int(total_timesteps)
+        self.interrupted_by = None
+        callbacks = list(callbacks)
+        logger = RunLogger(self.run_dir, self.total_timesteps, progress_bar, start_step=self.num_timesteps,
+                           purge_step=self.num_timesteps if self.num_timesteps > 0 and self.run_dir else None)
+        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
+        last_checkpoint = time.monotonic()
+        stats: dict[str, torch.Tensor] = {}
+        self.last_log: dict[str, float] = {}
+        try:
+            with _StopOnSignal() as stop:
+                while self.num_timesteps < self.total_timesteps:
+                    stats = self._train_iteration()
+                    self.num_timesteps += self.steps_per_iteration
+                    self.iteration += 1
+                    finished = self.num_timesteps >= self.total_timesteps
+                    if self.iteration % log_interval == 0 or finished:
+                        now = time.perf_counter()
+                        fps = (self.num_timesteps - last_log_steps) / max(now - last_log_time, 1e-9)
+                        self._log(logger, stats, fps)
+                        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
+                    if any(callback(self) is False for callback in callbacks):
+                        break
+                    if stop.signum is not None:
+                        self.interrupted_by = stop.signum
+                        break
+                    if self.run_dir is not None and time.monotonic() - last_checkpoint > checkpoint_interval_s:
+                        self.save_checkpoint()
+                        last_checkpoint = time.monotonic()
+            # Only a run that stopped between iterations is saved: after an exception the state may be
+            # half-updated, and the last good checkpoint must not be overwritten by it.
+            if self.run_dir is not None:
+                self.save_checkpoint()
+                logger.hparams({"algo": self.algo, "env": self.env_id, "num_envs": self.num_envs, "seed": self.seed,
+                                **config_to_dict(self.config)},
+                               {k: v for k, v in self.last_log.items() if k.startswith("rollout/")})
+        finally:
+            logger.close()
+        return self
+
+    def _log(self, logger: RunLogger, stats: dict[str, torch.Tensor], fps: float) -> None:
+        """The one host-device sync of a log interval: read every statistic at once."""
+        names = list(stats)
+        values = torch.stack([stats[n].float() for n in names]).tolist() if names else []
+        scalars: dict[str, float] = dict(zip(names, values))
+        scalars.update(self.episodes.read_and_reset())
+        scalars["time/fps"] = fps
+        scalars["time/iterations"] = float(self.iteration)
+        self.last_log = {**self.last_log, **scalars}
+        logger.scalars(scalars, self.num_timesteps)
+
+    # ----------------------------------------------------------------- using a policy
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> Any:
+        """Actions for ``obs`` (one observation or a batch; numpy in, numpy out; tensor in, tensor out)."""
+        as_numpy = not isinstance(obs, torch.Tensor)
+        obs_t = torch.as_tensor(np.asarray(obs) if as_numpy else obs, dtype=torch.float32, device=self.device)
+        obs_shape = self.env.single_observation_space.shape
+        single = tuple(obs_t.shape) == tuple(obs_shape)
+        if single:
+            obs_t = obs_t.unsqueeze(0)
+        if tuple(obs_t.shape[1:]) != tuple(obs_shape):
+            raise ValueError(f"obs must have shape {obs_shape} or (batch, {', '.join(map(str, obs_shape))}), got {tuple(obs_t.shape)}")
+        masks = None
+        if action_masks is not None:
+            masks = torch.as_tensor(np.asarray(action_masks) if not isinstance(action_masks, torch.Tensor) else action_masks,
+                                    dtype=torch.bool, device=self.device).reshape(obs_t.shape[0], -1)
+        with torch.no_grad():
+            actions = self._act(obs_t, masks, deterministic, self.generator)
+        if single:
+            actions = actions[0]
+        return actions.cpu().numpy() if as_numpy else actions
+
+    def evaluate(self, n_episodes: int = 100, deterministic: bool = True, seed: int | None = None) -> dict[str, float]:
+        """Play ``n_episodes`` episodes on a fresh env (one per parallel copy) and summarise them.
+
+        Training state (env, RNGs) is untouched, so evaluating never changes a run's outcome.
+        """
+        if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes <= 0:
+            raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+        seed = self.seed + 1_000_003 if seed is None else seed
+        env = make_vec(self.env_id, n_episodes, self.device)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        obs, _ = env.reset(seed=seed)
+        returns = torch.zeros(n_episodes, device=self.device)
+        lengths = torch.zeros(n_episodes, device=self.device)
+        successes = torch.zeros(n_episodes, device=self.device)
+        finished = torch.zeros(n_episodes, dtype=torch.bool, device=self.device)
+        has_success = False
+        step = 0
+        with torch.no_grad():
+            while True:
+                masks = env.action_masks() if self.has_action_masks else None
+                obs, _, _, _, info = env.step(self._env_action(self._act(obs, masks, deterministic, generator), env))
+                first = info["_episode"] & ~finished
+                returns = torch.where(first, info["episode"]["r"], returns)
+                lengths = torch.where(first, info["episode"]["l"].float(), lengths)
+                if "success" in info["final_info"]:
+                    has_success = True
+                    successes = torch.where(first, info["final_info"]["success"].float(), successes)
+                finished |= first
+                step += 1
+                if step % 32 == 0 and bool(finished.all()):
+                    break
+        env.close()
+        result = {
+            "mean_reward": returns.mean().item(),
+            "std_reward": returns.std(unbiased=False).item(),
+            "mean_length": lengths.mean().item(),
+            "n_episodes": int(n_episodes),
+        }
+        if has_success:
+            result["success_rate"] = successes.mean().item()
+        return result
+
+    def _env_action(self, actions: torch.Tensor, env: TensorVecEnv | None = None) -> torch.Tensor:
+        """Policy output -> env action (Box actions are clipped to the bounds, as SB3 does)."""
+        space = (env or self.env).single_action_space
+        if isinstance(space, spaces.Box):
+            return actions.clamp(torch.as_tensor(space.low, device=actions.device), torch.as_tensor(space.high, device=actions.device))
+        return actions
+
+    # ----------------------------------------------------------------- checkpoints
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly: networks, optimizers, RNGs, env, counters, config."""
+        return {
+            "algo": self.algo,
+            "env_id": self.env_id,
+            "num_envs": self.num_envs,
+            "seed": self.seed,
+            "config": config_to_dict(self.config),
+            "spaces": {"observation": _space_summary(self.env.single_observation_space),
+                       "action": _space_summary(self.env.single_action_space)},
+            "counters": {"num_timesteps": int(self.num_timesteps), "iteration": int(self.iteration),
+                         "total_timesteps": int(self.total_timesteps)},
+            "modules": {name: module.state_dict() for name, module in self._modules().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self._optimizers().items()},
+            "extra": {name: value.detach().clone() for name, value in self._extra_state().items()},
+            "rng": {"global": capture_global_rng(), "agent": self.generator.get_state()},
+            "env": self.env.state_dict() if self.env.restorable else None,
+            "obs": self.obs.clone(),
+            "episodes": self.episodes.sums.clone(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint to ``path`` atomically (temp file, then rename)."""
+        return save_checkpoint(self.checkpoint_state(), path)
+
+    def save_checkpoint(self) -> Path:
+        """The run's checkpoint, ``run_dir/checkpoint.pt``."""
+        if self.run_dir is None:
+            raise ValueError("this agent has no run_dir to checkpoint into")
+        return self.save(self.run_dir / CHECKPOINT_NAME)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto", run_dir: str | Path | None = None,
+             **overrides: Any) -> "Agent":
+        """Rebuild an agent from a checkpoint written by :meth:`save` (env and config come from the file)."""
+        payload = load_checkpoint(path)
+        if payload.get("algo") != cls.algo:
+            raise CheckpointError(f"{str(path)!r} was written by {str(payload.get('algo')).upper()}, not {cls.algo.upper()}")
+        try:
+            agent = cls(payload["env_id"], num_envs=overrides.pop("num_envs", payload["num_envs"]), device=device,
+                        seed=payload["seed"], run_dir=run_dir, **{**payload["config"], **overrides})
+        except KeyError as missing:
+            raise CheckpointError(f"{str(path)!r} lacks the entry {missing}") from None
+        agent.load_state(payload, source=str(path))
+        return agent
+
+    def load_state(self, payload: dict[str, Any], source: str = "checkpoint") -> None:
+        """Load a checkpoint payload into this (already built) agent, checking that it fits."""
+        expected = {"observation": _space_summary(self.env.single_observation_space),
+                    "action": _space_summary(self.env.single_action_space)}
+        if payload.get("spaces") != expected:
+            raise CheckpointError(f"{source} was saved for spaces {payload.get('spaces')}, but {self.env_id} has {expected}")
+        try:
+            for name, module in self._modules().items():
+                module.load_state_dict(payload["modules"][name])
+            for name, optimizer in self._optimizers().items():
+                optimizer.load_state_dict(payload["optimizers"][name])
+            self._load_extra_state(payload["extra"])
+            counters = payload["counters"]
+            self.num_timesteps, self.iteration = counters["num_timesteps"], counters["iteration"]
+            self.total_timesteps = counters["total_timesteps"]
+            restore_global_rng(payload["rng"]["global"])
+            self.generator.set_state(payload["rng"]["agent"])
+            same_batch = payload["num_envs"] == self.num_envs
+            if payload["env"] is not None and self.env.restorable and same_batch:
+                self.env.load_state_dict({k: v.to(self.env.device) if k != "generator" else v for k, v in payload["env"].items()})
+                self.obs.copy_(payload["obs"])
+                self.episodes.sums.copy_(payload["episodes"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"{source} does not fit this {self.algo.upper()} agent: {str(error).splitlines()[0]}") from None
+        self._on_state_loaded()
+
+    def write_eval(self, n_episodes: int = 100) -> dict[str, float]:
+        """Evaluate and write ``run_dir/eval.json``."""
+        result = self.evaluate(n_episodes)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "eval.json").write_text(json.dumps({"num_timesteps": self.num_timesteps, **result}, indent=2))
+        return result

@@ -1,0 +1,78 @@
+"""Action distributions as plain tensor functions: sampling takes an explicit generator and never syncs.
+
+``Categorical`` works on logits and honours action masks (invalid actions get probability 0);
+``DiagGaussian`` works on a mean and a state-independent log standard deviation. Sampling uses the
+Gumbel-max trick and ``torch.randn`` with a given ``torch.Generator``, so it is reproducible and can
+be captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from gymnasium import spaces
+
+
+def mask_logits(logits: torch.Tensor, action_masks: torch.Tensor | None) -> torch.Tensor:
+    """Logits with invalid actions pushed to the lowest finite value (keeps entropies finite)."""
+    if action_masks is None:
+        return logits
+    return torch.where(action_masks, logits, torch.finfo(logits.dtype).min)
+
+
+class Categorical:
+    """A distribution over ``n`` discrete actions, parameterised by logits of shape ``[B, n]``."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.param_dim = n
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
+        return torch.argmax(logits + gumbel, dim=-1)
+
+    def mode(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.argmax(logits, dim=-1)
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self, logits: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return -(log_probs.exp() * log_probs).sum(-1)
+
+
+class DiagGaussian:
+    """A diagonal Gaussian over Box actions; parameters are ``(mean [B, d], log_std [d])``."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.param_dim = dim
+
+    def sample(self, params: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
+        mean, log_std = params
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    def mode(self, params: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return params[0]
+
+    def log_prob(self, params: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = params
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std - 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum(-1)
+
+    def entropy(self, params: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        mean, log_std = params
+        per_dim = 0.5 + 0.5 * torch.log(torch.tensor(2 * torch.pi)) + log_std
+        return per_dim.sum(-1).expand(mean.shape[0])
+
+
+def make_distribution(action_space: spaces.Space) -> Categorical | DiagGaussian:
+    """The distribution family for an action space, or a ``ValueError`` naming the supported ones."""
+    if isinstance(action_space, spaces.Discrete):
+        return Categorical(int(action_space.n))
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        return DiagGaussian(int(action_space.shape[0]))
+    raise ValueError(f"action space {action_space} is not supported by this agent; supported: Discrete, 1-D Box")

@@ -1,0 +1,41 @@
+"""Capturing a whole training iteration as one CUDA graph.
+
+A graph replays a fixed sequence of kernels on fixed memory, with one launch from Python. This
+only works when the captured function keeps every tensor it reads and writes at a fixed address
+(preallocated storage, in-place updates), never syncs with the host, and draws its randomness from
+generators registered with the graph. The agents are written to those rules on every device, so
+the same code runs eagerly on the CPU and captured on CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callable[[Any], None],
+            generators: list[torch.Generator], warmup: int = 2) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """Capture ``fn`` and return ``(graph, outputs)``; ``graph.replay()`` reruns it and refreshes ``outputs``.
+
+    ``fn`` runs ``warmup`` times first on a side stream (cuBLAS workspaces, lazily created optimizer
+    state, autograd buffers). Those runs change parameters and RNG streams, so the state taken by
+    ``snapshot()`` beforehand is put back with ``restore()`` before capture: the first replay then
+    does exactly what the first eager call would have done.
+    """
+    saved = snapshot()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    restore(saved)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
+    with torch.cuda.graph(graph):
+        outputs = fn()
+    return graph, outputs

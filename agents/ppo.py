@@ -1,0 +1,310 @@
+"""Proximal Policy Optimization: PPO2's clipped objective and PPO's adaptive KL penalty (notes:12787-12999).
+
+Objective. Policy gradient is on-policy: each batch is used once (notes:12787-12809). PPO makes it
+off-policy with importance sampling (notes:12811-12859): data sampled by θᵏ (the policy that
+collected the rollout) trains θ through the surrogate
+
+    J^{θᵏ}(θ) = E_{(s,a)~π_θᵏ} [ p_θ(a|s) / p_θᵏ(a|s) · A^{θᵏ}(s, a) ]            (notes:12861-12911)
+
+which is only trustworthy while θ stays close to θᵏ in *behaviour*, i.e. KL between the action
+distributions, not between the parameters (notes:12919-12951). Two ways to keep it close:
+
+* ``objective="kl_penalty"`` (PPO):   maximise J^{θᵏ}(θ) − β·KL(θᵏ, θ); after each update raise β when
+  KL > ``kl_max`` and lower it when KL < ``kl_min`` (adaptive KL penalty, notes:12961-12963).
+* ``objective="clip"`` (PPO2):        maximise Σ min( r·A, clip(r, 1−ε, 1+ε)·A ),  r = p_θ / p_θᵏ.
+  For A > 0 the ratio gains nothing above 1+ε; for A < 0 nothing below 1−ε (notes:12965-12991).
+
+Algorithm (notes:12953-12959): initialise θ⁰; every iteration, interact with θᵏ to collect
+``n_steps × num_envs`` transitions, estimate the advantages A^{θᵏ}, then update θ *many times* on
+that same batch (``n_epochs`` passes of minibatches).
+
+Beyond the notes (they give no numbers for these): A is estimated with GAE(λ) over a learned
+baseline V(s) (notes:12783-12785 only define A = reward-to-go − b); advantages are normalised per
+minibatch; an entropy bonus keeps exploring (notes:13754-13758); value clipping, gradient-norm
+clipping, learning-rate and clip-range annealing and the ``target_kl`` early stop follow SB3's PPO.
+
+Everything stays on the device: storage is preallocated, statistics are tensors, and the early
+stop is a mask rather than a Python ``break``, so one whole iteration can be captured as a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from gymnasium import spaces
+
+from rlcourse.agents import graphs
+from rlcourse.agents.base import Agent
+from rlcourse.agents.distributions import make_distribution, mask_logits
+from rlcourse.agents.networks import ActorCritic
+from rlcourse.agents.rollout import RolloutBuffer, explained_variance, generalized_advantages
+from rlcourse.config import hp
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (defaults are SB3's, so results compare directly)."""
+
+    n_steps: int = hp(2048, "env steps collected per env in each rollout")
+    batch_size: int = hp(64, "minibatch size; must divide n_steps * num_envs")
+    n_epochs: int = hp(10, "passes over each rollout: θ is updated many times on one batch (notes:12953-12959)")
+    learning_rate: float = hp(3e-4, "Adam step size")
+    anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
+    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
+    gae_lambda: float = hp(0.95, "λ of GAE: 0 is one-step TD, 1 is Monte Carlo minus the baseline")
+    objective: Literal["clip", "kl_penalty"] = hp("clip", "clip = PPO2 (notes:12965-12991); kl_penalty = adaptive-β PPO (notes:12919-12963)")
+    clip_range: float = hp(0.2, "ε of the clip objective: the ratio counts only within [1−ε, 1+ε] (notes:12973)")
+    anneal_clip_range: bool = hp(False, "decay ε linearly to 0 over training")
+    clip_range_vf: float | None = hp(None, "clip each value prediction to within this of the rollout's value (null: off)")
+    kl_beta: float = hp(1.0, "initial β of the KL penalty (kl_penalty objective)")
+    kl_max: float = hp(0.015, "raise β when the KL after an update is above this (notes:12961-12963)")
+    kl_min: float = hp(0.0067, "lower β when the KL after an update is below this (notes:12961-12963)")
+    kl_beta_factor: float = hp(2.0, "β is multiplied or divided by this when it adapts")
+    normalize_advantage: bool = hp(True, "standardise advantages within each minibatch")
+    ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758)")
+    vf_coef: float = hp(0.5, "weight of the value loss")
+    max_grad_norm: float = hp(0.5, "clip the global gradient norm to this")
+    target_kl: float | None = hp(None, "skip the rest of an update once approx KL > 1.5 × target_kl (null: off)")
+    net_arch: tuple[int, ...] = hp((64, 64), "hidden layer sizes of the policy and of the value network")
+    activation: Literal["tanh", "relu", "elu"] = hp("tanh", "hidden-layer activation")
+    log_std_init: float = hp(0.0, "initial log standard deviation of Gaussian policies")
+    adam_eps: float = hp(1e-5, "Adam's epsilon")
+
+    def __post_init__(self) -> None:
+        positive = ("n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "kl_beta", "kl_max", "adam_eps")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda!r}")
+        if not 0.0 <= self.kl_min < self.kl_max:
+            raise ValueError(f"kl_min must be in [0, kl_max), got kl_min={self.kl_min!r}, kl_max={self.kl_max!r}")
+        if self.kl_beta_factor <= 1.0:
+            raise ValueError(f"kl_beta_factor must be > 1, got {self.kl_beta_factor!r}")
+        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("clip_range_vf", "target_kl"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 or null, got {getattr(self, name)!r}")
+        if not self.net_arch or any(size <= 0 for size in self.net_arch):
+            raise ValueError(f"net_arch must be a non-empty list of positive sizes, got {list(self.net_arch)!r}")
+
+
+def ppo_losses(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+               clip_range: torch.Tensor, objective: str, kl_beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The policy loss to *minimise* (−J), the approximate KL(θᵏ‖θ) and the clip fraction of one minibatch.
+
+    KL is estimated from the samples as E[(r − 1) − log r] (non-negative, unbiased for KL(θᵏ‖θ)).
+    """
+    log_ratio = new_log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    approx_kl = ((ratio - 1.0) - log_ratio).mean()
+    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    if objective == "clip":
+        clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+        loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+    else:
+        loss = -(ratio * advantages).mean() + kl_beta * approx_kl
+    return loss, approx_kl, clip_fraction
+
+
+class PPO(Agent):
+    """PPO on any env with a flat Box observation and a Discrete (optionally masked) or 1-D Box action space."""
+
+    algo = "ppo"
+    config_class = PPOConfig
+    config: PPOConfig
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.n_steps * self.num_envs
+
+    def _build(self) -> None:
+        c = self.config
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(f"PPO needs a flat Box observation space, got {obs_space}")
+        if self.steps_per_iteration % c.batch_size:
+            raise ValueError(f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})")
+        self.distribution = make_distribution(action_space)
+        self.policy = ActorCritic(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(self.device)
+        # Under CUDA graphs the learning rate must be a device tensor that a replay reads, not a constant baked into it.
+        lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs)
+        mask_dim = int(action_space.n) if self.has_action_masks else None
+        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
+        self.buffer = RolloutBuffer.allocate(c.n_steps, self.num_envs, obs_space.shape, action_space.shape,
+                                             action_dtype, mask_dim, self.device)
+        self.clip_range = torch.tensor(c.clip_range, device=self.device)
+        self.kl_beta = torch.tensor(c.kl_beta, device=self.device)
+        self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
+        self._minibatch_loss = torch.compile(self._loss) if self.compile else self._loss
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_stats: dict[str, torch.Tensor] = {}
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        return {"kl_beta": self.kl_beta}
+
+    def _on_state_loaded(self) -> None:
+        self._graph = None  # the optimizer's state tensors were replaced: capture again
+
+    # ----------------------------------------------------------------- acting
+    def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        params = self.policy.policy_params(obs)
+        return mask_logits(params, action_masks) if action_masks is not None else params
+
+    def _act(self, obs, action_masks, deterministic, generator):
+        params = self._policy_params(obs, action_masks)
+        return self.distribution.mode(params) if deterministic else self.distribution.sample(params, generator)
+
+    # ----------------------------------------------------------------- one iteration
+    def _train_iteration(self) -> dict[str, torch.Tensor]:
+        self._apply_schedules()
+        if not self.cuda_graphs:
+            return self._collect_and_update()
+        if self._graph is None:
+            self._graph, self._graph_stats = graphs.capture(
+                self._collect_and_update, snapshot=self.checkpoint_state, restore=self._restore_for_capture,
+                generators=[self.generator, self.env.generator])
+        self._graph.replay()
+        return self._graph_stats
+
+    def _restore_for_capture(self, state: dict[str, Any]) -> None:
+        self.load_state(state)
+        self._apply_schedules()
+
+    def _apply_schedules(self) -> None:
+        """Learning rate and ε for this iteration, from host-side progress (no device read)."""
+        c = self.config
+        remaining = 1.0 - self.num_timesteps / self.total_timesteps if self.total_timesteps else 1.0
+        lr = c.learning_rate * remaining if c.anneal_lr else c.learning_rate
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self.clip_range.fill_(c.clip_range * remaining if c.anneal_clip_range else c.clip_range)
+
+    def _collect_and_update(self) -> dict[str, torch.Tensor]:
+        rollout_stats = self._collect_rollout()
+        return {**rollout_stats, **self._update()}
+
+    def _policy_and_env_step(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        """Interact with θᵏ for one step: sample a ~ π_θᵏ(·|s), step the env, value the states."""
+        params = self._policy_params(obs, action_masks)
+        actions = self.distribution.sample(params, self.generator)
+        log_prob = self.distribution.log_prob(params, actions)
+        value = self.policy.value(obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(actions))
+        # A truncated episode did not end in the MDP: its last reward gets γ·V(final state) added,
+        # so the advantage estimate bootstraps from where the time limit cut it off.
+        final_value = self.policy.value(info["final_obs"])
+        reward = reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
+        return actions, log_prob, value, next_obs, reward, terminated | truncated, info
+
+    @torch.no_grad()
+    def _collect_rollout(self) -> dict[str, torch.Tensor]:
+        c, buf = self.config, self.buffer
+        for t in range(c.n_steps):
+            masks = self.env.action_masks() if self.has_action_masks else None
+            actions, log_prob, value, next_obs, reward, done, info = self._rollout_step(self.obs, masks)
+            buf.obs[t].copy_(self.obs)
+            buf.actions[t].copy_(actions)
+            buf.log_probs[t].copy_(log_prob)
+            buf.values[t].copy_(value)
+            buf.rewards[t].copy_(reward)
+            buf.dones[t].copy_(done)
+            if masks is not None:
+                buf.action_masks[t].copy_(masks)
+            self.episodes.record(info)
+            self.obs.copy_(next_obs)
+        last_value = self.policy.value(self.obs)
+        buf.advantages.copy_(generalized_advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
+        buf.returns.copy_(buf.advantages + buf.values)
+        return {"train/explained_variance": explained_variance(buf.values.flatten(), buf.returns.flatten())}
+
+    def _loss(self, obs, actions, old_log_prob, old_values, advantages, returns, masks):
+        """Minibatch loss = −J(θ) + vf_coef·value loss − ent_coef·entropy, plus diagnostics."""
+        c = self.config
+        params = self._policy_params(obs, masks)
+        new_log_prob = self.distribution.log_prob(params, actions)
+        entropy = self.distribution.entropy(params)
+        if c.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss, approx_kl, clip_fraction = ppo_losses(new_log_prob, old_log_prob, advantages,
+                                                           self.clip_range, c.objective, self.kl_beta)
+        values = self.policy.value(obs)
+        if c.clip_range_vf is not None:
+            values = old_values + torch.clamp(values - old_values, -c.clip_range_vf, c.clip_range_vf)
+        value_loss = (returns - values).square().mean()
+        entropy_loss = -entropy.mean()
+        loss = policy_loss + c.ent_coef * entropy_loss + c.vf_coef * value_loss
+        return loss, torch.stack((policy_loss, value_loss, entropy_loss, approx_kl, clip_fraction, loss))
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        """Update θ for ``n_epochs`` passes of shuffled minibatches over the rollout (notes:12953-12959)."""
+        c, buf = self.config, self.buffer
+        n = self.steps_per_iteration
+        obs, actions, old_log_prob = buf.flat("obs"), buf.flat("actions"), buf.flat("log_probs")
+        old_values, advantages, returns = buf.flat("values"), buf.flat("advantages"), buf.flat("returns")
+        masks = buf.flat("action_masks") if buf.action_masks is not None else None
+        sums = torch.zeros(6, device=self.device)
+        n_applied = torch.zeros((), device=self.device)
+        stopped = torch.zeros((), dtype=torch.bool, device=self.device)
+        for _ in range(c.n_epochs):
+            order = torch.rand(n, generator=self.generator, device=self.device).argsort()
+            for start in range(0, n, c.batch_size):
+                idx = order[start:start + c.batch_size]
+                loss, parts = self._minibatch_loss(obs[idx], actions[idx], old_log_prob[idx], old_values[idx],
+                                                   advantages[idx], returns[idx], None if masks is None else masks[idx])
+                if c.target_kl is not None:
+                    stopped = stopped | (parts[3] > 1.5 * c.target_kl)
+                self.optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                self._optimizer_step(skip=stopped if c.target_kl is not None else None)
+                applied = (~stopped).float()
+                sums += parts.detach() * applied
+                n_applied += applied
+        means = sums / n_applied.clamp_min(1.0)
+        stats = {
+            "train/policy_gradient_loss": means[0], "train/value_loss": means[1], "train/entropy_loss": means[2],
+            "train/approx_kl": means[3], "train/clip_fraction": means[4], "train/loss": means[5],
+            "train/clip_range": self.clip_range.clone(), "train/n_updates": n_applied,
+            "train/learning_rate": torch.as_tensor(self.optimizer.param_groups[0]["lr"], device=self.device).clone(),
+        }
+        if c.objective == "kl_penalty":
+            self._adapt_kl_beta(means[3])
+            stats["train/kl_beta"] = self.kl_beta.clone()
+        return stats
+
+    def _optimizer_step(self, skip: torch.Tensor | None) -> None:
+        """Adam step; with ``skip`` (target_kl reached) the parameters and Adam's state are left as they were."""
+        if skip is None:
+            self.optimizer.step()
+            return
+        tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
+        tensors += [v for state in self.optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        before = [t.detach().clone() for t in tensors]
+        self.optimizer.step()
+        with torch.no_grad():
+            for tensor, old in zip(tensors, before):
+                tensor.copy_(torch.where(skip, old, tensor))
+
+    def _adapt_kl_beta(self, kl: torch.Tensor) -> None:
+        """Adaptive KL penalty (notes:12961-12963): KL too large → the penalty did not bite, raise β; too small → lower β."""
+        c = self.config
+        factor = torch.where(kl > c.kl_max, c.kl_beta_factor, torch.where(kl < c.kl_min, 1.0 / c.kl_beta_factor, 1.0))
+        self.kl_beta.mul_(factor)
+

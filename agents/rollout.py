@@ -1,0 +1,90 @@
+"""On-policy rollout storage and the advantage estimators that read it.
+
+Storage is preallocated once, ``[n_steps, num_envs, ...]`` on the device; a rollout writes into it
+in place, so the same memory is reused every iteration (and a captured CUDA graph stays valid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def generalized_advantages(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """GAE(λ) advantages for ``[T, B]`` rollouts (Schulman et al. 2016; not in the notes, see INDEX §2).
+
+    ``dones[t]`` marks that the episode ended at step ``t`` (the next state belongs to a new episode).
+    With ``lam = 1`` and ``values = 0`` this is exactly the discounted reward-to-go of notes:12751-12779.
+    """
+    advantages = torch.empty_like(rewards)
+    next_advantage = torch.zeros_like(last_value)
+    next_value = last_value
+    for t in reversed(range(rewards.shape[0])):
+        not_done = 1.0 - dones[t].to(rewards.dtype)
+        delta = rewards[t] + gamma * not_done * next_value - values[t]
+        next_advantage = delta + gamma * lam * not_done * next_advantage
+        advantages[t] = next_advantage
+        next_value = values[t]
+    return advantages
+
+
+def rewards_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Σ_{t'≥t} γ^{t'-t} r_{t'} within each episode (tip 2 of notes:12751-12779).
+
+    >>> rewards_to_go(torch.tensor([[5.0], [0.0], [-2.0]]), torch.tensor([[False], [False], [True]]), 1.0).flatten()
+    tensor([ 3., -2., -2.])
+    """
+    zeros = torch.zeros_like(rewards)
+    return generalized_advantages(rewards, zeros, dones, zeros[0], gamma, 1.0)
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - Var[target - prediction] / Var[target] (SB3's ``train/explained_variance``); NaN if Var[target] = 0."""
+    var_targets = targets.var()
+    return 1.0 - (targets - predictions).var() / var_targets
+
+
+@dataclass
+class RolloutBuffer:
+    """Preallocated tensors for one on-policy rollout of ``n_steps`` × ``num_envs`` transitions."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    action_masks: torch.Tensor | None
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    @classmethod
+    def allocate(cls, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: torch.dtype, mask_dim: int | None, device: torch.device) -> "RolloutBuffer":
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros((n_steps, num_envs, *shape), dtype=dtype, device=device)
+
+        return cls(
+            obs=zeros(*obs_shape),
+            actions=zeros(*action_shape, dtype=action_dtype),
+            log_probs=zeros(),
+            values=zeros(),
+            rewards=zeros(),
+            dones=zeros(dtype=torch.bool),
+            action_masks=None if mask_dim is None else zeros(mask_dim, dtype=torch.bool),
+            advantages=zeros(),
+            returns=zeros(),
+        )
+
+    def flat(self, name: str) -> torch.Tensor:
+        """A field with the step and env dimensions merged, ``[n_steps * num_envs, ...]``."""
+        tensor = getattr(self, name)
+        return tensor.reshape(-1, *tensor.shape[2:])

@@ -1,0 +1,101 @@
+"""Checkpoints as plain tensors and data: written atomically, read with ``torch.load(weights_only=True)`` only.
+
+A checkpoint is a dict with a ``format`` marker, the versions that wrote it and the agent's state
+(networks, optimizers, every RNG state, counters, config, env id and spaces). It can never execute
+code when loaded; a foreign, corrupt or pickle-carrying file gets a :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+FORMAT = "rlcourse-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, foreign, unsafe or does not match what loads it."""
+
+
+def versions() -> dict[str, str]:
+    from rlcourse import __version__
+
+    return {"rlcourse": __version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__, "numpy": np.__version__}
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Save an agent's state with the format marker and versions."""
+    return atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **state}, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely, or raise :class:`CheckpointError` saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {str(path)!r}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{str(path)!r} holds objects other than tensors and plain data, so it is refused "
+            f"(checkpoints are loaded with weights_only=True and can never run code): {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {str(error).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an rlcourse checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{str(path)!r} has checkpoint format {payload.get('format_version')!r}; this rlcourse reads {FORMAT_VERSION}")
+    return payload
+
+
+def capture_global_rng() -> dict[str, Any]:
+    """The global RNG states of torch (CPU and CUDA), numpy and Python, as tensors and plain data."""
+    _, numpy_key, numpy_pos, numpy_has_gauss, numpy_cached_gauss = np.random.get_state(legacy=True)
+    _, python_key, python_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [torch.from_numpy(numpy_key.astype(np.int64)), int(numpy_pos), int(numpy_has_gauss), float(numpy_cached_gauss)],
+        "python": [torch.tensor(python_key, dtype=torch.int64), python_gauss],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_global_rng(state: dict[str, Any]) -> None:
+    """Put back what :func:`capture_global_rng` returned."""
+    torch.set_rng_state(state["torch"])
+    numpy_key, numpy_pos, numpy_has_gauss, numpy_cached_gauss = state["numpy"]
+    np.random.set_state(("MT19937", numpy_key.numpy().astype(np.uint32), numpy_pos, numpy_has_gauss, numpy_cached_gauss))
+    python_key, python_gauss = state["python"]
+    random.setstate((3, tuple(python_key.tolist()), python_gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

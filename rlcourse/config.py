@@ -1,0 +1,142 @@
+"""Algorithm configs: dataclasses with a one-line doc per field, YAML presets and ``key=value`` overrides.
+
+Every config class is a dataclass whose fields are declared with :func:`hp`. Values from presets,
+``--config`` files and ``--hp key=value`` go through :func:`make_config`, which rejects unknown keys
+and values of the wrong type with a :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A hyperparameter, preset or config file is unknown or has a bad value."""
+
+
+def hp(default: Any, doc: str) -> Any:
+    """A config field with its default and a one-line description (shown by ``rlcourse list``)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """``{name: one-line doc}`` for a config class."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(config_cls)}
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"bad value {value!r} for {key}")
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"bad value {value!r} for {key}: choose one of {', '.join(map(repr, choices))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"bad value {value!r} for {key}: expected a list such as [64, 64]")
+        (item_type, *_rest) = typing.get_args(annotation)
+        return tuple(_coerce(key, item, item_type) for item in value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"bad value {value!r} for {key}: expected true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"bad value {value!r} for {key}: expected an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"bad value {value!r} for {key}: expected a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"bad value {value!r} for {key}: expected a string")
+        return value
+    raise TypeError(f"config field {key} has an unsupported annotation {annotation!r}")
+
+
+def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> Any:
+    """Build ``config_cls`` from its defaults and ``overrides``, checking every key and value."""
+    overrides = dict(overrides or {})
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter {unknown[0]!r} for {config_cls.__name__}; valid: {', '.join(names)}")
+    values = {key: _coerce(key, value, hints[key]) for key, value in overrides.items()}
+    try:
+        return config_cls(**values)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain YAML/JSON-ready values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def parse_hp(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``["key=value", ...]``; values are YAML (``0.1``, ``true``, ``[64, 64]``, ``null``)."""
+    parsed: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad --hp {item!r}: expected key=value")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"bad --hp {item!r}: the value is not valid YAML") from None
+    return parsed
+
+
+#: Keys of a preset that configure the run rather than the algorithm.
+RUN_KEYS = ("num_envs", "total_timesteps")
+
+
+def load_preset(algo: str, env_id: str) -> dict[str, Any]:
+    """The shipped preset for ``(algo, env_id)`` from ``rlcourse/presets/<algo>.yml`` ({} if none)."""
+    path = resources.files("rlcourse") / "presets" / f"{algo}.yml"
+    if not path.is_file():
+        return {}
+    presets = yaml.safe_load(path.read_text()) or {}
+    return dict(presets.get(env_id) or {})
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A user's YAML config: a flat mapping of run keys and hyperparameters."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
+    return data

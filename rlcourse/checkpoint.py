@@ -30,7 +30,8 @@ class CheckpointError(ValueError):
 def versions() -> dict[str, str]:
     from rlcourse import __version__
 
-    return {"rlcourse": __version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__, "numpy": np.__version__}
+    # str(): torch.__version__ is a str subclass that weights_only loading rejects.
+    return {"rlcourse": str(__version__), "torch": str(torch.__version__), "gymnasium": str(gymnasium.__version__), "numpy": str(np.__version__)}
 
 
 def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:

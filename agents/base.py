@@ -124,9 +124,18 @@ class Agent(abc.ABC):
         self.seed = int(seed)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.compile = bool(compile)
-        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if cuda_graphs is None:
+            cuda_graphs = self.device.type == "cuda" and self.env.graph_safe
+        self.cuda_graphs = bool(cuda_graphs)
         if self.cuda_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
+        if self.cuda_graphs and not self.env.graph_safe:
+            raise ValueError(f"cuda_graphs=True needs an env that steps on the device; {self.env_id} steps on the host")
+        action_space = self.env.single_action_space
+        self._action_bounds = None
+        if isinstance(action_space, spaces.Box):  # kept on the device: no host copy inside a captured step
+            self._action_bounds = (torch.as_tensor(action_space.low, device=self.device),
+                                   torch.as_tensor(action_space.high, device=self.device))
         self.num_timesteps = 0
         self.iteration = 0
         self.total_timesteps = 0
@@ -286,7 +295,7 @@ class Agent(abc.ABC):
         with torch.no_grad():
             while True:
                 masks = env.action_masks() if self.has_action_masks else None
-                obs, _, _, _, info = env.step(self._env_action(self._act(obs, masks, deterministic, generator), env))
+                obs, _, _, _, info = env.step(self._env_action(self._act(obs, masks, deterministic, generator)))
                 first = info["_episode"] & ~finished
                 returns = torch.where(first, info["episode"]["r"], returns)
                 lengths = torch.where(first, info["episode"]["l"].float(), lengths)
@@ -308,12 +317,11 @@ class Agent(abc.ABC):
             result["success_rate"] = successes.mean().item()
         return result
 
-    def _env_action(self, actions: torch.Tensor, env: TensorVecEnv | None = None) -> torch.Tensor:
+    def _env_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Policy output -> env action (Box actions are clipped to the bounds, as SB3 does)."""
-        space = (env or self.env).single_action_space
-        if isinstance(space, spaces.Box):
-            return actions.clamp(torch.as_tensor(space.low, device=actions.device), torch.as_tensor(space.high, device=actions.device))
-        return actions
+        if self._action_bounds is None:
+            return actions
+        return actions.clamp(*self._action_bounds)
 
     # ----------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:

@@ -8,6 +8,8 @@ be captured in a CUDA graph.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from gymnasium import spaces
 
@@ -61,11 +63,11 @@ class DiagGaussian:
     def log_prob(self, params: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = params
         z = (actions - mean) * torch.exp(-log_std)
-        return (-0.5 * z.square() - log_std - 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum(-1)
+        return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def entropy(self, params: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         mean, log_std = params
-        per_dim = 0.5 + 0.5 * torch.log(torch.tensor(2 * torch.pi)) + log_std
+        per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
         return per_dim.sum(-1).expand(mean.shape[0])
 
 

@@ -24,7 +24,7 @@ def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callabl
     ``snapshot()`` beforehand is put back with ``restore()`` before capture: the first replay then
     does exactly what the first eager call would have done.
     """
-    saved = snapshot()
+    saved = _clone_tree(snapshot())  # state_dict()s hold references; warm-up would change them in place
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -39,3 +39,13 @@ def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callabl
     with torch.cuda.graph(graph):
         outputs = fn()
     return graph, outputs
+
+
+def _clone_tree(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, dict):
+        return {key: _clone_tree(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone_tree(value) for value in tree)
+    return tree

@@ -38,6 +38,8 @@ class GymVecEnv(TensorVecEnv):
 
     #: Gymnasium's envs keep state rlcourse cannot read, so a resumed run starts fresh episodes.
     restorable = False
+    #: Every step goes through numpy on the host, which a CUDA graph cannot replay.
+    graph_safe = False
 
     def __init__(self, env_id: str, num_envs: int, device="cpu", validate: bool = False,
                  vectorization_mode: str = "sync", env_kwargs: dict[str, Any] | None = None):

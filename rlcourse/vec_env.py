@@ -55,6 +55,8 @@ class TensorVecEnv(VectorEnv):
     state_names: ClassVar[tuple[str, ...]] = ()
     #: Whether :meth:`state_dict` captures the whole state, so that a resumed run continues exactly.
     restorable: ClassVar[bool] = True
+    #: Whether ``step`` is pure device work (no host round trips), so agents may capture it in a CUDA graph.
+    graph_safe: ClassVar[bool] = True
     #: Registered Gymnasium id, set by :func:`rlcourse.register_env`.
     env_id: ClassVar[str | None] = None
 

@@ -12,7 +12,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     else:
         name = str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return canonical_device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(name)
     except RuntimeError:
@@ -24,4 +24,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif resolved.type != "cpu":
         raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return resolved
+    return canonical_device(resolved)
+
+
+def canonical_device(device: str | torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:<current>``, so that devices compare equal to the ones tensors report."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device

@@ -146,6 +146,7 @@ class PPO(Agent):
         self.kl_beta = torch.tensor(c.kl_beta, device=self.device)
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._minibatch_loss = torch.compile(self._loss) if self.compile else self._loss
+        self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_stats: dict[str, torch.Tensor] = {}
 
@@ -232,7 +233,7 @@ class PPO(Agent):
             self.episodes.record(info)
             self.obs.copy_(next_obs)
         last_value = self.policy.value(self.obs)
-        buf.advantages.copy_(generalized_advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
+        buf.advantages.copy_(self._advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
         buf.returns.copy_(buf.advantages + buf.values)
         return {"train/explained_variance": explained_variance(buf.values.flatten(), buf.returns.flatten())}
 

@@ -90,7 +90,7 @@ class GymVecEnv(TensorVecEnv):
         final_obs = next_obs.clone()
         if "final_obs" in info:
             for index in np.flatnonzero(info["_final_obs"]):
-                final_obs[index] = self._obs_tensor(info["final_obs"][index][None])[0]
+                final_obs[index] = self._obs_tensor(np.asarray(info["final_obs"][index])[None])[0]
         return next_obs, reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, {})
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -143,7 +143,7 @@ class TensorVecEnv(VectorEnv):
         if tuple(actions.shape) != self._action_shape:
             raise ValueError(f"actions must have shape {self._action_shape}: {describe_space(self.single_action_space)}; got shape {tuple(actions.shape)}")
         if actions.device != self.device:
-            raise ValueError(f"actions must be on device {self.device}, got {actions.device}")
+            raise ValueError(f"actions must be on device {self.device}: {describe_space(self.single_action_space)}; got device {actions.device}")
         if actions.dtype.is_floating_point != self._action_dtype.is_floating_point or actions.dtype == torch.bool:
             raise ValueError(f"actions must be {describe_space(self.single_action_space)}; got dtype {actions.dtype}")
         if self.validate:

@@ -1,0 +1,70 @@
+"""Gymnasium's and SB3's env checkers, and an SB3 PPO smoke run, on every registered single-env adapter."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import rlcourse
+from rlcourse.single_env import SingleEnv
+
+ENV_IDS = rlcourse.list_envs()
+
+
+def _is_infinite_bound_warning(warning: warnings.WarningMessage) -> bool:
+    text = str(warning.message).lower()
+    return "infinity" in text or "unbounded" in text
+
+
+def _run_checker(checker, env) -> None:
+    """Run ``checker(env)``; any warning other than one about infinite Box bounds fails the test."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checker(env)
+    unexpected = [str(w.message) for w in caught if not _is_infinite_bound_warning(w)]
+    assert unexpected == [], f"checker warned: {unexpected}"
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gym_make_gives_the_single_env_adapter(env_id):
+    env = gym.make(env_id)
+    assert isinstance(env.unwrapped, SingleEnv)
+    obs, _ = env.reset(seed=0)
+    assert isinstance(obs, np.ndarray) and env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_env_checker(env_id):
+    _run_checker(gym_check_env, gym.make(env_id).unwrapped)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sb3_env_checker(env_id):
+    _run_checker(lambda env: sb3_check_env(env, warn=True), gym.make(env_id))
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sb3_ppo_smoke_run_and_predict(env_id):
+    env = gym.make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+        model.learn(256)
+    assert model.num_timesteps == 256
+
+    check_env = gym.make(env_id)
+    obs, _ = check_env.reset(seed=1)
+    for _ in range(20):
+        action, _ = model.predict(obs, deterministic=False)
+        assert check_env.action_space.contains(action), f"predict gave {action!r}, not in {check_env.action_space}"
+        obs, reward, terminated, truncated, _ = check_env.step(action)
+        assert check_env.observation_space.contains(obs)
+        assert np.isfinite(reward)
+        if terminated or truncated:
+            obs, _ = check_env.reset()

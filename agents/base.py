@@ -136,6 +136,8 @@ class Agent(abc.ABC):
         if isinstance(action_space, spaces.Box):  # kept on the device: no host copy inside a captured step
             self._action_bounds = (torch.as_tensor(action_space.low, device=self.device),
                                    torch.as_tensor(action_space.high, device=self.device))
+        # Policies index actions from 0; Discrete(n, start=k) envs want k..k+n-1.
+        self._action_offset = int(action_space.start) if isinstance(action_space, spaces.Discrete) else 0
         self.num_timesteps = 0
         self.iteration = 0
         self.total_timesteps = 0
@@ -269,7 +271,7 @@ class Agent(abc.ABC):
             masks = torch.as_tensor(np.asarray(action_masks) if not isinstance(action_masks, torch.Tensor) else action_masks,
                                     dtype=torch.bool, device=self.device).reshape(obs_t.shape[0], -1)
         with torch.no_grad():
-            actions = self._act(obs_t, masks, deterministic, self.generator)
+            actions = self._env_action(self._act(obs_t, masks, deterministic, self.generator))
         if single:
             actions = actions[0]
         return actions.cpu().numpy() if as_numpy else actions
@@ -282,7 +284,7 @@ class Agent(abc.ABC):
         if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes <= 0:
             raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
         seed = self.seed + 1_000_003 if seed is None else seed
-        env = make_vec(self.env_id, n_episodes, self.device)
+        env = self._make_env(n_episodes)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
         obs, _ = env.reset(seed=seed)
@@ -317,11 +319,20 @@ class Agent(abc.ABC):
             result["success_rate"] = successes.mean().item()
         return result
 
+    def _make_env(self, num_envs: int) -> TensorVecEnv:
+        """A fresh copy of the training env with ``num_envs`` sub-envs (for evaluation)."""
+        if self.env_id is not None:
+            return make_vec(self.env_id, num_envs, self.device)
+        try:  # an unregistered TensorVecEnv passed as an instance
+            return type(self.env)(num_envs=num_envs, device=self.device)
+        except TypeError as error:
+            raise ValueError(f"cannot make another {type(self.env).__name__} for evaluation ({error}); register it with rlcourse.register_env") from None
+
     def _env_action(self, actions: torch.Tensor) -> torch.Tensor:
-        """Policy output -> env action (Box actions are clipped to the bounds, as SB3 does)."""
-        if self._action_bounds is None:
-            return actions
-        return actions.clamp(*self._action_bounds)
+        """Policy output -> env action: Box actions clipped to the bounds (as SB3 does), Discrete shifted by ``start``."""
+        if self._action_bounds is not None:
+            return actions.clamp(*self._action_bounds)
+        return actions + self._action_offset if self._action_offset else actions
 
     # ----------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
@@ -357,14 +368,19 @@ class Agent(abc.ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto", run_dir: str | Path | None = None,
-             **overrides: Any) -> "Agent":
-        """Rebuild an agent from a checkpoint written by :meth:`save` (env and config come from the file)."""
+             env: TensorVecEnv | None = None, **overrides: Any) -> "Agent":
+        """Rebuild an agent from a checkpoint written by :meth:`save`.
+
+        The env and config come from the file; pass ``env`` for an env that is not registered.
+        """
         payload = load_checkpoint(path)
         if payload.get("algo") != cls.algo:
             raise CheckpointError(f"{str(path)!r} was written by {str(payload.get('algo')).upper()}, not {cls.algo.upper()}")
+        if env is None and payload.get("env_id") is None:
+            raise CheckpointError(f"{str(path)!r} was saved for an unregistered env; pass it as load(..., env=...)")
         try:
-            agent = cls(payload["env_id"], num_envs=overrides.pop("num_envs", payload["num_envs"]), device=device,
-                        seed=payload["seed"], run_dir=run_dir, **{**payload["config"], **overrides})
+            agent = cls(env if env is not None else payload["env_id"], num_envs=overrides.pop("num_envs", payload["num_envs"]),
+                        device=device, seed=payload["seed"], run_dir=run_dir, **{**payload["config"], **overrides})
         except KeyError as missing:
             raise CheckpointError(f"{str(path)!r} lacks the entry {missing}") from None
         agent.load_state(payload, source=str(path))

@@ -91,6 +91,8 @@ class PPOConfig:
         for name in ("clip_range_vf", "target_kl"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0 or null, got {getattr(self, name)!r}")
+        if self.normalize_advantage and self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 when normalize_advantage is true (a single advantage has no spread)")
         if not self.net_arch or any(size <= 0 for size in self.net_arch):
             raise ValueError(f"net_arch must be a non-empty list of positive sizes, got {list(self.net_arch)!r}")
 

@@ -11,7 +11,6 @@ import os
 import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give it the mode any other run file gets
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
@@ -49,6 +49,12 @@ def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -64,17 +70,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{str(path)!r} holds objects other than tensors and plain data, so it is refused "
-            f"(checkpoints are loaded with weights_only=True and can never run code): {str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {str(error).splitlines()[0]}") from None
+        if "GLOBAL" in str(error):  # torch's wording when the file names a class or function to call
+            raise CheckpointError(
+                f"{str(path)!r} holds objects other than tensors and plain data, so it is refused "
+                f"(checkpoints are loaded with weights_only=True and can never run code): {_first_line(error)}"
+            ) from None
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}") from None
+    except Exception as error:  # any other failure to parse the bytes means the file is damaged or not ours
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an rlcourse checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint format {payload.get('format_version')!r}; this rlcourse reads {FORMAT_VERSION}")
     return payload
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def capture_global_rng() -> dict[str, Any]:

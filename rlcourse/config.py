@@ -8,6 +8,8 @@ and values of the wrong type with a :class:`ConfigError` that names the key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from importlib import resources
@@ -15,6 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+
+class _Yaml12FloatLoader(yaml.SafeLoader):
+    """A safe YAML loader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need a dot)."""
+
+
+_Yaml12FloatLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, with ``1e-3`` read as a number."""
+    return yaml.load(text, Loader=_Yaml12FloatLoader)
 
 
 class ConfigError(ValueError):
@@ -71,6 +89,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"bad value {value!r} for {key}: expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"bad value {value!r} for {key}: expected a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -107,7 +127,7 @@ def parse_hp(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"bad --hp {item!r}: expected key=value")
         try:
-            parsed[key.strip()] = yaml.safe_load(raw)
+            parsed[key.strip()] = yaml_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"bad --hp {item!r}: the value is not valid YAML") from None
     return parsed
@@ -122,7 +142,7 @@ def load_preset(algo: str, env_id: str) -> dict[str, Any]:
     path = resources.files("rlcourse") / "presets" / f"{algo}.yml"
     if not path.is_file():
         return {}
-    presets = yaml.safe_load(path.read_text()) or {}
+    presets = yaml_load(path.read_text()) or {}
     return dict(presets.get(env_id) or {})
 
 
@@ -132,7 +152,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
     if data is None:

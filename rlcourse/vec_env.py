@@ -26,6 +26,7 @@ from gymnasium.vector.utils import batch_space
 from rlcourse.device import canonical_device
 
 TensorDict = dict[str, Any]
+SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 
 
 def _torch_dtype(space: spaces.Space) -> torch.dtype:
@@ -68,6 +69,11 @@ class TensorVecEnv(VectorEnv):
     def __init__(self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs <= 0:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if not isinstance(self.single_action_space, SUPPORTED_ACTION_SPACES):
+            raise ValueError(
+                f"{type(self).__name__} declares the action space {self.single_action_space}; a TensorVecEnv supports "
+                f"{', '.join(cls.__name__ for cls in SUPPORTED_ACTION_SPACES)} action spaces"
+            )
         self.num_envs = int(num_envs)
         self.device = canonical_device(device)
         self.validate = bool(validate)

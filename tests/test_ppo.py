@@ -1,0 +1,649 @@
+"""PPO: the loss by hand (notes:12919-12991), learning (CartPole, SB3-style identity envs), determinism,
+save/load/resume, the target_kl early stop and bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from rlcourse import make_vec
+from rlcourse.agents import PPO
+from rlcourse.agents.ppo import ppo_losses
+from rlcourse.config import RUN_KEYS, ConfigError, load_preset
+from rlcourse.vec_env import TensorVecEnv
+
+CARTPOLE = "rlcourse/CartPole-v1"
+SMALL = dict(n_steps=32, batch_size=64, n_epochs=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The networks are tiny: one intra-op thread is as fast, and immune to OpenMP oversubscription on busy CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
+    return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
+
+
+# ============================================================================= test envs (SB3-style identity envs)
+N_CLASSES = 4
+
+
+class IdentityEnv(TensorVecEnv):
+    """Observation: one-hot of a random target class; reward 1 when the action names it. A new target every step."""
+
+    single_observation_space = spaces.Box(0.0, 1.0, (N_CLASSES,), dtype=np.float32)
+    single_action_space = spaces.Discrete(N_CLASSES)
+    state_names = ("target", "elapsed")
+
+    def __init__(self, num_envs: int, device="cpu", ep_length: int = 4, validate: bool = False):
+        super().__init__(num_envs, device, validate)
+        self.ep_length = ep_length
+        self.target = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+
+    def _draw_target(self) -> torch.Tensor:
+        return torch.randint(0, N_CLASSES, (self.num_envs,), generator=self.generator, device=self.device)
+
+    def _reset_where(self, mask):
+        self.target.copy_(torch.where(mask, self._draw_target(), self.target))
+        self.elapsed.masked_fill_(mask, 0)
+
+    def _reward(self, actions):
+        return (actions == self.target).float()
+
+    def _transition(self, actions):
+        reward = self._reward(actions)
+        self.elapsed += 1
+        self._next_step()
+        truncated = self.elapsed >= self.ep_length
+        return reward, torch.zeros_like(truncated), truncated, {}
+
+    def _next_step(self):
+        self.target.copy_(self._draw_target())
+
+    def _observe(self):
+        return torch.nn.functional.one_hot(self.target, N_CLASSES).float()
+
+
+class MaskedIdentityEnv(IdentityEnv):
+    """Identity env where every non-target action is invalid with probability 1/2, and an invalid action pays 10.
+
+    An agent that ignores the masks learns to play invalid actions (expected 5 > 1), so taking one is visible.
+    """
+
+    state_names = ("target", "elapsed", "valid", "invalid_taken")
+
+    def __init__(self, num_envs: int, device="cpu", ep_length: int = 4):
+        self.valid = None  # the base constructor does not reset, but be safe
+        super().__init__(num_envs, device, ep_length)
+        self.valid = torch.ones(self.num_envs, N_CLASSES, dtype=torch.bool, device=self.device)
+        self.invalid_taken = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def _draw_valid(self):
+        coin = torch.rand(self.num_envs, N_CLASSES, generator=self.generator, device=self.device) < 0.5
+        return coin | torch.nn.functional.one_hot(self.target, N_CLASSES).bool()
+
+    def _reset_where(self, mask):
+        super()._reset_where(mask)
+        if self.valid is not None:
+            self.valid.copy_(torch.where(mask[:, None], self._draw_valid(), self.valid))
+
+    def _reward(self, actions):
+        taken_valid = self.valid.gather(1, actions[:, None]).squeeze(1)
+        self.invalid_taken += (~taken_valid).sum()
+        return torch.where(taken_valid, (actions == self.target).float(), 10.0)
+
+    def _next_step(self):
+        super()._next_step()
+        self.valid.copy_(self._draw_valid())
+
+    def action_masks(self) -> torch.Tensor:
+        return self.valid.clone()
+
+
+class ContinuousIdentityEnv(TensorVecEnv):
+    """Observation: a target in [-1, 1]; action: a point in [-2, 2]; reward -(a - target)^2."""
+
+    single_observation_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+    single_action_space = spaces.Box(-2.0, 2.0, (1,), dtype=np.float32)
+    state_names = ("target", "elapsed")
+
+    def __init__(self, num_envs: int, device="cpu", ep_length: int = 4):
+        super().__init__(num_envs, device)
+        self.ep_length = ep_length
+        self.target = torch.zeros(self.num_envs, 1, device=self.device)
+        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+
+    def _draw_target(self):
+        return torch.rand(self.num_envs, 1, generator=self.generator, device=self.device) * 2 - 1
+
+    def _reset_where(self, mask):
+        self.target.copy_(torch.where(mask[:, None], self._draw_target(), self.target))
+        self.elapsed.masked_fill_(mask, 0)
+
+    def _transition(self, actions):
+        reward = -(actions - self.target).square().sum(-1)
+        self.elapsed += 1
+        self.target.copy_(self._draw_target())
+        truncated = self.elapsed >= self.ep_length
+        return reward, torch.zeros_like(truncated), truncated, {}
+
+    def _observe(self):
+        return self.target.clone()
+
+
+def mean_step_reward(agent: PPO, env: TensorVecEnv, steps: int = 32, seed: int = 123) -> float:
+    """Mean per-step reward of the deterministic policy on a fresh env (evaluate() needs a registered id)."""
+    obs, _ = env.reset(seed=seed)
+    total = 0.0
+    for _ in range(steps):
+        masks = env.action_masks() if hasattr(env, "action_masks") else None
+        obs, reward, *_ = env.step(agent.predict(obs, deterministic=True, action_masks=masks))
+        total += reward.mean().item()
+    return total / steps
+
+
+IDENTITY_HP = dict(n_steps=16, batch_size=32, n_epochs=4, learning_rate=3e-3)
+
+
+# ============================================================================= the loss by hand
+RATIOS = torch.tensor([0.5, 1.0, 1.5])
+ADVANTAGES = torch.tensor([1.0, -1.0, 1.0])
+OLD_LOG_PROB = torch.tensor([-1.0, -0.5, -2.0])
+EPS = torch.tensor(0.2)
+# approx KL = mean((r - 1) - log r) = mean(-0.5 + ln 2, 0, 0.5 - ln 1.5)
+KL_BY_HAND = ((-0.5 + math.log(2)) + 0.0 + (0.5 - math.log(1.5))) / 3  # 0.0958940
+
+
+def test_clip_loss_kl_and_clip_fraction_by_hand():
+    new_log_prob = OLD_LOG_PROB + RATIOS.log()
+    loss, approx_kl, clip_fraction = ppo_losses(new_log_prob, OLD_LOG_PROB, ADVANTAGES, EPS, "clip", torch.tensor(0.0))
+    # min(r A, clip(r, 0.8, 1.2) A): r=0.5,A=+1 -> min(0.5, 0.8) = 0.5; r=1,A=-1 -> -1; r=1.5,A=+1 -> min(1.5, 1.2) = 1.2
+    # J = (0.5 - 1 + 1.2) / 3 = 0.7 / 3, and the loss is -J
+    assert loss.item() == pytest.approx(-0.7 / 3, abs=1e-6)
+    assert approx_kl.item() == pytest.approx(KL_BY_HAND, abs=1e-6)
+    assert KL_BY_HAND == pytest.approx(0.0958940, abs=1e-6)
+    assert clip_fraction.item() == pytest.approx(2 / 3, abs=1e-6)  # |r - 1| > 0.2 for 0.5 and 1.5
+
+
+def test_clip_loss_gradient_is_zero_exactly_past_the_band_in_the_direction_of_a():
+    ratios = torch.tensor([0.5, 0.7, 0.9, 1.1, 1.3, 1.5]).repeat(2)
+    advantages = torch.tensor([1.0] * 6 + [-2.0] * 6)
+    old = torch.linspace(-3.0, -0.1, 12)
+    new = (old + ratios.log()).requires_grad_()
+    loss, _, _ = ppo_losses(new, old, advantages, EPS, "clip", torch.tensor(0.0))
+    loss.backward()
+    ratio = (new - old).exp().detach()
+    # notes:12973-12991: for A > 0 the ratio gains nothing above 1+ε; for A < 0 nothing below 1−ε
+    saturated = ((advantages > 0) & (ratio > 1.2)) | ((advantages < 0) & (ratio < 0.8))
+    assert saturated.tolist() == [False] * 4 + [True] * 2 + [True] * 2 + [False] * 4
+    assert torch.all(new.grad[saturated] == 0.0)
+    # elsewhere the gradient is that of the unclipped -r·A/N: d/dlogp = -r·A/N (also outside the band against A)
+    expected = -ratio * advantages / len(ratio)
+    torch.testing.assert_close(new.grad[~saturated], expected[~saturated])
+    assert torch.all(new.grad[~saturated] != 0.0)
+
+
+def test_clip_loss_gradient_on_the_hand_batch():
+    new = (OLD_LOG_PROB + RATIOS.log()).requires_grad_()
+    ppo_losses(new, OLD_LOG_PROB, ADVANTAGES, EPS, "clip", torch.tensor(0.0))[0].backward()
+    # r=0.5, A=+1: below the band but A pushes it up -> gradient -0.5/3; r=1, A=-1: inside -> +1/3; r=1.5, A=+1: 0
+    torch.testing.assert_close(new.grad, torch.tensor([-0.5 / 3, 1.0 / 3, 0.0]))
+
+
+def test_kl_penalty_objective_by_hand():
+    new_log_prob = OLD_LOG_PROB + RATIOS.log()
+    beta = torch.tensor(0.5)
+    loss, approx_kl, _ = ppo_losses(new_log_prob, OLD_LOG_PROB, ADVANTAGES, EPS, "kl_penalty", beta)
+    # -mean(r·A) + β·KL = -(0.5 - 1 + 1.5)/3 + 0.5 * 0.0958940 = -0.2853863
+    assert loss.item() == pytest.approx(-1.0 / 3 + 0.5 * KL_BY_HAND, abs=1e-6)
+    assert loss.item() == pytest.approx(-0.2853863, abs=1e-6)
+    assert approx_kl.item() == pytest.approx(KL_BY_HAND, abs=1e-6)
+
+
+def test_identical_policies_have_zero_kl_and_no_clipping():
+    old = torch.tensor([-0.3, -1.2, -2.0, -0.7])
+    loss, approx_kl, clip_fraction = ppo_losses(old.clone(), old, torch.tensor([1.0, -1.0, 2.0, 0.5]), EPS, "clip", torch.tensor(1.0))
+    assert approx_kl.item() == 0.0 and clip_fraction.item() == 0.0
+    assert loss.item() == pytest.approx(-2.5 / 4)
+
+
+def test_adaptive_kl_beta_doubles_halves_or_keeps():
+    agent = small_cartpole(objective="kl_penalty", kl_beta=1.0, kl_max=0.02, kl_min=0.01, kl_beta_factor=2.0)
+    agent._adapt_kl_beta(torch.tensor(0.5))  # KL > kl_max: the penalty did not bite, raise β
+    assert agent.kl_beta.item() == 2.0
+    agent._adapt_kl_beta(torch.tensor(0.015))  # within [kl_min, kl_max]: keep
+    assert agent.kl_beta.item() == 2.0
+    agent._adapt_kl_beta(torch.tensor(0.001))  # KL < kl_min: too strong, lower β
+    assert agent.kl_beta.item() == 1.0
+    agent._adapt_kl_beta(torch.tensor(0.0))
+    assert agent.kl_beta.item() == 0.5
+
+
+def test_kl_penalty_training_adapts_and_logs_beta():
+    agent = small_cartpole(objective="kl_penalty", kl_beta=1.0, learning_rate=3e-3)
+    betas = []
+    agent.learn(4 * 128, callbacks=[lambda a: betas.append(a.last_log["train/kl_beta"])])
+    assert len(betas) == 4
+    for beta in betas:  # β only ever moves by whole factors of 2
+        exponent = math.log2(beta)
+        assert exponent == pytest.approx(round(exponent), abs=1e-6)
+    assert agent.kl_beta.item() == betas[-1]
+    assert "train/clip_fraction" in agent.last_log and math.isfinite(agent.last_log["train/loss"])
+
+
+# ============================================================================= learning
+def test_cartpole_preset_reaches_475():
+    preset = load_preset("ppo", CARTPOLE)
+    run = {key: preset.pop(key) for key in RUN_KEYS}
+    assert run == {"num_envs": 8, "total_timesteps": 100_000}
+    agent = PPO(CARTPOLE, num_envs=run["num_envs"], device="cpu", seed=0, **preset)
+    agent.learn(run["total_timesteps"])
+    result = agent.evaluate(n_episodes=20)
+    assert result["n_episodes"] == 20
+    assert result["mean_reward"] >= 475, result
+    assert agent.last_log["rollout/ep_rew_mean"] > 200  # training episodes were long too
+
+
+def test_identity_env_is_learned():
+    agent = PPO(IdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
+    before = mean_step_reward(agent, IdentityEnv(32))
+    agent.learn(2048)
+    after = mean_step_reward(agent, IdentityEnv(32))
+    assert before < 0.6
+    assert after >= 0.9, (before, after)
+    assert agent.last_log["rollout/ep_len_mean"] == 4.0
+    assert agent.last_log["rollout/ep_rew_mean"] >= 0.8 * 4  # the stochastic training policy too
+
+
+def test_continuous_identity_env_is_learned_through_the_gaussian_policy():
+    agent = PPO(ContinuousIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
+    before = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    agent.learn(4096)
+    after = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    # untrained: a ≈ 0 so the reward is about -E[t²] = -1/3; trained: a ≈ target
+    assert before < -0.2
+    assert after > -0.05 and after > before + 0.2, (before, after)
+    assert agent.policy.log_std.exp().item() < 1.0  # it became more certain
+
+
+def _masks_respected(agent: PPO) -> bool:
+    buf = agent.buffer
+    return bool(buf.action_masks.gather(-1, buf.actions[..., None]).all())
+
+
+def test_masked_env_never_takes_a_masked_action():
+    env = MaskedIdentityEnv(8)
+    agent = PPO(env, device="cpu", seed=0, **IDENTITY_HP)
+    assert agent.has_action_masks and agent.buffer.action_masks is not None
+    checks = []
+    agent.learn(2048, callbacks=[lambda a: checks.append(_masks_respected(a))])
+    assert len(checks) == 2048 // (16 * 8) and all(checks)
+    assert env.invalid_taken.item() == 0
+    assert not agent.buffer.action_masks.all()  # masks really did exclude actions
+    assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
+
+
+def test_masked_env_control_an_agent_ignoring_masks_takes_invalid_actions():
+    # Shows that the test above can fail: the same env without masking is exploited.
+    env = MaskedIdentityEnv(8)
+    agent = PPO(env, device="cpu", seed=0, **IDENTITY_HP)
+    agent.has_action_masks = False
+    agent.learn(512)
+    assert env.invalid_taken.item() > 0
+
+
+def test_predict_with_action_masks_never_returns_a_masked_action():
+    agent = PPO(MaskedIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
+    agent.learn(2048)
+    eye = np.eye(N_CLASSES, dtype=np.float32)
+    # The trained policy prefers the target; mask the target out and leave exactly one other action valid.
+    for target in range(N_CLASSES):
+        assert agent.predict(eye[target]) == target
+        for valid in range(N_CLASSES):
+            mask = eye[valid].astype(bool)
+            assert agent.predict(eye[target], action_masks=mask) == valid
+            sampled = agent.predict(np.repeat(eye[target][None], 64, 0), deterministic=False,
+                                    action_masks=np.repeat(mask[None], 64, 0))
+            assert (sampled == valid).all()
+    # random masks on a batch, tensors in and out
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(256, N_CLASSES, generator=generator) < 0.5
+    masks[torch.arange(256), torch.randint(0, N_CLASSES, (256,), generator=generator)] = True
+    obs = torch.from_numpy(eye[torch.randint(0, N_CLASSES, (256,), generator=generator).numpy()])
+    for deterministic in (True, False):
+        actions = agent.predict(obs, deterministic=deterministic, action_masks=masks)
+        assert isinstance(actions, torch.Tensor)
+        assert masks.gather(1, actions[:, None]).all()
+
+
+def test_truncated_episodes_bootstrap_from_the_final_observation():
+    # IdentityEnv episodes end by truncation only: the stored reward there is r + γ·V(final_obs).
+    agent = PPO(IdentityEnv(4, ep_length=3), device="cpu", seed=0, n_steps=6, batch_size=24, gamma=0.9)
+    raw_rewards, final_values = [], []
+    step = agent.env.step
+
+    def recording_step(actions):
+        obs, reward, terminated, truncated, info = step(actions)
+        raw_rewards.append(reward.clone())
+        final_values.append(torch.where(truncated, agent.policy.value(info["final_obs"]), 0.0))
+        return obs, reward, terminated, truncated, info
+
+    agent.env.step = recording_step
+    agent._collect_rollout()
+    buf = agent.buffer
+    expected = torch.stack(raw_rewards) + 0.9 * torch.stack(final_values)
+    assert buf.dones[2].all() and buf.dones[5].all() and not buf.dones[[0, 1, 3, 4]].any()
+    torch.testing.assert_close(buf.rewards, expected)
+    assert not torch.equal(buf.rewards, torch.stack(raw_rewards))  # the bootstrap term is really there
+
+
+# ============================================================================= determinism, save/load, resume
+def _assert_same_state(a: PPO, b: PPO) -> None:
+    for (name, p), q in zip(a.policy.named_parameters(), b.policy.parameters()):
+        assert torch.equal(p, q), name
+    _assert_equal_tree(a.optimizer.state_dict(), b.optimizer.state_dict())
+
+
+def _assert_equal_tree(x, y, path="") -> None:
+    if isinstance(x, torch.Tensor):
+        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), path
+    elif isinstance(x, dict):
+        assert x.keys() == y.keys(), path
+        for key in x:
+            _assert_equal_tree(x[key], y[key], f"{path}/{key}")
+    elif isinstance(x, (list, tuple)):
+        assert len(x) == len(y), path
+        for i, (u, v) in enumerate(zip(x, y)):
+            _assert_equal_tree(u, v, f"{path}[{i}]")
+    else:
+        assert x == y, (path, x, y)
+
+
+def _log_without_time(agent: PPO) -> dict[str, float]:
+    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
+
+
+def test_same_seed_same_run_and_different_seed_different_run():
+    a, b, c = small_cartpole(seed=7), small_cartpole(seed=7), small_cartpole(seed=8)
+    for agent in (a, b, c):
+        agent.learn(512)
+    assert _log_without_time(a) == _log_without_time(b)
+    _assert_same_state(a, b)
+    assert not all(torch.equal(p, q) for p, q in zip(a.policy.parameters(), c.policy.parameters()))
+    assert _log_without_time(a) != _log_without_time(c)
+
+
+def test_evaluate_does_not_change_the_run():
+    a, b = small_cartpole(seed=5), small_cartpole(seed=5)
+    a.learn(256)
+    b.learn(256)
+    a.evaluate(n_episodes=3)
+    a.evaluate(n_episodes=2, deterministic=False)
+    a.learn(256, reset_num_timesteps=False)
+    b.learn(256, reset_num_timesteps=False)
+    _assert_equal_tree(a.checkpoint_state(), b.checkpoint_state())
+
+
+def test_save_and_load_give_identical_predictions(tmp_path):
+    agent = small_cartpole(seed=3)
+    agent.learn(256)
+    path = agent.save(tmp_path / "agent.pt")
+    loaded = PPO.load(path, device="cpu")
+    assert loaded.num_timesteps == agent.num_timesteps == 256 and loaded.config == agent.config
+    obs = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(agent.predict(obs), loaded.predict(obs))
+    # the agent's generator is restored too, so sampling continues identically
+    assert torch.equal(agent.predict(obs, deterministic=False), loaded.predict(obs, deterministic=False))
+    single = obs[0].numpy()
+    assert isinstance(agent.predict(single), np.ndarray) and agent.predict(single).shape == ()
+    assert agent.predict(single) == loaded.predict(single)
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
+    hparams = dict(n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, anneal_lr=True, anneal_clip_range=True,
+                   target_kl=0.001)
+    total, half = 2048, 1024
+
+    def make(run_dir=None):
+        return PPO(CARTPOLE, num_envs=4, device="cpu", seed=3, run_dir=run_dir, **hparams)
+
+    updates = []
+    straight = make()
+    straight.learn(total, callbacks=[lambda a: updates.append(a.last_log["train/n_updates"])])
+    assert any(n < 16 for n in updates), updates  # the masked target_kl early stop happened
+
+    first = make(tmp_path / "run")
+    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
+    assert first.num_timesteps == half and first.interrupted_by is None
+    resumed = PPO.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
+    assert resumed.num_timesteps == half
+    resumed.learn(total - half, reset_num_timesteps=False)
+    assert resumed.num_timesteps == straight.num_timesteps == total
+
+    _assert_same_state(straight, resumed)
+    assert torch.equal(straight.kl_beta, resumed.kl_beta) and torch.equal(straight.clip_range, resumed.clip_range)
+    # everything else a checkpoint holds too: RNGs, env state, observation, episode sums, counters
+    _assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert _log_without_time(straight) == _log_without_time(resumed)
+    assert straight.last_log["train/learning_rate"] == pytest.approx(1e-3 * (1 - (total - 256) / total))
+
+
+def test_tiny_target_kl_skips_minibatches_without_touching_parameters():
+    agent = small_cartpole(n_steps=32, batch_size=32, n_epochs=4, target_kl=1e-6, learning_rate=1e-3)
+    full = agent.config.n_epochs * agent.steps_per_iteration // agent.config.batch_size
+    original_step = agent._optimizer_step
+    skipped_unchanged, applied_changed, seen = [], [], []
+
+    def spy(skip):
+        before = [p.detach().clone() for p in agent.policy.parameters()]
+        state_before = {k: {n: t.clone() for n, t in s.items()} for k, s in agent.optimizer.state.items()}
+        original_step(skip)
+        after = list(agent.policy.parameters())
+        same = all(torch.equal(p, q) for p, q in zip(before, after))
+        if bool(skip):
+            same_state = all(torch.equal(t, agent.optimizer.state[k][n]) for k, s in state_before.items() for n, t in s.items())
+            skipped_unchanged.append(same and same_state)
+        else:
+            applied_changed.append(not same)
+        seen.append(bool(skip))
+
+    agent._optimizer_step = spy
+    agent.learn(agent.steps_per_iteration)
+    assert len(seen) == full
+    n_updates = agent.last_log["train/n_updates"]
+    assert 1 <= n_updates < full
+    assert seen.count(False) == n_updates
+    assert seen == sorted(seen)  # once stopped, stopped for the rest of the iteration
+    assert skipped_unchanged and all(skipped_unchanged)
+    assert applied_changed and all(applied_changed)
+
+
+# ============================================================================= bad inputs
+@pytest.mark.parametrize("overrides, key", [
+    ({"learning_rte": 1e-3}, "learning_rte"),
+    ({"clip_range": "a"}, "clip_range"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"n_steps": 0}, "n_steps"),
+    ({"kl_min": 0.02, "kl_max": 0.01}, "kl_min"),
+    ({"kl_min": 0.01, "kl_max": 0.01}, "kl_min"),
+    ({"gae_lambda": -0.1}, "gae_lambda"),
+    ({"target_kl": 0.0}, "target_kl"),
+    ({"ent_coef": -0.01}, "ent_coef"),
+    ({"net_arch": [64, 0]}, "net_arch"),
+    ({"activation": "sigmoid"}, "activation"),
+])
+def test_bad_hyperparameters_raise_config_errors_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        PPO(CARTPOLE, num_envs=2, device="cpu", **{**SMALL, **overrides})
+
+
+@pytest.mark.parametrize("key", ["learning_rate", "gamma", "gae_lambda", "clip_range", "kl_max"])
+def test_nan_hyperparameters_are_rejected(key):
+    with pytest.raises(ConfigError, match=key):
+        PPO(CARTPOLE, num_envs=2, device="cpu", **{**SMALL, key: float("nan")})
+
+
+@pytest.mark.parametrize("key", ["ent_coef", "vf_coef", "kl_beta_factor", "log_std_init"])
+def test_nan_coefficients_are_rejected(key):
+    with pytest.raises(ConfigError, match=key):
+        PPO(CARTPOLE, num_envs=2, device="cpu", **{**SMALL, key: float("nan")})
+
+
+def test_batch_size_must_divide_the_rollout():
+    with pytest.raises(ValueError, match="batch_size"):
+        PPO(CARTPOLE, num_envs=3, device="cpu", n_steps=10, batch_size=4)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"num_envs": 0}, "num_envs"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"device": "tpu"}, "device"),
+])
+def test_bad_agent_arguments(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        PPO(CARTPOLE, **{"num_envs": 2, "device": "cpu", **SMALL, **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="device 'cuda'.*CUDA is not available"):
+        PPO(CARTPOLE, num_envs=2, device="cuda", **SMALL)
+
+
+def test_cuda_graphs_need_cuda():
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        PPO(CARTPOLE, num_envs=2, device="cpu", cuda_graphs=True, **SMALL)
+
+
+def test_env_on_another_device_than_the_agent():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    with pytest.raises(ValueError, match="env is on"):
+        PPO(IdentityEnv(2, device="cpu"), device="cuda", n_steps=4, batch_size=8)
+
+
+@pytest.mark.parametrize("total", [0, -5, 2.5, True])
+def test_bad_total_timesteps(total):
+    agent = small_cartpole()
+    with pytest.raises(ValueError, match="total_timesteps"):
+        agent.learn(total)
+
+
+def test_unknown_env_id():
+    with pytest.raises(ValueError, match="unknown env"):
+        PPO("NoSuchEnv-v0", num_envs=2, device="cpu", **SMALL)
+
+
+class _ImageObsEnv(IdentityEnv):
+    single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
+
+    def _observe(self):
+        return super()._observe().reshape(self.num_envs, 2, 2)
+
+
+def test_2d_box_observation_is_rejected():
+    with pytest.raises(ValueError, match="flat Box observation"):
+        PPO(_ImageObsEnv(2), device="cpu", n_steps=4, batch_size=8)
+
+
+@pytest.mark.parametrize("action_space, name", [
+    (spaces.Dict({"move": spaces.Discrete(2)}), "Dict"),
+    (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
+    (spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32), "Box"),
+])
+def test_unsupported_action_space_is_rejected_with_the_supported_ones(action_space, name):
+    env = IdentityEnv(2)
+    env.single_action_space = action_space  # on the instance: the agent reads the space, never steps here
+    with pytest.raises(ValueError) as error:
+        PPO(env, device="cpu", n_steps=4, batch_size=8)
+    message = str(error.value)
+    assert name in message and "Discrete" in message and "1-D Box" in message, message
+
+
+class _DictActionEnv(IdentityEnv):
+    single_action_space = spaces.Dict({"move": spaces.Discrete(2)})
+
+
+def test_env_declaring_a_dict_action_space_is_rejected_clearly():
+    with pytest.raises(ValueError, match="Dict"):
+        PPO(_DictActionEnv(2), device="cpu", n_steps=4, batch_size=8)
+
+
+class _StartAtOneEnv(IdentityEnv):
+    """Actions are 1..4 (Discrete(4, start=1)); action k names class k-1."""
+
+    single_action_space = spaces.Discrete(N_CLASSES, start=1)
+
+    def _reward(self, actions):
+        return super()._reward(actions - 1)
+
+
+def test_discrete_action_space_with_nonzero_start():
+    try:
+        agent = PPO(_StartAtOneEnv(4, validate=True), device="cpu", seed=0, n_steps=8, batch_size=16)
+    except ValueError as error:  # refusing the space clearly is also acceptable
+        assert "start" in str(error)
+        return
+    agent.learn(64)  # validate=True: the env raises on any action outside 1..4
+    actions = agent.predict(np.eye(N_CLASSES, dtype=np.float32), deterministic=False)
+    assert ((actions >= 1) & (actions <= N_CLASSES)).all()
+
+
+@pytest.mark.parametrize("obs", [np.zeros(3, np.float32), np.zeros((2, 5), np.float32), np.zeros((2, 2, 4), np.float32),
+                                 np.float32(0.0)])
+def test_predict_with_a_wrong_observation_shape(obs):
+    agent = small_cartpole()
+    with pytest.raises(ValueError, match=r"obs must have shape \(4,\)"):
+        agent.predict(obs)
+
+
+def test_predict_shapes_and_types():
+    agent = small_cartpole()
+    batch = np.zeros((5, 4), np.float32)
+    actions = agent.predict(batch)
+    assert isinstance(actions, np.ndarray) and actions.shape == (5,)
+    assert isinstance(agent.predict(torch.zeros(5, 4)), torch.Tensor)
+    with pytest.raises(ValueError, match="n_episodes"):
+        agent.evaluate(n_episodes=0)
+
+
+def test_batch_size_one_is_refused_with_normalisation_and_finite_without():
+    # A one-sample minibatch has no spread to standardise by: refused clearly rather than going NaN.
+    with pytest.raises(ConfigError, match="batch_size"):
+        PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1)
+    agent = PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1, normalize_advantage=False)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    agent.learn(4)
+    assert all(torch.isfinite(p).all() for p in agent.policy.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters()))
+
+
+def test_evaluate_on_an_env_passed_as_an_instance():
+    agent = PPO(IdentityEnv(4), device="cpu", seed=0, n_steps=4, batch_size=16)
+    result = agent.evaluate(n_episodes=4)
+    assert result["mean_length"] == 4.0
+
+
+# ============================================================================= an external Gymnasium env
+def test_pendulum_through_make_vec_clips_box_actions_and_evaluates():
+    env = make_vec("Pendulum-v1", num_envs=2, device="cpu", validate=True)  # validate: out-of-bounds actions raise
+    agent = PPO(env, device="cpu", seed=0, n_steps=32, batch_size=32, n_epochs=2, log_std_init=1.0)
+    assert agent.env_id == "Pendulum-v1"
+    agent.learn(128)
+    # the Gaussian samples left [-2, 2], so clipping to the bounds was exercised (the env saw only clipped actions)
+    assert (agent.buffer.actions.abs() > 2.0).any()
+    assert agent._env_action(torch.tensor([[5.0], [-7.0], [0.5]])).flatten().tolist() == [2.0, -2.0, 0.5]
+    result = agent.evaluate(n_episodes=2)
+    assert all(math.isfinite(result[k]) for k in ("mean_reward", "std_reward", "mean_length"))
+    assert result["mean_length"] == 200.0 and result["mean_reward"] < 0

@@ -142,6 +142,7 @@ class Agent(abc.ABC):
         self.iteration = 0
         self.total_timesteps = 0
         self.interrupted_by: int | None = None
+        self.last_log: dict[str, float] = {}
         self.has_action_masks = hasattr(self.env, "action_masks")
 
         torch.manual_seed(self.seed)
@@ -207,12 +208,13 @@ class Agent(abc.ABC):
         self.total_timesteps = self.num_timesteps + int(total_timesteps)
         self.interrupted_by = None
         callbacks = list(callbacks)
-        logger = RunLogger(self.run_dir, self.total_timesteps, progress_bar, start_step=self.num_timesteps,
+        iterations_left = -(-(self.total_timesteps - self.num_timesteps) // self.steps_per_iteration)
+        logger = RunLogger(self.run_dir, self.num_timesteps + iterations_left * self.steps_per_iteration, progress_bar,
+                           start_step=self.num_timesteps,
                            purge_step=self.num_timesteps if self.num_timesteps > 0 and self.run_dir else None)
         last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
         last_checkpoint = time.monotonic()
         stats: dict[str, torch.Tensor] = {}
-        self.last_log: dict[str, float] = {}
         try:
             with _StopOnSignal() as stop:
                 while self.num_timesteps < self.total_timesteps:

@@ -137,13 +137,19 @@ def parse_hp(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
 RUN_KEYS = ("num_envs", "total_timesteps")
 
 
+def _presets(algo: str) -> dict[str, Any]:
+    path = resources.files("rlcourse") / "presets" / f"{algo}.yml"
+    return (yaml_load(path.read_text()) or {}) if path.is_file() else {}
+
+
 def load_preset(algo: str, env_id: str) -> dict[str, Any]:
     """The shipped preset for ``(algo, env_id)`` from ``rlcourse/presets/<algo>.yml`` ({} if none)."""
-    path = resources.files("rlcourse") / "presets" / f"{algo}.yml"
-    if not path.is_file():
-        return {}
-    presets = yaml_load(path.read_text()) or {}
-    return dict(presets.get(env_id) or {})
+    return dict(_presets(algo).get(env_id) or {})
+
+
+def list_presets(algo: str) -> list[str]:
+    """Env ids that have a shipped preset for ``algo``."""
+    return sorted(_presets(algo))
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

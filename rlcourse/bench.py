@@ -508,6 +508,10 @@ def _table(header: tuple[str, ...], lines: list[list[str]], target: float) -> li
     return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)] + ["| " + " | ".join(line) + " |" for line in lines]
 
 
+def _budget_text(max_steps: Any) -> str:
+    return _num(max_steps) if isinstance(max_steps, (int, float)) else "max(300,000, 2,000 × envs)"
+
+
 def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The report: a header with the machine and settings, the speed table and, if run, the quality table."""
     target = meta["target"]
@@ -518,6 +522,8 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"- date: {meta['date']}; torch {meta['torch']}, stable-baselines3 {meta['stable_baselines3']}, "
         f"gymnasium {meta['gymnasium']}, Python {meta['python']}; 1-min load average {_num(meta.get('load_average'), 2)} at start, {_num(meta.get('load_average_end'), 2)} at end",
         f"- target: deterministic mean return ≥ {target:g} over {EVAL_EPISODES} episodes; seeds 0..{meta.get('seeds', 1) - 1}",
+        f"- rlcourse settings: compile={bool(meta.get('compile'))}, CUDA graphs={meta['device'] == 'cuda'}, "
+        f"TF32 matmuls={bool(meta.get('tf32'))}; SB3 runs on the CPU of the same machine",
     ]
     speed = [r for r in rows if r["suite"] == "speed"]
     if speed:
@@ -531,10 +537,10 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "steps/s: rlcourse = steady-state training throughput (a fixed number of iterations after warm-up, no "
             "evaluation); SB3 = env steps ÷ training time of its learning run. Times exclude evaluation. setup s = "
             "rlcourse's first iteration (compile / CUDA-graph capture), not counted in its time to target (its steps are). "
-            f"rlcourse stops at the target (budget {_num(meta.get('max_steps'))} steps, hyperparameters from "
-            f"`rlcourse.bench.large_batch_hparams`); SB3 trains its full budget of {_num(meta.get('sb3_max_steps'))} steps "
-            "(RL Zoo settings) and its final eval is at the end. Ratios: steps/s vs SB3 = ours ÷ SB3's; time to target "
-            "vs SB3 = SB3's ÷ ours (> 1: we get there sooner). Several seeds: mean [min–max].",
+            "Both train their whole budget and are evaluated at the end: rlcourse "
+            f"{_budget_text(meta.get('max_steps'))} steps with hyperparameters from `rlcourse.bench.large_batch_hparams`, "
+            f"SB3 {_num(meta.get('sb3_max_steps'))} steps with RL Zoo's settings. Ratios: steps/s vs SB3 = ours ÷ SB3's; "
+            "time to target vs SB3 = SB3's ÷ ours (> 1: we get there sooner). Several seeds: mean [min–max].",
         ]
     quality = [r for r in rows if r["suite"] == "quality"]
     if quality:
@@ -599,7 +605,7 @@ def bench_command(device: str, num_envs: tuple[int, ...], seeds: int | None, tar
         raise click.BadParameter(str(error), param_hint="--device") from None
     torch.backends.cuda.matmul.allow_tf32 = tf32
     meta = bench_meta(device, target, seeds=seeds or 1, quality_seeds=(seeds or 5) if quality else None, num_envs=list(num_envs) or default_num_envs(dev),
-                      max_steps=max_steps or "max(300000, 2000 * num_envs)", sb3=sb3, sb3_max_steps=sb3_max_steps,
+                      max_steps=max_steps, sb3=sb3, sb3_max_steps=sb3_max_steps,
                       quality=quality, eval_every=eval_every, compile=compile_, tf32=tf32)
     click.echo(f"device: {meta['device_name']}")
     click.echo(f"date: {meta['date']}")

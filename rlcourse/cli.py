@@ -44,7 +44,8 @@ DEFAULT_RUN = {"num_envs": 8, "total_timesteps": 100_000}
 CONFIG_NAME = "config.yaml"
 EVAL_NAME = "eval.json"
 #: Settings that have their own flag; in a --config file or --hp they are a mistake worth naming.
-_FLAG_KEYS = {"seed": "--seed", "device": "--device", "compile": "--compile", "name": "--name", "run_dir": "--runs-root/--name"}
+_FLAG_KEYS = {"seed": "--seed", "device": "--device", "compile": "--compile", "tf32": "--tf32", "name": "--name",
+              "run_dir": "--runs-root/--name"}
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -268,6 +269,7 @@ def _resolve_device(device: str, context: str = "") -> Any:
 @click.option("--config", "config_file", metavar="FILE",
               help="YAML file of hyperparameters and run keys (or a run's config.yaml); --hp overrides it.")
 @click.option("--compile", "use_compile", is_flag=True, help="Run the hot functions through torch.compile.")
+@click.option("--tf32", is_flag=True, help="Let CUDA float32 matmuls use TF32 tensor cores (faster on large batches; slightly less precise).")
 @click.option("--resume", "resume", metavar="RUN_DIR", help="Continue a stopped run from RUN_DIR/checkpoint.pt.")
 @click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Root folder of the runs (point TensorBoard here).")
@@ -277,7 +279,7 @@ def _resolve_device(device: str, context: str = "") -> Any:
 @click.pass_context
 def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int | None, total_steps: int | None,
           seed: int, device: str, name: str | None, hp_assignments: tuple[str, ...], config_file: str | None,
-          use_compile: bool, resume: str | None, runs_root: Path, eval_episodes: int, no_progress: bool) -> None:
+          use_compile: bool, tf32: bool, resume: str | None, runs_root: Path, eval_episodes: int, no_progress: bool) -> None:
     """Train ALGO on ENV and evaluate it.
 
     ALGO is one of `rlcourse list`'s algorithms; ENV an rlcourse env id (rlcourse/CartPole-v1) or any
@@ -289,7 +291,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
     checkpoint; `rlcourse train --resume RUN_DIR` continues it.
     """
     if resume is not None:
-        _resume(ctx, algo, env, resume, device, use_compile, eval_episodes, no_progress)
+        _resume(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes, no_progress)
         return
     if algo is None or env is None:
         missing = "ALGO and ENV" if algo is None else "ENV"
@@ -300,6 +302,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
     run, hparams = _run_settings(algo, env, config_file, hp_assignments, num_envs, total_steps)
     make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
     run_dir = _new_run_dir(runs_root, env, algo, name, seed)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     try:
         agent = agent_class(env, num_envs=run["num_envs"], device=resolved_device, seed=seed, run_dir=run_dir,
                             compile=use_compile, **hparams)
@@ -307,7 +310,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
         raise BadInput(f"cannot make env {env!r}: {error}") from None
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"algo": algo, "env": agent.env_id, "num_envs": agent.num_envs, "total_timesteps": run["total_timesteps"],
-              "seed": seed, "device": str(agent.device), "compile": use_compile,
+              "seed": seed, "device": str(agent.device), "compile": use_compile, "tf32": tf32,
               "torch_threads": torch.get_num_threads(), "rlcourse_version": rlcourse.__version__}
     config["hyperparameters"] = config_to_dict(agent.config)
     (run_dir / CONFIG_NAME).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -318,7 +321,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
 
 
 def _resume(ctx: click.Context, algo: str | None, env: str | None, resume: str, device: str, use_compile: bool,
-            eval_episodes: int, no_progress: bool) -> None:
+            tf32: bool, eval_episodes: int, no_progress: bool) -> None:
     """``train --resume RUN_DIR``: the run's own settings, from its config.yaml and checkpoint."""
     conflicting = [flag for flag, param in (("--hp", "hp_assignments"), ("--config", "config_file"),
                                             ("--num-envs", "num_envs"), ("--total-steps", "total_steps"),
@@ -338,6 +341,7 @@ def _resume(ctx: click.Context, algo: str | None, env: str | None, resume: str, 
     else:
         resolved_device = _resolve_device(device)
     total = _positive_int("total_timesteps", config["total_timesteps"], str(run_dir / CONFIG_NAME))
+    torch.backends.cuda.matmul.allow_tf32 = tf32 or bool(config.get("tf32", False))
     if "torch_threads" in config:
         # CPU float sums are split across threads: the same thread count makes the resumed run bit-identical.
         torch.set_num_threads(_positive_int("torch_threads", config["torch_threads"], str(run_dir / CONFIG_NAME)))

@@ -169,39 +169,34 @@ def test_wrong_format_version(tmp_path, saved):
         load_checkpoint(path)
 
 
-def test_load_with_mismatched_spaces(tmp_path, saved):
-    payload = load_checkpoint(saved)
+def _other_spaces(payload):
     payload["spaces"] = {**payload["spaces"], "action": "Discrete(3)"}
-    path = tmp_path / "spaces.pt"
-    save_checkpoint(payload, path)
-    with pytest.raises(CheckpointError, match="spaces"):
-        PPO.load(path, device="cpu")
 
 
-def test_load_of_another_algorithm(tmp_path, saved):
-    payload = load_checkpoint(saved)
+def _other_algorithm(payload):
     payload["algo"] = "dqn"
-    path = tmp_path / "dqn.pt"
-    save_checkpoint(payload, path)
-    with pytest.raises(CheckpointError, match="DQN"):
-        PPO.load(path, device="cpu")
 
 
-def test_load_with_missing_entry(tmp_path, saved):
-    payload = load_checkpoint(saved)
+def _missing_modules(payload):
     del payload["modules"]
-    path = tmp_path / "partial.pt"
-    save_checkpoint(payload, path)
-    with pytest.raises(CheckpointError, match="modules"):
-        PPO.load(path, device="cpu")
 
 
-def test_load_with_wrong_network_shapes(tmp_path, saved):
-    payload = load_checkpoint(saved)
+def _smaller_network(payload):
     payload["config"]["net_arch"] = [8]  # the weights in the file are 64x64
-    path = tmp_path / "shapes.pt"
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_other_spaces, "spaces"),
+    (_other_algorithm, "DQN"),
+    (_missing_modules, "modules"),
+    (_smaller_network, "does not fit"),
+])
+def test_load_of_a_mismatched_checkpoint_is_refused(tmp_path, saved, edit, match):
+    payload = load_checkpoint(saved)
+    edit(payload)
+    path = tmp_path / "edited.pt"
     save_checkpoint(payload, path)
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match=match):
         PPO.load(path, device="cpu")
 
 

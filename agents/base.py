@@ -70,7 +70,7 @@ class _StopOnSignal:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopOnSignal":
+    def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -194,7 +194,7 @@ class Agent(abc.ABC):
 
     # ----------------------------------------------------------------- training
     def learn(self, total_timesteps: int, progress_bar: bool = False, callbacks: Iterable[Callback] = (),
-              log_interval: int = 1, reset_num_timesteps: bool = True, checkpoint_interval_s: float = 300.0) -> "Agent":
+              log_interval: int = 1, reset_num_timesteps: bool = True, checkpoint_interval_s: float = 300.0) -> Agent:
         """Train for ``total_timesteps`` env steps (more, not in total, when ``reset_num_timesteps=False``).
 
         Statistics are read from the device once every ``log_interval`` iterations. With a ``run_dir``,
@@ -370,7 +370,7 @@ class Agent(abc.ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto", run_dir: str | Path | None = None,
-             env: TensorVecEnv | None = None, **overrides: Any) -> "Agent":
+             env: TensorVecEnv | None = None, **overrides: Any) -> Agent:
         """Rebuild an agent from a checkpoint written by :meth:`save`.
 
         The env and config come from the file; pass ``env`` for an env that is not registered.

@@ -68,7 +68,7 @@ class RolloutBuffer:
 
     @classmethod
     def allocate(cls, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: torch.dtype, mask_dim: int | None, device: torch.device) -> "RolloutBuffer":
+                 action_dtype: torch.dtype, mask_dim: int | None, device: torch.device) -> RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros((n_steps, num_envs, *shape), dtype=dtype, device=device)
 

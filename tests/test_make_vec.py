@@ -139,7 +139,7 @@ def test_frozenlake_episode_ends():
     # Discrete observations arrive as plain Python ints, also in final_obs.
     ended = run_against_reference("FrozenLake-v1", num_envs=2, steps=150)
     assert len(ended) >= 5
-    for _, terminated, truncated, final, _ in ended:
+    for _, terminated, _truncated, final, _ in ended:
         assert final.sum() == 1.0
         if terminated:  # a hole or the goal
             assert int(final.argmax()) in {5, 7, 11, 12, 15}

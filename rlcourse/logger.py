@@ -29,6 +29,7 @@ class RunLogger:
         self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", unit_scale=True,
                         dynamic_ncols=True, disable=not progress_bar)
         self._bar_step = start_step
+        self._postfix: dict[str, str] = {}
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         """Log finite scalars under their SB3 names, and update the progress bar."""
@@ -38,13 +39,13 @@ class RunLogger:
                     self.writer.add_scalar(tag, value, step)
         self.bar.update(step - self._bar_step)
         self._bar_step = step
-        postfix = {}
-        if "time/fps" in values:
-            postfix["steps/s"] = f"{values['time/fps']:,.0f}"
+        # Keep the last known return on the bar: an iteration in which no episode ended has none.
         if values.get("rollout/ep_rew_mean") is not None:
-            postfix["return"] = f"{values['rollout/ep_rew_mean']:.1f}"
-        if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
+            self._postfix["return"] = f"{values['rollout/ep_rew_mean']:.1f}"
+        if "time/fps" in values:
+            self._postfix["steps/s"] = f"{values['time/fps']:,.0f}"
+        if self._postfix:
+            self.bar.set_postfix(self._postfix, refresh=False)
 
     def text(self, tag: str, text: str, step: int) -> None:
         if self.writer is not None:

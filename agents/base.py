@@ -42,7 +42,7 @@ class EpisodeTracker:
     """Sums over finished episodes (count, return, length, successes), kept on the device until read."""
 
     def __init__(self, device: torch.device):
-        self.sums = torch.zeros(4, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # float64: exact counts over long intervals
         self.has_success = False
 
     def record(self, info: dict[str, Any]) -> None:
@@ -52,8 +52,9 @@ class EpisodeTracker:
         success_sum = (success & done).sum() if success is not None else torch.zeros((), device=done.device)
         self.sums += torch.stack((done.sum(), info["episode"]["r"].sum(), info["episode"]["l"].sum(), success_sum)).to(self.sums.dtype)
 
-    def read_and_reset(self) -> dict[str, float]:
-        count, ret, length, success = self.sums.tolist()
+    def summarise(self, sums: list[float]) -> dict[str, float]:
+        """Turn sums read from :attr:`sums` into SB3's rollout statistics, and start counting afresh."""
+        count, ret, length, success = sums
         self.sums.zero_()
         if count == 0:
             return {}
@@ -77,8 +78,8 @@ class _StopOnSignal:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # a second signal: stop now
-            signal.default_int_handler(signum, frame)
+        if self.signum is not None:  # a second signal: stop now, without a checkpoint
+            raise SystemExit(128 + signum)
         self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:
@@ -86,8 +87,40 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
-def _space_summary(space: spaces.Space) -> str:
-    return repr(space)
+def derive_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent 63-bit seeds from one user seed (numpy's SeedSequence spawning)."""
+    return [int(child.generate_state(2, np.uint64)[0] >> np.uint64(1)) for child in np.random.SeedSequence(seed).spawn(count)]
+
+
+def _space_summary(space: spaces.Space) -> dict[str, Any]:
+    """What must match for a checkpoint to fit an env: the space's type, shape, dtype and bounds or sizes."""
+    summary: dict[str, Any] = {"type": type(space).__name__, "shape": list(space.shape or ()), "dtype": str(space.dtype)}
+    if isinstance(space, spaces.Box):
+        summary["low"], summary["high"] = space.low.flatten().tolist(), space.high.flatten().tolist()
+    elif isinstance(space, spaces.Discrete):
+        summary["n"], summary["start"] = int(space.n), int(space.start)
+    elif isinstance(space, spaces.MultiDiscrete):
+        summary["nvec"] = space.nvec.flatten().tolist()
+    return summary
+
+
+def _load_optimizer_keeping_setup(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load an optimizer's state but keep how this run drives it.
+
+    ``load_state_dict`` replaces the param groups wholesale; that would swap a device learning-rate
+    tensor (read by a captured CUDA graph) for the checkpoint's copy, and bring back another device's
+    ``capturable``/``fused`` flags. The saved values are copied into the live objects instead.
+    """
+    live = [{key: group[key] for key in ("lr", "capturable", "fused", "foreach") if key in group}
+            for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, live):
+        saved_lr = float(group["lr"])
+        group.update(kept)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(saved_lr)
+        else:
+            group["lr"] = saved_lr
 
 
 class Agent(abc.ABC):
@@ -148,9 +181,13 @@ class Agent(abc.ABC):
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         random.seed(self.seed)
+        # The env and the agent draw from separate generators with unrelated seeds, so their streams never overlap.
+        env_seed, agent_seed, predict_seed = derive_seeds(self.seed, 3)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(self.seed)
-        self.obs, _ = self.env.reset(seed=self.seed)
+        self.generator.manual_seed(agent_seed)
+        self._predict_generator = torch.Generator(device=self.device)  # predict() never moves the training stream
+        self._predict_generator.manual_seed(predict_seed)
+        self.obs, _ = self.env.reset(seed=env_seed)
         self.episodes = EpisodeTracker(self.device)
         self._build()
 
@@ -249,9 +286,9 @@ class Agent(abc.ABC):
     def _log(self, logger: RunLogger, stats: dict[str, torch.Tensor], fps: float) -> None:
         """The one host-device sync of a log interval: read every statistic at once."""
         names = list(stats)
-        values = torch.stack([stats[n].float() for n in names]).tolist() if names else []
-        scalars: dict[str, float] = dict(zip(names, values))
-        scalars.update(self.episodes.read_and_reset())
+        values = torch.cat([torch.stack([stats[n].double() for n in names]).reshape(-1), self.episodes.sums]).tolist()
+        scalars: dict[str, float] = dict(zip(names, values[:len(names)]))
+        scalars.update(self.episodes.summarise(values[len(names):]))
         scalars["time/fps"] = fps
         scalars["time/iterations"] = float(self.iteration)
         self.last_log = {**self.last_log, **scalars}
@@ -273,7 +310,7 @@ class Agent(abc.ABC):
             masks = torch.as_tensor(np.asarray(action_masks) if not isinstance(action_masks, torch.Tensor) else action_masks,
                                     dtype=torch.bool, device=self.device).reshape(obs_t.shape[0], -1)
         with torch.no_grad():
-            actions = self._env_action(self._act(obs_t, masks, deterministic, self.generator))
+            actions = self._env_action(self._act(obs_t, masks, deterministic, self._predict_generator))
         if single:
             actions = actions[0]
         return actions.cpu().numpy() if as_numpy else actions
@@ -287,9 +324,10 @@ class Agent(abc.ABC):
             raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
         seed = self.seed + 1_000_003 if seed is None else seed
         env = self._make_env(n_episodes)
+        env_seed, agent_seed = derive_seeds(seed, 2)
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed)
-        obs, _ = env.reset(seed=seed)
+        generator.manual_seed(agent_seed)
+        obs, _ = env.reset(seed=env_seed)
         returns = torch.zeros(n_episodes, device=self.device)
         lengths = torch.zeros(n_episodes, device=self.device)
         successes = torch.zeros(n_episodes, device=self.device)
@@ -341,6 +379,7 @@ class Agent(abc.ABC):
         """Everything needed to continue this run exactly: networks, optimizers, RNGs, env, counters, config."""
         return {
             "algo": self.algo,
+            "device_type": self.device.type,
             "env_id": self.env_id,
             "num_envs": self.num_envs,
             "seed": self.seed,
@@ -389,30 +428,49 @@ class Agent(abc.ABC):
         return agent
 
     def load_state(self, payload: dict[str, Any], source: str = "checkpoint") -> None:
-        """Load a checkpoint payload into this (already built) agent, checking that it fits."""
+        """Load a checkpoint payload into this (already built) agent, checking that it fits first.
+
+        Networks, optimizer state and counters always load. The RNG streams, the env's state and the
+        current observations load only when the checkpoint comes from the same device type and batch
+        size (a CUDA generator's state means nothing to a CPU one): then training continues exactly;
+        otherwise the env keeps its fresh episodes and the streams their fresh seeds.
+        """
         expected = {"observation": _space_summary(self.env.single_observation_space),
                     "action": _space_summary(self.env.single_action_space)}
         if payload.get("spaces") != expected:
             raise CheckpointError(f"{source} was saved for spaces {payload.get('spaces')}, but {self.env_id} has {expected}")
         try:
+            self._check_fits(payload)
             for name, module in self._modules().items():
                 module.load_state_dict(payload["modules"][name])
             for name, optimizer in self._optimizers().items():
-                optimizer.load_state_dict(payload["optimizers"][name])
+                _load_optimizer_keeping_setup(optimizer, payload["optimizers"][name])
             self._load_extra_state(payload["extra"])
             counters = payload["counters"]
-            self.num_timesteps, self.iteration = counters["num_timesteps"], counters["iteration"]
-            self.total_timesteps = counters["total_timesteps"]
-            restore_global_rng(payload["rng"]["global"])
-            self.generator.set_state(payload["rng"]["agent"])
-            same_batch = payload["num_envs"] == self.num_envs
-            if payload["env"] is not None and self.env.restorable and same_batch:
-                self.env.load_state_dict({k: v.to(self.env.device) if k != "generator" else v for k, v in payload["env"].items()})
-                self.obs.copy_(payload["obs"])
-                self.episodes.sums.copy_(payload["episodes"])
-        except (KeyError, RuntimeError, ValueError) as error:
+            self.num_timesteps, self.iteration = int(counters["num_timesteps"]), int(counters["iteration"])
+            self.total_timesteps = int(counters["total_timesteps"])
+            if payload.get("device_type") == self.device.type:
+                restore_global_rng(payload["rng"]["global"])
+                self.generator.set_state(payload["rng"]["agent"])
+                if payload["env"] is not None and self.env.restorable and payload["num_envs"] == self.num_envs:
+                    self.env.load_state_dict({k: v if k == "generator" else v.to(self.env.device) for k, v in payload["env"].items()})
+                    self.obs.copy_(payload["obs"])
+                    self.episodes.sums.copy_(payload["episodes"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
             raise CheckpointError(f"{source} does not fit this {self.algo.upper()} agent: {str(error).splitlines()[0]}") from None
         self._on_state_loaded()
+
+    def _check_fits(self, payload: dict[str, Any]) -> None:
+        """Raise before anything is changed if the networks' or env's tensors differ in name or shape."""
+        for name, module in self._modules().items():
+            saved, live = payload["modules"][name], module.state_dict()
+            if set(saved) != set(live):
+                raise ValueError(f"network {name!r} has entries {sorted(set(live) ^ set(saved))} that the checkpoint does not share")
+            for key, tensor in live.items():
+                if tuple(saved[key].shape) != tuple(tensor.shape):
+                    raise ValueError(f"{name}.{key} has shape {tuple(saved[key].shape)} in the checkpoint, {tuple(tensor.shape)} here")
+        for key in ("counters", "extra", "rng", "num_envs", "obs", "episodes"):
+            payload[key]  # noqa: B018  (a missing entry raises KeyError, reported as not fitting)
 
     def write_eval(self, n_episodes: int = 100) -> dict[str, float]:
         """Evaluate and write ``run_dir/eval.json``."""

@@ -21,8 +21,10 @@ def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callabl
 
     ``fn`` runs ``warmup`` times first on a side stream (cuBLAS workspaces, lazily created optimizer
     state, autograd buffers). Those runs change parameters and RNG streams, so the state taken by
-    ``snapshot()`` beforehand is put back with ``restore()`` before capture: the first replay then
-    does exactly what the first eager call would have done.
+    ``snapshot()`` beforehand is put back with ``restore()`` before capture, and training starts
+    from where it was. Replays draw random numbers through the graph's own Philox offsets, so a
+    captured run is reproducible for a seed but not bitwise equal to an eager run, nor to a run
+    captured again mid-way (after a checkpoint is loaded): it continues statistically the same.
     """
     saved = _clone_tree(snapshot())  # state_dict()s hold references; warm-up would change them in place
     side = torch.cuda.Stream()

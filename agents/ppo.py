@@ -190,9 +190,14 @@ class PPO(Agent):
         self._apply_schedules()
 
     def _apply_schedules(self) -> None:
-        """Learning rate and ε for this iteration, from host-side progress (no device read)."""
+        """Learning rate and ε for this iteration, from host-side progress (no device read).
+
+        As in SB3, the update of an iteration sees the progress *after* its rollout, so the last update
+        runs at (almost) zero when annealing.
+        """
         c = self.config
-        remaining = 1.0 - self.num_timesteps / self.total_timesteps if self.total_timesteps else 1.0
+        done_after_rollout = self.num_timesteps + self.steps_per_iteration
+        remaining = max(0.0, 1.0 - done_after_rollout / self.total_timesteps) if self.total_timesteps else 1.0
         lr = c.learning_rate * remaining if c.anneal_lr else c.learning_rate
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
@@ -290,9 +295,16 @@ class PPO(Agent):
             "train/learning_rate": torch.as_tensor(self.optimizer.param_groups[0]["lr"], device=self.device).clone(),
         }
         if c.objective == "kl_penalty":
-            self._adapt_kl_beta(means[3])
+            self._adapt_kl_beta(self._kl_after_update(obs, actions, old_log_prob, masks))
             stats["train/kl_beta"] = self.kl_beta.clone()
         return stats
+
+    @torch.no_grad()
+    def _kl_after_update(self, obs, actions, old_log_prob, masks) -> torch.Tensor:
+        """KL(θᵏ‖θ) over the whole rollout once the update is done: what the adaptive rule compares (notes:12961-12963)."""
+        new_log_prob = self.distribution.log_prob(self._policy_params(obs, masks), actions)
+        log_ratio = new_log_prob - old_log_prob
+        return ((log_ratio.exp() - 1.0) - log_ratio).mean()
 
     def _optimizer_step(self, skip: torch.Tensor | None) -> None:
         """Adam step; with ``skip`` (target_kl reached) the parameters and Adam's state are left as they were."""

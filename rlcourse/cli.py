@@ -182,21 +182,33 @@ def _run_settings(algo: str, env_id: str, config_file: str | None, hp_assignment
 
 
 def _new_run_dir(runs_root: Path, env_id: str, algo: str, name: str | None, seed: int) -> Path:
-    """``runs_root/<env>/<algo>/<name>``; a chosen name that is taken is an error, never an overwrite."""
+    """Create and return ``runs_root/<env>/<algo>/<name>``; a taken name is an error, never an overwrite.
+
+    The folder is claimed with an exclusive ``mkdir``, so two runs started at once never share one.
+    """
     parent = runs_root / _env_path(env_id) / algo
-    if name is not None:
-        if not name.strip() or name in (".", "..") or "/" in name or os.sep in name:
-            raise BadInput(f"bad --name {name!r}: it must be one folder name (no '/', not '.' or '..')")
-        run_dir = parent / name
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise BadInput(f"run folder {str(run_dir)!r} already exists and is not empty; "
-                           "choose another --name (runs are never overwritten)")
-        return run_dir
-    base = f"seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir, suffix = parent / base, 1
-    while run_dir.exists():  # two runs started within the same second
-        run_dir, suffix = parent / f"{base}-{suffix}", suffix + 1
-    return run_dir
+    base = name or f"seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for suffix in range(1000):
+            run_dir = parent / (base if suffix == 0 else f"{base}-{suffix}")
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                if name is not None and not (run_dir.is_dir() and not any(run_dir.iterdir())):
+                    raise BadInput(f"run folder {str(run_dir)!r} already exists and is not empty; "
+                                   "choose another --name (runs are never overwritten)") from None
+                if name is not None:  # an empty folder of that name: use it
+                    return run_dir
+    except OSError as error:
+        raise BadInput(f"cannot create the run folder under {str(parent)!r}: {error.strerror or error}") from None
+    raise BadInput(f"too many runs named {base!r} under {str(parent)!r}")
+
+
+def _check_run_name(name: str | None) -> None:
+    if name is not None and (not name.strip() or name in (".", "..") or "/" in name or os.sep in name):
+        raise BadInput(f"bad --name {name!r}: it must be one folder name (no '/', not '.' or '..')")
 
 
 def _read_run_config(run_dir: Path) -> dict[str, Any]:
@@ -301,14 +313,15 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
     resolved_device = _resolve_device(device)
     run, hparams = _run_settings(algo, env, config_file, hp_assignments, num_envs, total_steps)
     make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
-    run_dir = _new_run_dir(runs_root, env, algo, name, seed)
     torch.backends.cuda.matmul.allow_tf32 = tf32
+    _check_run_name(name)
     try:
-        agent = agent_class(env, num_envs=run["num_envs"], device=resolved_device, seed=seed, run_dir=run_dir,
+        agent = agent_class(env, num_envs=run["num_envs"], device=resolved_device, seed=seed,
                             compile=use_compile, **hparams)
     except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
         raise BadInput(f"cannot make env {env!r}: {error}") from None
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Claimed only once everything is valid, so bad input leaves no folder behind.
+    run_dir = agent.run_dir = _new_run_dir(runs_root, agent.env_id, algo, name, seed)
     config = {"algo": algo, "env": agent.env_id, "num_envs": agent.num_envs, "total_timesteps": run["total_timesteps"],
               "seed": seed, "device": str(agent.device), "compile": use_compile, "tf32": tf32,
               "torch_threads": torch.get_num_threads(), "rlcourse_version": rlcourse.__version__}

@@ -17,13 +17,13 @@ from gymnasium.vector import AutoresetMode
 
 from rlcourse.vec_env import TensorVecEnv
 
-SUPPORTED = "observations: Box or Discrete (one-hot encoded); actions: Discrete, MultiDiscrete or Box"
+SUPPORTED = "observations: Box or Discrete (one-hot encoded); actions: Discrete, MultiDiscrete, MultiBinary or Box"
 
 
 def _check_supported(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) -> None:
     if not isinstance(obs_space, (spaces.Box, spaces.Discrete)):
         raise ValueError(f"{env_id} has observation space {obs_space}, which rlcourse cannot wrap; supported {SUPPORTED}")
-    if not isinstance(act_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.Box)):
+    if not isinstance(act_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Box)):
         raise ValueError(f"{env_id} has action space {act_space}, which rlcourse cannot wrap; supported {SUPPORTED}")
 
 
@@ -52,6 +52,7 @@ class GymVecEnv(TensorVecEnv):
         probe.close()
         _check_supported(env_id, obs_space, act_space)
         self._one_hot = isinstance(obs_space, spaces.Discrete)
+        self._obs_start = int(obs_space.start) if self._one_hot else 0
         if self._one_hot:
             obs_space = spaces.Box(0.0, 1.0, (int(obs_space.n),), dtype=np.float32)
         elif obs_space.dtype != np.float32:
@@ -68,7 +69,7 @@ class GymVecEnv(TensorVecEnv):
     def _obs_tensor(self, obs: Any) -> torch.Tensor:
         obs = torch.as_tensor(np.asarray(obs), device=self.device)
         if self._one_hot:
-            return torch.nn.functional.one_hot(obs.long(), self.single_observation_space.shape[0]).float()
+            return torch.nn.functional.one_hot(obs.long() - self._obs_start, self.single_observation_space.shape[0]).float()
         return obs.float()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -1,4 +1,4 @@
-"""Run logging: TensorBoard event files with SB3's metric names, hyperparameters, text, and a console progress bar."""
+"""Run logging: TensorBoard event files with SB3's metric names, hyperparameters, and a console progress bar."""
 
 from __future__ import annotations
 
@@ -46,10 +46,6 @@ class RunLogger:
             self._postfix["steps/s"] = f"{values['time/fps']:,.0f}"
         if self._postfix:
             self.bar.set_postfix(self._postfix, refresh=False)
-
-    def text(self, tag: str, text: str, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_text(tag, text, step)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's hyperparameters (TensorBoard's HPARAMS tab) next to its final metrics."""

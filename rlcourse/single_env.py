@@ -66,9 +66,13 @@ class SingleEnv(gym.Env):
         return obs[0].numpy(), {}
 
     def step(self, action: Any):
+        self._next_episode_obs = None  # stepping on without reset() continues the batched env's new episode
         array = np.asarray(action)
         if array.shape != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape} for {self.action_space}, got {array.shape}")
+        if not self._action_dtype.is_floating_point and not np.issubdtype(array.dtype, np.integer):
+            if not (np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0)):
+                raise ValueError(f"action must be an integer for {self.action_space}, got {action!r}")
         actions = torch.as_tensor(array, dtype=self._action_dtype).reshape(1, *array.shape)
         obs, reward, terminated, truncated, info = self.vec.step(actions)
         done = bool(terminated[0] | truncated[0])

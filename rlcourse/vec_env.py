@@ -112,7 +112,8 @@ class TensorVecEnv(VectorEnv):
         ``info["final_obs"]`` / ``info["final_info"]`` hold the last observation and info of the
         episodes that ended (mask ``info["_final_obs"]``); ``info["episode"]`` holds their return
         ``r`` and length ``l`` (mask ``info["_episode"]``). The keys are always present, so reading
-        them never needs a host-device sync.
+        them never needs a host-device sync. Env-specific keys (``success``, ...) at the top level hold
+        this step's values for every sub-env; for an episode that ended, read them from ``final_info``.
         """
         actions = self._check_actions(actions)
         reward, terminated, truncated, step_info = self._transition(actions)
@@ -162,6 +163,10 @@ class TensorVecEnv(VectorEnv):
             bad = (actions < space.start) | (actions >= space.start + space.n)
             if bool(bad.any()):
                 raise ValueError(f"action {int(actions[bad][0])} is outside the action space {space}")
+        elif isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+            high = torch.as_tensor(space.nvec if isinstance(space, spaces.MultiDiscrete) else 2, device=self.device)
+            if bool(((actions < 0) | (actions >= high)).any()):
+                raise ValueError(f"an action is outside the action space {space}")
         elif isinstance(space, spaces.Box):
             low = torch.as_tensor(space.low, device=self.device)
             high = torch.as_tensor(space.high, device=self.device)
@@ -182,14 +187,18 @@ class TensorVecEnv(VectorEnv):
         expected = {*self.state_names, "episode_return", "episode_length", "generator"}
         if set(state) != expected:
             raise ValueError(f"env state has keys {sorted(state)}, expected {sorted(expected)}")
-        for name in expected - {"generator"}:
+        names = sorted(expected - {"generator"})
+        for name in names:  # check everything before changing anything
             target = getattr(self, name)
             if state[name].shape != target.shape or state[name].dtype != target.dtype:
                 raise ValueError(
                     f"env state {name!r} has shape {tuple(state[name].shape)} and dtype {state[name].dtype}, "
                     f"expected {tuple(target.shape)} and {target.dtype} (was it saved with another num_envs?)"
                 )
-            target.copy_(state[name])
+        if state["generator"].shape != self.generator.get_state().shape:
+            raise ValueError(f"env generator state does not match a {self.device.type} generator (saved on another device?)")
+        for name in names:
+            getattr(self, name).copy_(state[name])
         self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:

@@ -419,9 +419,12 @@ class Agent(abc.ABC):
             raise CheckpointError(f"{str(path)!r} was written by {str(payload.get('algo')).upper()}, not {cls.algo.upper()}")
         if env is None and payload.get("env_id") is None:
             raise CheckpointError(f"{str(path)!r} was saved for an unregistered env; pass it as load(..., env=...)")
+        config = payload.get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{str(path)!r} has no config mapping (found {type(config).__name__})")
         try:
             agent = cls(env if env is not None else payload["env_id"], num_envs=overrides.pop("num_envs", payload["num_envs"]),
-                        device=device, seed=payload["seed"], run_dir=run_dir, **{**payload["config"], **overrides})
+                        device=device, seed=payload["seed"], run_dir=run_dir, **{**config, **overrides})
         except KeyError as missing:
             raise CheckpointError(f"{str(path)!r} lacks the entry {missing}") from None
         agent.load_state(payload, source=str(path))

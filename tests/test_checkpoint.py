@@ -279,3 +279,42 @@ def test_sigint_during_learn_writes_a_checkpoint_and_returns(tmp_path):
     assert payload["counters"]["iteration"] == 3
     resumed = PPO.load(run_dir / "checkpoint.pt", device="cpu")
     assert resumed.num_timesteps == steps
+
+
+def test_checkpoint_from_another_device_type_loads_networks_but_not_rng_streams(tmp_path, saved):
+    # A CUDA checkpoint's generator states cannot drive CPU generators: the networks, optimizer and counters
+    # load; the streams and env keep their fresh seeds (exact continuation needs the same device type).
+    payload = load_checkpoint(saved)
+    payload["device_type"] = "cuda"
+    payload["rng"]["agent"] = torch.zeros(16, dtype=torch.uint8)  # a Philox state's size, useless on the CPU
+    payload["env"]["generator"] = torch.zeros(16, dtype=torch.uint8)
+    path = tmp_path / "from_cuda.pt"
+    save_checkpoint(payload, path)
+    agent = PPO.load(path, device="cpu")
+    original = PPO.load(saved, device="cpu")
+    assert all(torch.equal(p, q) for p, q in zip(agent.policy.parameters(), original.policy.parameters()))
+    assert agent.num_timesteps == original.num_timesteps
+    obs = np.zeros((3, 4), np.float32)
+    assert np.array_equal(agent.predict(obs), original.predict(obs))
+
+
+def test_malformed_entries_are_refused_not_crashing(tmp_path, saved):
+    for key, bad in (("counters", [1, 2, 3]), ("config", "not a mapping")):
+        payload = load_checkpoint(saved)
+        payload[key] = bad
+        path = tmp_path / f"{key}.pt"
+        save_checkpoint(payload, path)
+        with pytest.raises(CheckpointError):
+            PPO.load(path, device="cpu")
+
+
+def test_failed_env_load_changes_nothing():
+    agent = small_agent()
+    state = agent.env.state_dict()
+    before = {k: v.clone() for k, v in agent.env.state_dict().items()}
+    state["physics"] = torch.ones_like(state["physics"])
+    state["elapsed"] = torch.zeros(5, dtype=state["elapsed"].dtype)  # wrong num_envs, checked before any copy
+    with pytest.raises(ValueError, match="num_envs"):
+        agent.env.load_state_dict(state)
+    after = agent.env.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -395,3 +395,11 @@ def test_real_process_bad_input():
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("rlcourse: error: ")
     assert "no_such_hp" in bad.stderr and bad.stdout == ""
+
+
+def test_run_folders_are_claimed_exclusively(tmp_path):
+    from rlcourse.cli import _new_run_dir
+
+    first = _new_run_dir(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0)
+    second = _new_run_dir(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0)  # same second, same seed
+    assert first.is_dir() and second.is_dir() and first != second

@@ -49,3 +49,24 @@ def test_evaluate_does_not_disturb_a_captured_run():
     a.learn(a.steps_per_iteration * 3, callbacks=[lambda agent: agent.evaluate(5) and None])
     b.learn(b.steps_per_iteration * 3)
     assert torch.equal(_weights(a), _weights(b))
+
+
+def test_resume_on_cuda_continues_and_learns(tmp_path):
+    agent = PPO("rlcourse/CartPole-v1", num_envs=1024, device="cuda", seed=1, anneal_lr=True, **FAST)
+    agent.learn(3_000_000, callbacks=[lambda a: a.num_timesteps < 1_000_000])
+    agent.save(tmp_path / "c.pt")
+    resumed = PPO.load(tmp_path / "c.pt", device="cuda")
+    assert resumed.cuda_graphs and isinstance(resumed.optimizer.param_groups[0]["lr"], torch.Tensor)
+    resumed.learn(resumed.total_timesteps - resumed.num_timesteps, reset_num_timesteps=False)
+    assert resumed.num_timesteps >= 3_000_000
+    assert resumed.last_log["train/learning_rate"] == 0.0  # the annealed schedule carried over
+    assert resumed.evaluate(n_episodes=50)["mean_reward"] >= 475
+
+
+def test_cuda_checkpoint_loads_on_the_cpu(tmp_path):
+    agent = PPO("rlcourse/CartPole-v1", num_envs=256, device="cuda", seed=2, **FAST)
+    agent.learn(agent.steps_per_iteration * 3)
+    agent.save(tmp_path / "c.pt")
+    on_cpu = PPO.load(tmp_path / "c.pt", device="cpu")
+    obs = torch.zeros(4, 4)
+    assert torch.equal(on_cpu.predict(obs), agent.predict(obs.cuda()).cpu())

@@ -369,3 +369,23 @@ def test_single_env_matches_batched_env_with_one_env(env_id):
             s_obs, _ = single.reset()  # unseeded: continues the batched stream
             np.testing.assert_array_equal(s_obs, v_obs[0].cpu().numpy())
     assert episodes >= 5
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_single_env_stepping_past_the_end_then_reset_gives_the_current_state(env_id):
+    # Stepping on after an episode ended (without reset) continues the batched env's new episode;
+    # a later unseeded reset() must not hand out the observation saved at that episode end.
+    import gymnasium as gym
+
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    ended_at = None
+    for step in range(2000):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            ended_at = step
+            break
+    assert ended_at is not None
+    obs, *_ = env.step(env.action_space.sample())  # past the end, no reset
+    reset_obs, _ = env.reset()
+    assert np.array_equal(reset_obs, env.vec._observe()[0].numpy())

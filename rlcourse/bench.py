@@ -76,10 +76,11 @@ HUGE_BATCH = (8, 65536, 2, 3e-3)  # above the tiers: n_steps, minibatch size, ep
 def large_batch_hparams(num_envs: int) -> dict[str, Any]:
     """PPO hyperparameters for CartPole-v1 with ``num_envs`` parallel envs (every rlcourse speed row).
 
-    Short rollouts and a constant learning rate, so an iteration is cheap; the number of minibatch
-    updates per iteration grows with the batch (see :data:`LARGE_BATCH_TIERS`).
+    Short rollouts, so an iteration is cheap; the number of minibatch updates per iteration grows with
+    the batch (see :data:`LARGE_BATCH_TIERS`). The learning rate decays linearly over the run: with a
+    constant 3e-3, one seed in three at 4,096 envs collapsed to ~265 by the end of its budget (H200).
     """
-    common = {"gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0, "anneal_lr": False, "anneal_clip_range": False}
+    common = {"gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0, "anneal_lr": True, "anneal_clip_range": False}
     for largest, n_steps, minibatches, epochs, lr in LARGE_BATCH_TIERS:
         if num_envs <= largest:
             batch = num_envs * n_steps

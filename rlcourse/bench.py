@@ -256,12 +256,19 @@ def run_sb3(seed: int, max_steps: int, target: float, eval_every: int | None) ->
     }
 
 
+def _learn(agent: Any, steps: int, **kwargs: Any) -> None:
+    """``agent.learn`` without mid-run logging; a Ctrl-C/SIGTERM that stopped it ends the whole bench."""
+    agent.learn(steps, log_interval=_NO_LOGGING, **kwargs)
+    if agent.interrupted_by is not None:
+        raise SystemExit(128 + agent.interrupted_by)
+
+
 def learn_to_target(agent: Any, max_steps: int, target: float, eval_every: int) -> dict[str, Any]:
     """Train ``agent`` for up to ``max_steps`` env steps under a :class:`RlcourseWatcher`; returns its timings."""
     clock = TrainingClock(agent.device, target)
     watcher = RlcourseWatcher(clock, eval_every)
     watcher.start()
-    agent.learn(max_steps, callbacks=[watcher], log_interval=_NO_LOGGING)
+    _learn(agent, max_steps, callbacks=[watcher])
     steps_after_setup = agent.num_timesteps - watcher.first_iteration_steps
     return {
         "setup_s": watcher.setup_s,
@@ -283,11 +290,11 @@ def measure_throughput(agent: Any, seconds: float) -> tuple[float, int]:
     """
     per_iteration = agent.steps_per_iteration
     start = _now(agent.device)
-    agent.learn(THROUGHPUT_WARMUP_ITERATIONS * per_iteration, reset_num_timesteps=False, log_interval=_NO_LOGGING)
+    _learn(agent, THROUGHPUT_WARMUP_ITERATIONS * per_iteration, reset_num_timesteps=False)
     pace = (_now(agent.device) - start) / THROUGHPUT_WARMUP_ITERATIONS
     iterations = max(THROUGHPUT_MIN_ITERATIONS, math.ceil(seconds / max(pace, 1e-9)))
     start = _now(agent.device)
-    agent.learn(iterations * per_iteration, reset_num_timesteps=False, log_interval=_NO_LOGGING)
+    _learn(agent, iterations * per_iteration, reset_num_timesteps=False)
     return iterations * per_iteration / (_now(agent.device) - start), iterations
 
 

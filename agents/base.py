@@ -240,6 +240,8 @@ class Agent(abc.ABC):
         """
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) or log_interval <= 0:
+            raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
         self.total_timesteps = self.num_timesteps + int(total_timesteps)
@@ -251,7 +253,6 @@ class Agent(abc.ABC):
                            purge_step=self.num_timesteps if self.num_timesteps > 0 and self.run_dir else None)
         last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
         last_checkpoint = time.monotonic()
-        stats: dict[str, torch.Tensor] = {}
         try:
             with _StopOnSignal() as stop:
                 while self.num_timesteps < self.total_timesteps:
@@ -443,7 +444,9 @@ class Agent(abc.ABC):
         if payload.get("spaces") != expected:
             raise CheckpointError(f"{source} was saved for spaces {payload.get('spaces')}, but {self.env_id} has {expected}")
         try:
-            self._check_fits(payload)
+            restores_env = (payload.get("device_type") == self.device.type and payload["env"] is not None
+                            and self.env.restorable and payload["num_envs"] == self.num_envs)
+            self._check_fits(payload, restores_env)
             for name, module in self._modules().items():
                 module.load_state_dict(payload["modules"][name])
             for name, optimizer in self._optimizers().items():
@@ -455,7 +458,7 @@ class Agent(abc.ABC):
             if payload.get("device_type") == self.device.type:
                 restore_global_rng(payload["rng"]["global"])
                 self.generator.set_state(payload["rng"]["agent"])
-                if payload["env"] is not None and self.env.restorable and payload["num_envs"] == self.num_envs:
+                if restores_env:
                     self.env.load_state_dict({k: v if k == "generator" else v.to(self.env.device) for k, v in payload["env"].items()})
                     self.obs.copy_(payload["obs"])
                     self.episodes.sums.copy_(payload["episodes"])
@@ -463,8 +466,11 @@ class Agent(abc.ABC):
             raise CheckpointError(f"{source} does not fit this {self.algo.upper()} agent: {str(error).splitlines()[0]}") from None
         self._on_state_loaded()
 
-    def _check_fits(self, payload: dict[str, Any]) -> None:
-        """Raise before anything is changed if the networks' or env's tensors differ in name or shape."""
+    def _check_fits(self, payload: dict[str, Any], restores_env: bool) -> None:
+        """Raise before anything is changed if an entry is missing or a network's or the env's tensors differ."""
+        missing = [key for key in ("modules", "optimizers", "extra", "counters", "rng", "obs", "episodes") if key not in payload]
+        if missing:
+            raise KeyError(missing[0])
         for name, module in self._modules().items():
             saved, live = payload["modules"][name], module.state_dict()
             if set(saved) != set(live):
@@ -472,8 +478,8 @@ class Agent(abc.ABC):
             for key, tensor in live.items():
                 if tuple(saved[key].shape) != tuple(tensor.shape):
                     raise ValueError(f"{name}.{key} has shape {tuple(saved[key].shape)} in the checkpoint, {tuple(tensor.shape)} here")
-        for key in ("counters", "extra", "rng", "num_envs", "obs", "episodes"):
-            payload[key]  # noqa: B018  (a missing entry raises KeyError, reported as not fitting)
+        if restores_env:
+            self.env.check_state_dict(payload["env"])
 
     def write_eval(self, n_episodes: int = 100) -> dict[str, float]:
         """Evaluate and write ``run_dir/eval.json``."""

@@ -182,13 +182,12 @@ class TensorVecEnv(VectorEnv):
         state["generator"] = self.generator.get_state()
         return state
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a :meth:`state_dict` in place (tensor addresses stay, so captured CUDA graphs stay valid)."""
+    def check_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Raise ``ValueError`` unless ``state`` fits this env exactly (names, shapes, dtypes, generator kind)."""
         expected = {*self.state_names, "episode_return", "episode_length", "generator"}
         if set(state) != expected:
             raise ValueError(f"env state has keys {sorted(state)}, expected {sorted(expected)}")
-        names = sorted(expected - {"generator"})
-        for name in names:  # check everything before changing anything
+        for name in expected - {"generator"}:
             target = getattr(self, name)
             if state[name].shape != target.shape or state[name].dtype != target.dtype:
                 raise ValueError(
@@ -197,7 +196,14 @@ class TensorVecEnv(VectorEnv):
                 )
         if state["generator"].shape != self.generator.get_state().shape:
             raise ValueError(f"env generator state does not match a {self.device.type} generator (saved on another device?)")
-        for name in names:
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`state_dict` in place (tensor addresses stay, so captured CUDA graphs stay valid).
+
+        Everything is checked first, so a state that does not fit changes nothing.
+        """
+        self.check_state_dict(state)
+        for name in (*self.state_names, "episode_return", "episode_length"):
             getattr(self, name).copy_(state[name])
         self.generator.set_state(state["generator"])
 

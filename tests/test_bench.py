@@ -6,10 +6,18 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from rlcourse.agents import PPOConfig
 
 from rlcourse import bench
-from rlcourse.agents import PPOConfig
-from rlcourse.bench import BenchRow, add_sb3_ratios, bench_command, bench_meta, large_batch_hparams, run_bench, write_report
+from rlcourse.bench import (
+    BenchRow,
+    add_sb3_ratios,
+    bench_command,
+    bench_meta,
+    large_batch_hparams,
+    run_bench,
+    write_report,
+)
 from rlcourse.config import make_config
 
 TINY = dict(device="cpu", num_envs=[16], seeds=1, max_steps=5000, sb3_max_steps=2000, throughput_seconds=0.05)

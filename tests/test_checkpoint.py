@@ -16,9 +16,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from rlcourse.agents import PPO
 
 import rlcourse.checkpoint as checkpoint_module
-from rlcourse.agents import PPO
 from rlcourse.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -139,7 +139,7 @@ def test_pickle_payload_never_runs(tmp_path):
     raw.write_bytes(pickle.dumps(_RunsCode(marker), protocol=2))
     # Control: the payload is live (plain pickle runs it) ...
     with raw.open("rb") as handle:
-        pickle.load(handle)  # noqa: S301 - on purpose
+        pickle.load(handle)
     assert marker.exists()
     marker.unlink()
     # ... but loading it as a checkpoint refuses it without running anything, in raw and in torch's format.

@@ -262,15 +262,16 @@ def test_eval_prints_and_writes_eval_json(finished, tmp_path):
 
 
 def test_list_shows_algorithms_envs_presets_and_hyperparameters():
-    from rlcourse.agents import PPOConfig
     import dataclasses
 
+    from rlcourse.agents import PPOConfig
+
     out = invoke("list").stdout
-    assert re.search(r"^\s+ppo\s", out, re.M) and CARTPOLE in out
-    assert re.search(r"^\s+ppo\s+.*rlcourse/CartPole-v1", out.split("Presets")[1], re.M)
+    assert re.search(r"^\s+ppo\s", out, re.MULTILINE) and CARTPOLE in out
+    assert re.search(r"^\s+ppo\s+.*rlcourse/CartPole-v1", out.split("Presets")[1], re.MULTILINE)
     out = invoke("list", "--hp", "ppo").stdout
-    assert re.search(r"^\s+clip_range\s+0\.2\s+\S", out, re.M)
-    assert all(re.search(rf"^\s+{field.name}\s", out, re.M) for field in dataclasses.fields(PPOConfig))
+    assert re.search(r"^\s+clip_range\s+0\.2\s+\S", out, re.MULTILINE)
+    assert all(re.search(rf"^\s+{field.name}\s", out, re.MULTILINE) for field in dataclasses.fields(PPOConfig))
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["list"], ["bench"]], ids=lambda c: " ".join(c) or "rlcourse")
@@ -280,7 +281,7 @@ def test_help(command):
     result = invoke(*command, "--help")
     assert result.stdout.startswith(f"Usage: rlcourse {' '.join(command)}".rstrip())
     if not command:
-        assert all(re.search(rf"^\s+{name}\s", result.stdout, re.M) for name in ("train", "eval", "list", "bench"))
+        assert all(re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE) for name in ("train", "eval", "list", "bench"))
 
 
 def test_plain_rlcourse_shows_help(capsys):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from rlcourse.agents import PPOConfig
+
 from rlcourse.config import (
     RUN_KEYS,
     ConfigError,

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from rlcourse.agents import PPO
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from rlcourse.agents.rollout import RolloutBuffer, explained_variance, generalized_advantages, rewards_to_go
+from rlcourse.agents.rollout import (
+    RolloutBuffer,
+    explained_variance,
+    generalized_advantages,
+    rewards_to_go,
+)
 
 
 def col(*values: float) -> torch.Tensor:

@@ -134,6 +134,7 @@ class Agent(abc.ABC):
         run_dir: folder for TensorBoard events and checkpoints (None: log nothing to disk).
         compile: run the hot functions through ``torch.compile``.
         cuda_graphs: capture the rollout and update as CUDA graphs (default: on for CUDA devices).
+        env_kwargs: options for the env's constructor when ``env`` is an id (``{"nlu": "tcbot"}``).
         **hparams: fields of the algorithm's config dataclass.
     """
 
@@ -141,17 +142,22 @@ class Agent(abc.ABC):
     config_class: ClassVar[type]
 
     def __init__(self, env: str | TensorVecEnv, num_envs: int = 8, device: str | torch.device = "auto", seed: int = 0,
-                 run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None, **hparams: Any):
+                 run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None,
+                 env_kwargs: dict[str, Any] | None = None, **hparams: Any):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.config = make_config(self.config_class, hparams)
         self.device = resolve_device(device)
+        if env_kwargs is not None and not isinstance(env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a mapping of env options, got {type(env_kwargs).__name__}")
         if isinstance(env, TensorVecEnv):
             self.env = env
             if env.device != self.device:
                 raise ValueError(f"the env is on {env.device} but the agent was asked to run on {self.device}")
+            if env_kwargs:
+                raise ValueError("env_kwargs apply to an env id; this env instance is already built")
         else:
-            self.env = make_vec(env, num_envs, self.device)
+            self.env = make_vec(env, num_envs, self.device, **(env_kwargs or {}))
         self.env_id = self.env.env_id
         self.num_envs = self.env.num_envs
         self.seed = int(seed)
@@ -251,38 +257,44 @@ class Agent(abc.ABC):
         logger = RunLogger(self.run_dir, self.num_timesteps + iterations_left * self.steps_per_iteration, progress_bar,
                            start_step=self.num_timesteps,
                            purge_step=self.num_timesteps if self.num_timesteps > 0 and self.run_dir else None)
-        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
-        last_checkpoint = time.monotonic()
         try:
             with _StopOnSignal() as stop:
-                while self.num_timesteps < self.total_timesteps:
-                    stats = self._train_iteration()
-                    self.num_timesteps += self.steps_per_iteration
-                    self.iteration += 1
-                    finished = self.num_timesteps >= self.total_timesteps
-                    if self.iteration % log_interval == 0 or finished:
-                        now = time.perf_counter()
-                        fps = (self.num_timesteps - last_log_steps) / max(now - last_log_time, 1e-9)
-                        self._log(logger, stats, fps)
-                        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
-                    if any(callback(self) is False for callback in callbacks):
-                        break
-                    if stop.signum is not None:
-                        self.interrupted_by = stop.signum
-                        break
-                    if self.run_dir is not None and time.monotonic() - last_checkpoint > checkpoint_interval_s:
-                        self.save_checkpoint()
-                        last_checkpoint = time.monotonic()
+                self._train_loop(logger, stop, callbacks, log_interval, checkpoint_interval_s)
             # Only a run that stopped between iterations is saved: after an exception the state may be
             # half-updated, and the last good checkpoint must not be overwritten by it.
             if self.run_dir is not None:
                 self.save_checkpoint()
+                self._log_transcripts(logger)
                 logger.hparams({"algo": self.algo, "env": self.env_id, "num_envs": self.num_envs, "seed": self.seed,
                                 **config_to_dict(self.config)},
                                {k: v for k, v in self.last_log.items() if k.startswith("rollout/")})
         finally:
             logger.close()
         return self
+
+    def _train_loop(self, logger: RunLogger, stop: _StopOnSignal, callbacks: list[Callback], log_interval: int,
+                    checkpoint_interval_s: float) -> None:
+        """Iterate until ``total_timesteps``, a callback returns ``False`` or a signal arrives (A3C replaces this)."""
+        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
+        last_checkpoint = time.monotonic()
+        while self.num_timesteps < self.total_timesteps:
+            stats = self._train_iteration()
+            self.num_timesteps += self.steps_per_iteration
+            self.iteration += 1
+            finished = self.num_timesteps >= self.total_timesteps
+            if self.iteration % log_interval == 0 or finished:
+                now = time.perf_counter()
+                fps = (self.num_timesteps - last_log_steps) / max(now - last_log_time, 1e-9)
+                self._log(logger, stats, fps)
+                last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
+            if any(callback(self) is False for callback in callbacks):
+                break
+            if stop.signum is not None:
+                self.interrupted_by = stop.signum
+                break
+            if self.run_dir is not None and time.monotonic() - last_checkpoint > checkpoint_interval_s:
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
 
     def _log(self, logger: RunLogger, stats: dict[str, torch.Tensor], fps: float) -> None:
         """The one host-device sync of a log interval: read every statistic at once."""
@@ -360,12 +372,29 @@ class Agent(abc.ABC):
             result["success_rate"] = successes.mean().item()
         return result
 
-    def _make_env(self, num_envs: int) -> TensorVecEnv:
-        """A fresh copy of the training env with ``num_envs`` sub-envs (for evaluation)."""
+    def transcripts(self, n: int = 3, deterministic: bool = True, seed: int | None = None) -> list[str]:
+        """``n`` sample episodes played by this policy on a fresh env, as text (envs with transcripts only)."""
+        if not hasattr(self.env, "play_transcripts"):
+            raise ValueError(f"{self.env_id or type(self.env).__name__} has no transcripts (only text envs such as rlcourse/SlotFilling-v0 do)")
+        env = self._make_env(n, record_acts=True)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(derive_seeds(self.seed + 2_000_003 if seed is None else seed, 1)[0])
+        with torch.no_grad():
+            return env.play_transcripts(lambda obs, masks: self._env_action(self._act(obs, masks, deterministic, generator)),
+                                        seed=self.seed + 2_000_003 if seed is None else seed)
+
+    def _log_transcripts(self, logger: RunLogger, n: int = 3) -> None:
+        """Sample dialogues to TensorBoard's TEXT tab at the end of training (text envs only)."""
+        if hasattr(self.env, "play_transcripts"):
+            for index, text in enumerate(self.transcripts(n)):
+                logger.text(f"transcripts/{index}", text, self.num_timesteps)
+
+    def _make_env(self, num_envs: int, **extra: Any) -> TensorVecEnv:
+        """A fresh copy of the training env with ``num_envs`` sub-envs (for evaluation and transcripts)."""
         if self.env_id is not None:
-            return make_vec(self.env_id, num_envs, self.device)
+            return make_vec(self.env_id, num_envs, self.device, **self.env.options(), **extra)
         try:  # an unregistered TensorVecEnv passed as an instance
-            return type(self.env)(num_envs=num_envs, device=self.device)
+            return type(self.env)(num_envs=num_envs, device=self.device, **self.env.options(), **extra)
         except TypeError as error:
             raise ValueError(f"cannot make another {type(self.env).__name__} for evaluation ({error}); register it with rlcourse.register_env") from None
 
@@ -382,6 +411,7 @@ class Agent(abc.ABC):
             "algo": self.algo,
             "device_type": self.device.type,
             "env_id": self.env_id,
+            "env_kwargs": self.env.options(),
             "num_envs": self.num_envs,
             "seed": self.seed,
             "config": config_to_dict(self.config),
@@ -424,8 +454,9 @@ class Agent(abc.ABC):
         if not isinstance(config, dict):
             raise CheckpointError(f"{str(path)!r} has no config mapping (found {type(config).__name__})")
         try:
+            env_kwargs = None if env is not None else payload.get("env_kwargs") or None
             agent = cls(env if env is not None else payload["env_id"], num_envs=overrides.pop("num_envs", payload["num_envs"]),
-                        device=device, seed=payload["seed"], run_dir=run_dir, **{**config, **overrides})
+                        device=device, seed=payload["seed"], run_dir=run_dir, env_kwargs=env_kwargs, **{**config, **overrides})
         except KeyError as missing:
             raise CheckpointError(f"{str(path)!r} lacks the entry {missing}") from None
         agent.load_state(payload, source=str(path))

@@ -1,4 +1,4 @@
-"""The ``rlcourse`` command line: ``train``, ``eval``, ``list`` and ``bench``.
+"""The ``rlcourse`` command line: ``train``, ``eval``, ``play``, ``list`` and ``bench``.
 
 Error policy: every bad input (unknown algorithm, env or hyperparameter, bad value, missing file,
 unusable checkpoint, absent CUDA, unknown option) ends the program with exit code 2 and exactly one
@@ -34,7 +34,7 @@ from click.core import ParameterSource
 
 import rlcourse
 from rlcourse.checkpoint import CheckpointError
-from rlcourse.config import (RUN_KEYS, ConfigError, config_to_dict, field_docs, list_presets, load_config_file, load_preset,
+from rlcourse.config import (ENV_KWARGS_KEY, RUN_KEYS, ConfigError, config_to_dict, field_docs, list_presets, load_config_file, load_preset,
                              make_config, parse_hp)
 from rlcourse.device import resolve_device
 from rlcourse.registry import list_envs
@@ -96,8 +96,10 @@ def cli() -> None:
     """rlcourse: batched on-device Gymnasium environments and course-style RL agents.
 
     \b
+    rlcourse train ppo rlcourse/SlotFilling-v0       train the dialogue policy (preset)
     rlcourse train ppo rlcourse/CartPole-v1          train with the shipped preset
     rlcourse eval runs/rlcourse_CartPole-v1/ppo/NAME  evaluate a run's checkpoint
+    rlcourse play RUN_DIR                            print sample dialogues of a run
     rlcourse list [--hp ppo]                         algorithms, envs, presets, hyperparameters
     tensorboard --logdir runs                        watch the runs
     """
@@ -153,24 +155,34 @@ def _config_file_settings(path: str, algo: str) -> dict[str, Any]:
     if isinstance(data.get("hyperparameters"), dict):
         if data.get("algo", algo) != algo:
             raise ConfigError(f"config file {path!r} is a {data['algo']} run's config, not one for {algo}")
-        return {**{k: data[k] for k in RUN_KEYS if k in data}, **data["hyperparameters"]}
+        return {**{k: data[k] for k in (*RUN_KEYS, ENV_KWARGS_KEY) if k in data}, **data["hyperparameters"]}
     return data
 
 
 def _run_settings(algo: str, env_id: str, config_file: str | None, hp_assignments: Sequence[str],
-                  num_envs: int | None, total_steps: int | None) -> tuple[dict[str, int], dict[str, Any]]:
-    """Merge the sources, lowest first: defaults < preset < --config < --hp < --num-envs/--total-steps."""
+                  num_envs: int | None, total_steps: int | None,
+                  env_opts: Sequence[str] = ()) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+    """Merge the sources, lowest first: defaults < preset < --config < --hp/--env-opt < --num-envs/--total-steps.
+
+    Returns the run keys, the hyperparameters and the env's options.
+    """
     sources = [("the preset", load_preset(algo, env_id))]
     if config_file is not None:
         sources.append((f"config file {config_file!r}", _config_file_settings(config_file, algo)))
     sources.append(("--hp", parse_hp(hp_assignments)))
+    sources.append(("--env-opt", {ENV_KWARGS_KEY: parse_hp(env_opts, flag="--env-opt")}))
     run: dict[str, Any] = dict(DEFAULT_RUN)
     hparams: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] = {}
     origin = dict.fromkeys(DEFAULT_RUN, "the defaults")
     for source, values in sources:
         _check_not_flag_keys(values, source)
         for key, value in values.items():
-            if key in RUN_KEYS:
+            if key == ENV_KWARGS_KEY:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{ENV_KWARGS_KEY} (from {source}) must be a mapping of env options, got {value!r}")
+                env_kwargs.update(value)
+            elif key in RUN_KEYS:
                 run[key], origin[key] = value, source
             else:
                 hparams[key] = value
@@ -178,7 +190,7 @@ def _run_settings(algo: str, env_id: str, config_file: str | None, hp_assignment
         run["num_envs"], origin["num_envs"] = num_envs, "--num-envs"
     if total_steps is not None:
         run["total_timesteps"], origin["total_timesteps"] = total_steps, "--total-steps"
-    return {key: _positive_int(key, value, origin[key]) for key, value in run.items()}, hparams
+    return {key: _positive_int(key, value, origin[key]) for key, value in run.items()}, hparams, env_kwargs
 
 
 def _new_run_dir(runs_root: Path, env_id: str, algo: str, name: str | None, seed: int) -> Path:
@@ -278,6 +290,8 @@ def _resolve_device(device: str, context: str = "") -> Any:
 @click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
 @click.option("--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE",
               help="Set a hyperparameter; repeatable; values are YAML (0.2, true, [64, 64], null).")
+@click.option("--env-opt", "env_opts", multiple=True, metavar="KEY=VALUE",
+              help="Set an env option; repeatable (rlcourse/SlotFilling-v0: nlu=tcbot, reward=pydial, domain=restaurant, max_turns=20).")
 @click.option("--config", "config_file", metavar="FILE",
               help="YAML file of hyperparameters and run keys (or a run's config.yaml); --hp overrides it.")
 @click.option("--compile", "use_compile", is_flag=True, help="Run the hot functions through torch.compile.")
@@ -290,7 +304,7 @@ def _resolve_device(device: str, context: str = "") -> Any:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int | None, total_steps: int | None,
-          seed: int, device: str, name: str | None, hp_assignments: tuple[str, ...], config_file: str | None,
+          seed: int, device: str, name: str | None, hp_assignments: tuple[str, ...], env_opts: tuple[str, ...], config_file: str | None,
           use_compile: bool, tf32: bool, resume: str | None, runs_root: Path, eval_episodes: int, no_progress: bool) -> None:
     """Train ALGO on ENV and evaluate it.
 
@@ -311,18 +325,18 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
                        f"rlcourse envs: {', '.join(list_envs())}")
     agent_class = _algo_class(algo)
     resolved_device = _resolve_device(device)
-    run, hparams = _run_settings(algo, env, config_file, hp_assignments, num_envs, total_steps)
+    run, hparams, env_kwargs = _run_settings(algo, env, config_file, hp_assignments, num_envs, total_steps, env_opts)
     make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
     torch.backends.cuda.matmul.allow_tf32 = tf32
     _check_run_name(name)
     try:
         agent = agent_class(env, num_envs=run["num_envs"], device=resolved_device, seed=seed,
-                            compile=use_compile, **hparams)
+                            compile=use_compile, env_kwargs=env_kwargs, **hparams)
     except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
         raise BadInput(f"cannot make env {env!r}: {error}") from None
     # Claimed only once everything is valid, so bad input leaves no folder behind.
     run_dir = agent.run_dir = _new_run_dir(runs_root, agent.env_id, algo, name, seed)
-    config = {"algo": algo, "env": agent.env_id, "num_envs": agent.num_envs, "total_timesteps": run["total_timesteps"],
+    config = {"algo": algo, "env": agent.env_id, ENV_KWARGS_KEY: agent.env.options(), "num_envs": agent.num_envs, "total_timesteps": run["total_timesteps"],
               "seed": seed, "device": str(agent.device), "compile": use_compile, "tf32": tf32,
               "torch_threads": torch.get_num_threads(), "rlcourse_version": rlcourse.__version__}
     config["hyperparameters"] = config_to_dict(agent.config)
@@ -336,7 +350,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
 def _resume(ctx: click.Context, algo: str | None, env: str | None, resume: str, device: str, use_compile: bool,
             tf32: bool, eval_episodes: int, no_progress: bool) -> None:
     """``train --resume RUN_DIR``: the run's own settings, from its config.yaml and checkpoint."""
-    conflicting = [flag for flag, param in (("--hp", "hp_assignments"), ("--config", "config_file"),
+    conflicting = [flag for flag, param in (("--hp", "hp_assignments"), ("--env-opt", "env_opts"), ("--config", "config_file"),
                                             ("--num-envs", "num_envs"), ("--total-steps", "total_steps"),
                                             ("--name", "name"), ("--seed", "seed"), ("--runs-root", "runs_root"))
                    if ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
@@ -429,21 +443,63 @@ def eval_command(run_dir: str, episodes: int, device: str) -> None:
     RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file (eval.json is written
     beside it).
     """
+    agent = _load_run_agent(Path(run_dir), _resolve_device(device))
+    result = agent.write_eval(episodes)
+    click.echo(f"{agent.algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {_describe_eval(result)}")
+    click.echo(f"  written to {agent.run_dir / EVAL_NAME}")
+
+
+# --------------------------------------------------------------------------- play
+@cli.command("play", context_settings=_CONTEXT)
+@click.argument("run_dir", required=False)
+@click.option("--episodes", type=click.IntRange(min=1, max=1000), default=3, show_default=True, help="Dialogues to print.")
+@click.option("--expert", "expert_env", metavar="ENV", help="Play the env's rule expert instead of a run (rlcourse/SlotFilling-v0).")
+@click.option("--env-opt", "env_opts", multiple=True, metavar="KEY=VALUE", help="With --expert: an env option (nlu=tcbot); repeatable.")
+@click.option("--stochastic", is_flag=True, help="Sample the policy's actions instead of taking the most likely one.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of the dialogues (default: fixed per run).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+def play_command(run_dir: str | None, episodes: int, expert_env: str | None, env_opts: tuple[str, ...], stochastic: bool,
+                 seed: int | None, device: str) -> None:
+    """Print sample dialogues played by a run's policy (or by a rule expert).
+
+    RUN_DIR is a run folder or a checkpoint file of a text env such as rlcourse/SlotFilling-v0.
+    Lines in parentheses show where the NLU misheard the user.
+    """
+    resolved_device = _resolve_device(device)
+    if (run_dir is None) == (expert_env is None):
+        raise BadInput("give either RUN_DIR or --expert ENV")
+    if expert_env is not None:
+        from rlcourse.registry import make_vec
+
+        env = make_vec(expert_env, episodes, resolved_device, **parse_hp(env_opts, flag="--env-opt"), record_acts=True)
+        if not hasattr(env, "rule_expert"):
+            raise BadInput(f"{expert_env} has no rule expert")
+        expert = env.rule_expert()
+        texts = env.play_transcripts(lambda obs, masks: expert(obs), seed=0 if seed is None else seed)
+        title = f"rule expert on {expert_env} {env.options()}"
+    else:
+        if env_opts:
+            raise BadInput("--env-opt goes with --expert; a run plays on the env it was trained on")
+        agent = _load_run_agent(Path(run_dir), resolved_device)
+        texts = agent.transcripts(episodes, deterministic=not stochastic, seed=seed)
+        title = f"{agent.algo} on {agent.env_id} {agent.env.options()} after {agent.num_timesteps:,} steps"
+    click.echo(f"# {title}")
+    for index, text in enumerate(texts):
+        click.echo(f"\n--- dialogue {index + 1} ---\n{text}")
+
+
+def _load_run_agent(path: Path, device: Any) -> Any:
+    """The agent saved in a run folder (its checkpoint.pt) or a checkpoint file."""
     from rlcourse.agents import ALGOS
     from rlcourse.agents.base import CHECKPOINT_NAME
     from rlcourse.checkpoint import load_checkpoint
 
-    path = Path(run_dir)
     checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
-    resolved_device = _resolve_device(device)
     algo = load_checkpoint(checkpoint).get("algo")
     if algo not in ALGOS:
         raise CheckpointError(f"{str(checkpoint)!r} was written by algorithm {algo!r}, which this rlcourse does not have "
                               f"(available: {', '.join(sorted(ALGOS))})")
-    agent = ALGOS[algo].load(checkpoint, device=resolved_device, run_dir=checkpoint.parent)
-    result = agent.write_eval(episodes)
-    click.echo(f"{algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {_describe_eval(result)}")
-    click.echo(f"  written to {checkpoint.parent / EVAL_NAME}")
+    return ALGOS[algo].load(checkpoint, device=device, run_dir=checkpoint.parent)
 
 
 # --------------------------------------------------------------------------- list

@@ -119,22 +119,24 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-def parse_hp(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def parse_hp(assignments: list[str] | tuple[str, ...], flag: str = "--hp") -> dict[str, Any]:
     """Parse ``["key=value", ...]``; values are YAML (``0.1``, ``true``, ``[64, 64]``, ``null``)."""
     parsed: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"bad --hp {item!r}: expected key=value")
+            raise ConfigError(f"bad {flag} {item!r}: expected key=value")
         try:
             parsed[key.strip()] = yaml_load(raw)
         except yaml.YAMLError:
-            raise ConfigError(f"bad --hp {item!r}: the value is not valid YAML") from None
+            raise ConfigError(f"bad {flag} {item!r}: the value is not valid YAML") from None
     return parsed
 
 
 #: Keys of a preset that configure the run rather than the algorithm.
 RUN_KEYS = ("num_envs", "total_timesteps")
+#: The preset/config key holding the env's constructor options (``{nlu: tcbot}``); ``--env-opt`` sets them too.
+ENV_KWARGS_KEY = "env_kwargs"
 
 
 def _presets(algo: str) -> dict[str, Any]:

@@ -60,6 +60,9 @@ class GymVecEnv(TensorVecEnv):
         self.single_observation_space = obs_space
         self.single_action_space = act_space
         self.env_id = env_id
+        self._options: dict[str, Any] = {"vectorization_mode": vectorization_mode} if vectorization_mode != "sync" else {}
+        if env_kwargs:
+            self._options["env_kwargs"] = dict(env_kwargs)
         self.envs = gym.make_vec(
             env_id, num_envs=int(num_envs), vectorization_mode=vectorization_mode,
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **(env_kwargs or {}),
@@ -93,6 +96,9 @@ class GymVecEnv(TensorVecEnv):
             for index in np.flatnonzero(info["_final_obs"]):
                 final_obs[index] = self._obs_tensor(np.asarray(info["final_obs"][index])[None])[0]
         return next_obs, reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, {})
+
+    def options(self) -> dict[str, Any]:
+        return dict(self._options)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.envs.close()

@@ -47,6 +47,11 @@ class RunLogger:
         if self._postfix:
             self.bar.set_postfix(self._postfix, refresh=False)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Log text (TensorBoard's TEXT tab renders markdown; a code block keeps a transcript's layout)."""
+        if self.writer is not None:
+            self.writer.add_text(tag, "```\n" + text + "\n```", step)
+
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's hyperparameters (TensorBoard's HPARAMS tab) next to its final metrics."""
         if self.writer is None:

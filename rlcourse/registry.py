@@ -7,6 +7,7 @@ Any other Gymnasium id is wrapped by :class:`rlcourse.gym_vec.GymVecEnv`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -46,7 +47,12 @@ def make_vec(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
     """
     device = resolve_device(device)
     if env_id in _VEC_ENVS:
-        return _VEC_ENVS[env_id](num_envs=num_envs, device=device, **kwargs)
+        vec_cls = _VEC_ENVS[env_id]
+        accepted = [name for name in inspect.signature(vec_cls.__init__).parameters if name not in ("self", "num_envs", "device")]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"{env_id} has no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")
+        return vec_cls(num_envs=num_envs, device=device, **kwargs)
     if env_id not in gym.registry:
         raise ValueError(
             f"unknown env {env_id!r}; rlcourse envs: {', '.join(list_envs())}; "

@@ -143,6 +143,13 @@ class TensorVecEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         pass
 
+    def options(self) -> dict[str, Any]:
+        """The constructor options (besides ``num_envs``/``device``) that rebuild this env; JSON-safe.
+
+        Agents use them to make a fresh copy for evaluation and to record the env in checkpoints.
+        """
+        return {}
+
     # ----------------------------------------------------------------- checks
     def _check_actions(self, actions: Any) -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):

@@ -1,0 +1,453 @@
+"""``rlcourse/SlotFilling-v0``: task-oriented dialogue with an agenda-based simulated user, batched as tensors.
+
+The course's example of RL beyond games (interactive retrieval, notes:12318-12320): a positive
+reward for giving the user what they need, a negative reward for every question asked. The task
+is slot filling (notes:3928-3937): the system must learn the user's constraints ("on November
+2nd", "for 2 people"), book a matching entity from the knowledge base and answer the user's
+questions about it, in as few turns as possible.
+
+**The user** follows an agenda (Schatzmann et al. 2007; TC-Bot's rule user). At reset it samples a
+goal from the KB, so the goal is always satisfiable: 1-6 constraints on informable slots and 0-3
+requests, with the domain's distributions (TC-Bot's goals average 4.8 constraints and 1.19
+requests). Its first turn informs a random subset of the constraints (at least one) and asks some
+of the requests. Then it answers the system's act:
+
+=====================  =======================================================================
+system act             user reply
+=====================  =======================================================================
+``request(s)``         ``inform(s=value)``, or ``inform(s=dontcare)`` when the goal leaves s free
+``confirm(s)``         ``affirm`` when the system's value for s is right (or s is free), else
+                       ``deny`` and ``inform`` the right value; an unknown s is a request
+``book``               the system queries the KB with its belief and books the first match. A
+                       booking that breaks a constraint gets ``reject`` + ``inform`` of a
+                       violated slot; no match gets another constraint. An accepted booking
+                       gets the next open request, or ``thanks`` when nothing is left
+``inform(r)``          about the accepted booking: the request counts as answered; then the
+                       next open request, or ``thanks``
+``greeting``/other     the next constraint on the agenda (or the next request, or ``thanks``)
+``bye``                the dialogue ends
+=====================  =======================================================================
+
+The user gives up (``bye``) after ``max_turns`` system turns. The dialogue **succeeds** when the
+system says ``bye`` after a booking the user accepted (every constraint holds) and every request
+was answered. Both endings are terminations: the turn is part of the observation.
+
+**The system** hears the user through the NLU noise model (:mod:`~rlcourse.envs.dialogue.nlu`) and
+tracks a belief: per informable slot the heard value and its NLU confidence (an ``affirm`` to
+``confirm(s)`` makes it certain, a ``deny`` clears it), the requests heard and not yet answered,
+and its current booking. Observation (TC-Bot's state, 272-d there; 104-d for the movie domain):
+last heard user intent, heard inform and request slot bags, last system act, belief (filled,
+confidence, dontcare), pending requests, booked flag, turn (scalar and one-hot), and KB match
+counts (bucketed total, its log, and per slot). ``action_masks()`` rules out acts that cannot do
+anything: greeting after the first turn, confirming an unknown slot, informing before a booking,
+booking with no match.
+
+**Rewards** (``reward=``): ``tcbot``: -1 per turn, +2·max_turns on success, -max_turns on failure
+(the final turn gets only the final reward, as in TC-Bot); ``pydial``: 20·success - turns.
+``info`` carries ``success`` and ``turns``. Turns are system turns; TC-Bot counts user and system
+utterances, which is 2·turns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rlcourse.envs.dialogue.domain import Domain, load_domain
+from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, hear, nlu_preset
+from rlcourse.vec_env import TensorVecEnv
+
+INTENTS = ("inform", "request", "affirm", "deny", "reject", "thanks", "bye")
+INFORM, REQUEST, AFFIRM, DENY, REJECT, THANKS, BYE = range(len(INTENTS))
+#: Kinds of system act; the action index is laid out as greeting, request(s)..., confirm(s)..., inform(r)..., book, bye.
+ACT_KINDS = ("greeting", "request", "confirm", "inform", "book", "bye")
+GREETING, SYS_REQUEST, CONFIRM, SYS_INFORM, BOOK, SYS_BYE = range(len(ACT_KINDS))
+UNKNOWN = ABSENT  # a belief slot the system has not heard
+NONE = -1         # no entity / no slot
+REWARD_PRESETS = ("tcbot", "pydial")
+MATCH_BUCKETS = (0, 1, 2, 6, 21)  # bucket edges of the KB match count: 0, 1, 2-5, 6-20, >20
+
+
+class SlotFillingVecEnv(TensorVecEnv):
+    """Batched slot-filling dialogues (see the module docstring).
+
+    Args:
+        num_envs, device, validate: as for every :class:`~rlcourse.TensorVecEnv`.
+        domain: a shipped domain (``movie``, ``restaurant``) or a path to a domain JSON file.
+        nlu: NLU noise preset: ``clean``, ``tcbot``, ``pydial15`` or ``pydial30``.
+        reward: ``tcbot`` or ``pydial``.
+        max_turns: system turns before the user gives up.
+        slot_error_mode: override the preset's TC-Bot slot-error mode (``value``, ``slot``, ``delete``, ``mixed``).
+        record_acts: put each turn's acts in ``info["acts"]`` (for transcripts; costs a few copies per step).
+    """
+
+    state_names = ("goal_value", "goal_request", "agenda_key", "informed", "answered", "accepted",
+                   "belief_value", "belief_confidence", "pending", "booked", "turn", "sys_action",
+                   "heard_intent", "heard_inform", "heard_request", "said_intent", "said_inform", "said_request")
+    metadata = {**TensorVecEnv.metadata, "render_modes": ["ansi"]}
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False, domain: str = "movie",
+                 nlu: str = "clean", reward: str = "tcbot", max_turns: int = 20, slot_error_mode: str | None = None,
+                 record_acts: bool = False):
+        self.domain: Domain = load_domain(domain)
+        self.noise = nlu_preset(nlu, slot_error_mode)
+        if reward not in REWARD_PRESETS:
+            raise ValueError(f"unknown reward preset {reward!r}; choose one of {', '.join(REWARD_PRESETS)}")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 2:
+            raise ValueError(f"max_turns must be an integer >= 2, got {max_turns!r}")
+        self.reward_preset, self.max_turns, self.record_acts = reward, int(max_turns), bool(record_acts)
+        self._options = {"domain": domain, "nlu": nlu, "reward": reward, "max_turns": self.max_turns}
+        if slot_error_mode is not None:
+            self._options["slot_error_mode"] = slot_error_mode
+        d = self.domain
+        self.slots, self.requests = d.informable, d.requestable
+        S, R = len(self.slots), len(self.requests)
+        self.num_actions = 2 * S + R + 3
+        self.single_action_space = spaces.Discrete(self.num_actions)
+        self.obs_layout = self._layout(S, R, self.max_turns)
+        dim = sum(stop - start for start, stop in self.obs_layout.values())
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
+        super().__init__(num_envs, device, validate)
+        self._build_tables()
+        B, dev = self.num_envs, self.device
+        long = dict(dtype=torch.int64, device=dev)
+        self.goal_value = torch.full((B, S), NONE, **long)
+        self.goal_request = torch.zeros(B, R, dtype=torch.bool, device=dev)
+        self.agenda_key = torch.zeros(B, S, device=dev)
+        self.informed = torch.zeros(B, S, dtype=torch.bool, device=dev)
+        self.answered = torch.zeros(B, R, dtype=torch.bool, device=dev)
+        self.accepted = torch.full((B,), NONE, **long)
+        self.belief_value = torch.full((B, S), UNKNOWN, **long)
+        self.belief_confidence = torch.zeros(B, S, device=dev)
+        self.pending = torch.zeros(B, R, dtype=torch.bool, device=dev)
+        self.booked = torch.full((B,), NONE, **long)
+        self.turn = torch.zeros(B, **long)
+        self.sys_action = torch.full((B,), NONE, **long)
+        self.heard_intent = torch.zeros(B, **long)
+        self.heard_inform = torch.full((B, S), ABSENT, **long)
+        self.heard_request = torch.zeros(B, R, dtype=torch.bool, device=dev)
+        self.said_intent = torch.zeros(B, **long)
+        self.said_inform = torch.full((B, S), ABSENT, **long)
+        self.said_request = torch.zeros(B, R, dtype=torch.bool, device=dev)
+        # Derived from the belief (recomputed whenever it changes), so not part of the saved state.
+        self.match_count = torch.zeros(B, **long)
+        self.first_match = torch.zeros(B, **long)
+
+    # ----------------------------------------------------------------- static tables
+    @staticmethod
+    def _layout(S: int, R: int, max_turns: int) -> dict[str, tuple[int, int]]:
+        """Where each feature sits in the observation vector."""
+        sizes = {"user_intent": len(INTENTS), "user_inform": S, "user_request": R, "sys_action": 2 * S + R + 3,
+                 "belief_filled": S, "belief_confidence": S, "belief_dontcare": S, "pending": R, "booked": 1,
+                 "turn": 1, "turn_onehot": max_turns + 1, "kb_bucket": len(MATCH_BUCKETS), "kb_log_count": 1, "kb_slot_fraction": S}
+        layout, start = {}, 0
+        for name, size in sizes.items():
+            layout[name] = (start, start + size)
+            start += size
+        return layout
+
+    def _build_tables(self) -> None:
+        d, dev = self.domain, self.device
+        S, R = len(self.slots), len(self.requests)
+        kinds = [GREETING] + [SYS_REQUEST] * S + [CONFIRM] * S + [SYS_INFORM] * R + [BOOK, SYS_BYE]
+        slots = [0] + list(range(S)) + list(range(S)) + list(range(R)) + [0, 0]
+        self.action_kind = torch.tensor(kinds, device=dev)
+        self.action_slot = torch.tensor(slots, device=dev)
+        self.n_values = torch.tensor([len(d.values[s]) for s in self.slots], device=dev)
+        self.slot_in_kb = torch.tensor([d.in_kb[s] for s in self.slots], device=dev)
+        kb = torch.as_tensor(d.kb, device=dev)
+        self.kb_size = kb.shape[0]
+        self.kb_slot_values = torch.stack([kb[:, d.kb_column(s)] if d.in_kb[s] else torch.zeros_like(kb[:, 0]) for s in self.slots], 1)
+        self.kb_request_values = torch.stack([kb[:, d.kb_column(r)] for r in self.requests], 1)
+        # A request on a slot the goal constrains is never sampled: the user already knows that value.
+        self.request_slot = torch.tensor([self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev)
+        # KB query as a matrix product: one column per (KB slot, value); belief one-hot @ this = agreements per entity.
+        offsets, total = [], 0
+        for s in self.slots:
+            offsets.append(total)
+            total += len(d.values[s]) if d.in_kb[s] else 0
+        self.value_offset = torch.tensor(offsets, device=dev)
+        self.onehot_width = total
+        entity_onehot = torch.zeros(total + 1, self.kb_size, device=dev)  # the last row absorbs unknown slots
+        for i, s in enumerate(self.slots):
+            if d.in_kb[s]:
+                entity_onehot[offsets[i] + self.kb_slot_values[:, i], torch.arange(self.kb_size, device=dev)] = 1.0
+        self.entity_onehot = entity_onehot[:total]
+        counts = torch.zeros(S, int(self.n_values.max()), device=dev)
+        for i, s in enumerate(self.slots):
+            if d.in_kb[s]:
+                counts[i, : len(d.values[s])] = torch.bincount(self.kb_slot_values[:, i], minlength=len(d.values[s])).float()
+        self.value_fraction = counts / self.kb_size
+        self.constraint_count_probs = torch.tensor(d.constraint_count_probs, device=dev)
+        self.request_count_probs = torch.tensor(d.request_count_probs, device=dev)
+        self.match_bucket_edges = torch.tensor(MATCH_BUCKETS, device=dev)
+
+    # ----------------------------------------------------------------- the KB
+    def _refresh_matches(self) -> None:
+        """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book)."""
+        known = (self.belief_value >= 0) & self.slot_in_kb
+        column = torch.where(known, self.value_offset + self.belief_value, self.onehot_width)
+        belief_onehot = torch.zeros(self.num_envs, self.onehot_width + 1, device=self.device)
+        belief_onehot.scatter_(1, column, 1.0)
+        agreements = belief_onehot[:, : self.onehot_width] @ self.entity_onehot  # [B, K], small exact integers
+        matches = agreements == known.sum(1, keepdim=True)
+        # copy_, not rebinding: the buffers keep their addresses, which a captured CUDA graph relies on
+        self.match_count.copy_(matches.sum(1))
+        self.first_match.copy_(matches.int().argmax(1))  # the first True (0 when there is none; then match_count is 0)
+
+    # ----------------------------------------------------------------- the user's goal and first turn
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        B, S, R, g, dev = self.num_envs, len(self.slots), len(self.requests), self.generator, self.device
+        entity = torch.randint(self.kb_size, (B,), generator=g, device=dev)
+        n_constraints = torch.multinomial(self.constraint_count_probs.expand(B, -1), 1, generator=g).squeeze(1) + 1
+        n_requests = torch.multinomial(self.request_count_probs.expand(B, -1), 1, generator=g).squeeze(1)
+        draws = torch.rand(B, 2 * S + 2 * R, generator=g, device=dev)
+        slot_keys, value_draw = draws[:, :S], draws[:, S:2 * S]
+        request_keys, request_draw = draws[:, 2 * S:2 * S + R], draws[:, 2 * S + R:]
+        constrained = slot_keys.argsort(1).argsort(1) < n_constraints[:, None]
+        booking_value = (value_draw * self.n_values).long()
+        goal_value = torch.where(constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), NONE)
+        request_on = torch.where(self.request_slot >= 0, self.request_slot, 0)
+        allowed = ~(constrained.gather(1, request_on.expand(B, -1)) & (self.request_slot >= 0))
+        request_rank = torch.where(allowed, request_keys, 2.0).argsort(1).argsort(1)
+        goal_request = (request_rank < n_requests[:, None]) & allowed
+        # The agenda: constraints are informed in a random order; the first turn tells some of them (at least one).
+        agenda_key = torch.rand(B, S, generator=g, device=dev)
+        first = torch.rand(B, S + R, generator=g, device=dev)
+        leading = torch.nn.functional.one_hot(torch.where(constrained, agenda_key, 2.0).argmin(1), S).bool()
+        told = constrained & ((first[:, :S] < self.domain.first_turn_inform_prob) | leading)
+        asked = goal_request & (first[:, S:] < self.domain.first_turn_request_prob)
+
+        def put(name: str, fresh: torch.Tensor) -> None:
+            current = getattr(self, name)
+            current.copy_(torch.where(mask.view(-1, *([1] * (current.dim() - 1))), fresh, current))
+
+        put("goal_value", goal_value)
+        put("goal_request", goal_request)
+        put("agenda_key", agenda_key)
+        put("informed", told)
+        put("answered", torch.zeros_like(self.answered))
+        put("accepted", torch.full_like(self.accepted, NONE))
+        put("turn", torch.zeros_like(self.turn))
+        put("sys_action", torch.full_like(self.sys_action, NONE))
+        put("said_intent", torch.full_like(self.said_intent, INFORM))
+        put("said_inform", torch.where(told, goal_value, ABSENT))
+        put("said_request", asked)
+        # The system starts knowing nothing, then hears the first turn.
+        put("belief_value", torch.full_like(self.belief_value, UNKNOWN))
+        put("belief_confidence", torch.zeros_like(self.belief_confidence))
+        put("pending", torch.zeros_like(self.pending))
+        put("booked", torch.full_like(self.booked, NONE))
+        heard = self._hear(self.said_intent, self.said_inform, self.said_request)
+        fresh_view = self._track(heard, kind=torch.full_like(self.turn, GREETING), slot=torch.zeros_like(self.turn), answered_request=None)
+        for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), fresh_view):
+            put(name, value)
+        for name, value in zip(("heard_intent", "heard_inform", "heard_request"), heard[:3]):
+            put(name, value)
+        self._refresh_matches()
+
+    # ----------------------------------------------------------------- hearing and tracking
+    def _hear(self, intent: torch.Tensor, inform: torch.Tensor, request: torch.Tensor):
+        heard_intent, heard_inform, confidence = hear(self.noise, intent, inform, self.n_values, BYE, self.generator)
+        # Requests are heard as said; a misheard intent changes how the system reads them, not the slots.
+        return heard_intent, heard_inform, request.clone(), confidence
+
+    def _track(self, heard, kind: torch.Tensor, slot: torch.Tensor, answered_request: torch.Tensor | None):
+        """The system's belief tracker: fold what it heard into its belief. Returns the new view (not in place)."""
+        intent, inform, request, confidence = heard
+        told = inform != ABSENT
+        belief = torch.where(told, inform, self.belief_value)
+        belief_confidence = torch.where(told, confidence, self.belief_confidence)
+        confirmed = torch.nn.functional.one_hot(slot, len(self.slots)).bool() & (kind == CONFIRM)[:, None] & ~told
+        belief_confidence = torch.where(confirmed & (intent == AFFIRM)[:, None], 1.0, belief_confidence)
+        denied = confirmed & (intent == DENY)[:, None]
+        belief = torch.where(denied, UNKNOWN, belief)
+        belief_confidence = torch.where(denied, 0.0, belief_confidence)
+        pending = self.pending if answered_request is None else self.pending & ~answered_request
+        pending = pending | request
+        booked = torch.where(intent == REJECT, NONE, self.booked)
+        return belief, belief_confidence, pending, booked
+
+    # ----------------------------------------------------------------- one turn
+    def _transition(self, actions: torch.Tensor):
+        B, S, R, dev = self.num_envs, len(self.slots), len(self.requests), self.device
+        action = actions.long()
+        kind, slot = self.action_kind[action], self.action_slot[action]
+        belief_before = self.belief_value.clone() if self.record_acts else None
+        self.turn += 1
+        slot_hot = torch.nn.functional.one_hot(slot, S).bool()
+        request_hot = torch.nn.functional.one_hot(slot.clamp(max=R - 1), R).bool() & (kind == SYS_INFORM)[:, None]
+
+        # 1. The system's act takes effect: a booking queries the KB with the current belief.
+        booking = kind == BOOK
+        found = self.match_count > 0
+        self.booked.copy_(torch.where(booking, torch.where(found, self.first_match, NONE), self.booked))
+        answering = (kind == SYS_INFORM) & (self.booked >= 0)
+        booked_entity = self.booked.clone() if self.record_acts else None
+
+        # 2. The user judges it against the goal.
+        goal, constrained = self.goal_value, self.goal_value != NONE
+        entity = self.booked.clamp(min=0)
+        booked_values = torch.where(self.slot_in_kb, self.kb_slot_values[entity], self.belief_value)
+        violated = constrained & (booked_values != goal)
+        accepted_now = booking & found & ~violated.any(1)
+        rejected = booking & found & violated.any(1)
+        self.answered &= ~(accepted_now & (self.booked != self.accepted))[:, None]  # a new booking: answers start over
+        self.accepted.copy_(torch.where(accepted_now, self.booked, torch.where(rejected, NONE, self.accepted)))
+        self.answered |= request_hot & answering[:, None] & (self.booked == self.accepted)[:, None] & self.goal_request
+
+        # 3. The user's reply, by the agenda rules (a cascade of torch.where, the last rule written wins).
+        waiting = constrained & ~self.informed
+        next_constraint = torch.where(waiting, self.agenda_key, 2.0).argmin(1)
+        first_constraint = torch.where(constrained, self.agenda_key, 2.0).argmin(1)
+        first_violated = torch.where(violated, self.agenda_key, 2.0).argmin(1)
+        open_requests = self.goal_request & ~self.answered
+        next_request = open_requests.int().argmax(1)
+        has_booking = self.accepted >= 0
+
+        # default: carry on with the agenda
+        intent = torch.where(has_booking, torch.where(open_requests.any(1), REQUEST, THANKS), INFORM)
+        inform_slot = torch.where(has_booking, NONE, torch.where(waiting.any(1), next_constraint, first_constraint))
+        request_slot = torch.where(has_booking & open_requests.any(1), next_request, NONE)
+        # request(s), or confirm(s) of a slot the system has not heard: inform s (or "don't care")
+        belief_at = self.belief_value.gather(1, slot[:, None]).squeeze(1)
+        goal_at = goal.gather(1, slot[:, None]).squeeze(1)
+        asked = (kind == SYS_REQUEST) | ((kind == CONFIRM) & (belief_at == UNKNOWN))
+        confirming = (kind == CONFIRM) & (belief_at != UNKNOWN)
+        right = (goal_at == NONE) | (belief_at == goal_at)
+        intent = torch.where(asked, INFORM, intent)
+        intent = torch.where(confirming, torch.where(right, AFFIRM, DENY), intent)
+        inform_slot = torch.where(asked | (confirming & ~right), slot, torch.where(confirming, NONE, inform_slot))
+        request_slot = torch.where(asked | confirming, NONE, request_slot)
+        # book: no match -> another constraint; a wrong booking -> reject and correct a violated slot
+        no_match = booking & ~found
+        intent = torch.where(no_match, INFORM, torch.where(rejected, REJECT, intent))
+        inform_slot = torch.where(no_match, torch.where(waiting.any(1), next_constraint, first_constraint),
+                                  torch.where(rejected, first_violated, inform_slot))
+        request_slot = torch.where(no_match | rejected, NONE, request_slot)
+        # bye, or out of turns: the user leaves
+        leaving = (kind == SYS_BYE) | (self.turn >= self.max_turns)
+        intent = torch.where(leaving, BYE, intent)
+        inform_slot = torch.where(leaving, NONE, inform_slot)
+        request_slot = torch.where(leaving, NONE, request_slot)
+
+        said_inform_hot = torch.nn.functional.one_hot(inform_slot.clamp(min=0), S).bool() & (inform_slot >= 0)[:, None]
+        said_value = torch.where(constrained, goal, DONTCARE)
+        said_inform = torch.where(said_inform_hot, said_value, ABSENT)
+        said_request = torch.nn.functional.one_hot(request_slot.clamp(min=0), R).bool() & (request_slot >= 0)[:, None]
+        self.informed |= said_inform_hot & constrained
+        self.said_intent.copy_(intent)
+        self.said_inform.copy_(said_inform)
+        self.said_request.copy_(said_request)
+
+        # 4. The outcome.
+        success = (kind == SYS_BYE) & has_booking & ~open_requests.any(1)
+        terminated = leaving
+        if self.reward_preset == "tcbot":
+            final = torch.where(success, 2.0 * self.max_turns, -float(self.max_turns))
+            reward = torch.where(terminated, final, -1.0)
+        else:
+            reward = 20.0 * success.float() - 1.0
+
+        # 5. The system hears the reply and updates its belief.
+        heard = self._hear(intent, said_inform, said_request)
+        view = self._track(heard, kind, slot, request_hot & answering[:, None])
+        for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), view):
+            getattr(self, name).copy_(value)
+        self.heard_intent.copy_(heard[0])
+        self.heard_inform.copy_(heard[1])
+        self.heard_request.copy_(heard[2])
+        self.sys_action.copy_(action)
+        self._refresh_matches()
+
+        info: dict[str, Any] = {"success": success, "turns": self.turn.clone()}
+        if self.record_acts:
+            info["acts"] = {
+                "sys_action": action.clone(), "entity": booked_entity, "belief": belief_before,
+                "said_intent": intent.clone(), "said_inform": said_inform.clone(), "said_request": said_request.clone(),
+                "heard_intent": heard[0].clone(), "heard_inform": heard[1].clone(),
+            }
+        truncated = torch.zeros(B, dtype=torch.bool, device=dev)
+        return reward.float(), terminated, truncated, info
+
+    # ----------------------------------------------------------------- what the system sees
+    def _observe(self) -> torch.Tensor:
+        B, S = self.num_envs, len(self.slots)
+        known = self.belief_value != UNKNOWN
+        dontcare = self.belief_value == DONTCARE
+        value_index = self.belief_value.clamp(min=0)
+        slot_fraction = self.value_fraction[torch.arange(S, device=self.device), value_index]
+        slot_fraction = torch.where(known & ~dontcare & self.slot_in_kb, slot_fraction, 1.0)
+        bucket = torch.bucketize(self.match_count, self.match_bucket_edges, right=True) - 1
+        parts = [
+            torch.nn.functional.one_hot(self.heard_intent, len(INTENTS)).float(),
+            (self.heard_inform != ABSENT).float(),
+            self.heard_request.float(),
+            torch.nn.functional.one_hot(self.sys_action + 1, self.num_actions + 1)[:, 1:].float(),
+            known.float(),
+            self.belief_confidence,
+            dontcare.float(),
+            self.pending.float(),
+            (self.booked >= 0).float()[:, None],
+            (self.turn.float() / self.max_turns)[:, None],
+            torch.nn.functional.one_hot(self.turn.clamp(max=self.max_turns), self.max_turns + 1).float(),
+            torch.nn.functional.one_hot(bucket, len(MATCH_BUCKETS)).float(),
+            (torch.log1p(self.match_count.float()) / math.log1p(self.kb_size))[:, None],
+            slot_fraction,
+        ]
+        return torch.cat(parts, 1)
+
+    def action_masks(self) -> torch.Tensor:
+        """Acts that can do something now: ``[num_envs, num_actions]`` bool."""
+        S, R = len(self.slots), len(self.requests)
+        first_turn = (self.turn == 0)[:, None]
+        request = torch.ones(self.num_envs, S, dtype=torch.bool, device=self.device)
+        confirm = self.belief_value >= 0
+        inform = (self.booked >= 0)[:, None].expand(-1, R)
+        book = (self.match_count > 0)[:, None]
+        bye = torch.ones(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        return torch.cat([first_turn, request, confirm, inform, book, bye], 1)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self._options)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self._refresh_matches()  # the KB match counts are derived from the belief, so they are not saved
+
+    # ----------------------------------------------------------------- transcripts
+    def render_opening(self, index: int = 0) -> list[str]:
+        """The goal and first user turn of sub-env ``index`` as text lines."""
+        from rlcourse.envs.dialogue.transcript import opening_lines
+        return opening_lines(self, index)
+
+    def render_turn(self, info: dict[str, Any], index: int = 0) -> list[str]:
+        """The system turn and user reply of the last ``step`` in sub-env ``index`` (needs ``record_acts=True``)."""
+        from rlcourse.envs.dialogue.transcript import turn_lines
+        if "acts" not in info:
+            raise ValueError("render_turn needs an env made with record_acts=True")
+        return turn_lines(self, info["acts"], index)
+
+    def rule_expert(self):
+        """The hand-written policy of :mod:`~rlcourse.envs.dialogue.expert` for this env."""
+        from rlcourse.envs.dialogue.expert import RuleExpert
+        return RuleExpert(self)
+
+    def play_transcripts(self, policy, seed: int | None = None) -> list[str]:
+        """One dialogue per sub-env played by ``policy(obs, action_masks)``, as text (needs ``record_acts=True``)."""
+        from rlcourse.envs.dialogue.transcript import play_dialogues
+        return play_dialogues(self, policy, seed)
+
+    # ----------------------------------------------------------------- reading the state
+    def describe_action(self, action: int) -> str:
+        """A system action index as an act, e.g. ``request(city)``."""
+        kind, slot = ACT_KINDS[int(self.action_kind[action])], int(self.action_slot[action])
+        if kind in ("request", "confirm"):
+            return f"{kind}({self.slots[slot]})"
+        if kind == "inform":
+            return f"inform({self.requests[slot]})"
+        return kind

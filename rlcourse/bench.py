@@ -167,9 +167,10 @@ class RlcourseWatcher:
     The training clock starts after the first iteration; evaluation time is paused out of it.
     """
 
-    def __init__(self, clock: TrainingClock, eval_every: int):
+    def __init__(self, clock: TrainingClock, eval_every: int, metric: str = "mean_reward"):
         self.clock = clock
         self.eval_every = eval_every
+        self.metric = metric
         self.setup_s: float | None = None
         self.first_iteration_steps = 0
         self._started = 0.0
@@ -186,7 +187,7 @@ class RlcourseWatcher:
             self.clock.pause()
         if agent.iteration % self.eval_every == 0:
             result = agent.evaluate(n_episodes=EVAL_EPISODES, deterministic=True)
-            self.clock.record_eval(result["mean_reward"], agent.num_timesteps)
+            self.clock.record_eval(result[self.metric], agent.num_timesteps)
         self.clock.resume()
         return True
 
@@ -267,10 +268,10 @@ def _learn(agent: Any, steps: int, **kwargs: Any) -> None:
         raise SystemExit(128 + agent.interrupted_by)
 
 
-def learn_to_target(agent: Any, max_steps: int, target: float, eval_every: int) -> dict[str, Any]:
-    """Train ``agent`` for up to ``max_steps`` env steps under a :class:`RlcourseWatcher`; returns its timings."""
+def learn_to_target(agent: Any, max_steps: int, target: float, eval_every: int, metric: str = "mean_reward") -> dict[str, Any]:
+    """Train ``agent`` for ``max_steps`` env steps under a :class:`RlcourseWatcher` (``metric`` of ``evaluate`` vs ``target``)."""
     clock = TrainingClock(agent.device, target)
-    watcher = RlcourseWatcher(clock, eval_every)
+    watcher = RlcourseWatcher(clock, eval_every, metric)
     watcher.start()
     _learn(agent, max_steps, callbacks=[watcher])
     steps_after_setup = agent.num_timesteps - watcher.first_iteration_steps
@@ -581,6 +582,12 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: str 
 
 # --------------------------------------------------------------------------- the command
 @click.command("bench")
+@click.option("--suite", type=click.Choice(["cartpole", "dialogue"]), default="cartpole", show_default=True,
+              help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3).")
+@click.option("--nlu", "nlu_presets", multiple=True, help="dialogue suite: NLU presets of the PPO rows (default: clean, tcbot).")
+@click.option("--env-num-envs", "env_num_envs", type=click.IntRange(min=1), multiple=True,
+              help="dialogue suite: batch sizes of the raw env throughput rows (default: 4096 on CPU, 1048576 on CUDA).")
+@click.option("--sb3-seeds", type=click.IntRange(min=0), default=1, show_default=True, help="dialogue suite: SB3 seeds (0: no SB3 row).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Device of the rlcourse rows (SB3 always runs on the CPU).")
 @click.option("--num-envs", "num_envs", type=click.IntRange(min=1), multiple=True,
@@ -602,13 +609,18 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: str 
               help="Folder for the .md and .json reports.")
 @click.option("--compile", "compile_", is_flag=True, help="Run rlcourse's hot functions through torch.compile.")
 @click.option("--tf32", is_flag=True, help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).")
-def bench_command(device: str, num_envs: tuple[int, ...], seeds: int | None, target: float, max_steps: int | None,
+def bench_command(suite: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int, device: str,
+                  num_envs: tuple[int, ...], seeds: int | None, target: float, max_steps: int | None,
                   sb3: bool, sb3_max_steps: int, quality: bool, eval_every: int | None, out: Path, compile_: bool,
                   tf32: bool) -> None:
-    """Benchmark rlcourse's PPO against Stable-Baselines3 on CartPole-v1 (same process, same machine).
+    """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
-    Prints the device, the date and a markdown table, and writes <out>/bench-<device>-<date>.md and .json.
+    The cartpole suite runs PPO on CartPole-v1; the dialogue suite measures rlcourse/SlotFilling-v0.
+    Prints the device, the date and markdown tables, and writes <out>/bench-<device>-<...>-<date>.md and .json.
     """
+    if suite == "dialogue":
+        _dialogue_suite(device, nlu_presets, env_num_envs, sb3_seeds if sb3 else 0, num_envs, seeds, max_steps, out, compile_, tf32)
+        return
     if not math.isfinite(target):
         raise click.BadParameter(f"must be a finite number, got {target!r}", param_hint="--target")
     try:
@@ -628,3 +640,36 @@ def bench_command(device: str, num_envs: tuple[int, ...], seeds: int | None, tar
     md_path, json_path = write_report(rows, meta, out)
     click.echo(render_markdown(rows, meta))
     click.echo(f"wrote {md_path} and {json_path}")
+
+
+def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int,
+                    num_envs: tuple[int, ...], seeds: int | None, max_steps: int | None, out: Path, compile_: bool,
+                    tf32: bool) -> None:
+    from rlcourse.bench_dialogue import render_dialogue_markdown, run_dialogue_bench
+    from rlcourse.envs.dialogue.nlu import NLU_PRESETS
+
+    for nlu in nlu_presets:
+        if nlu not in NLU_PRESETS:
+            raise click.BadParameter(f"unknown NLU preset {nlu!r}; choose from {', '.join(NLU_PRESETS)}", param_hint="--nlu")
+    try:
+        dev = resolve_device(device)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    batch_sizes = list(num_envs) or ([4096, 65536] if dev.type == "cuda" else [64])
+    env_sizes = list(env_num_envs) or ([1 << 20] if dev.type == "cuda" else [4096])
+    meta = bench_meta(device, 0.9, suite="dialogue", seeds=seeds or 5, num_envs=batch_sizes, env_num_envs=env_sizes,
+                      nlu=list(nlu_presets) or ["clean", "tcbot"], sb3_seeds=sb3_seeds, max_steps=max_steps, compile=compile_, tf32=tf32)
+    click.echo(f"device: {meta['device_name']}")
+    click.echo(f"date: {meta['date']}")
+    report = run_dialogue_bench(dev, batch_sizes, seeds or 5, list(nlu_presets) or ["clean", "tcbot"], env_sizes, max_steps,
+                                sb3_seeds, compile_, say=lambda line: click.echo(line, err=True))
+    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
+    stem = out / f"bench-dialogue-{meta['device']}-{slug}-{meta['date']}"
+    markdown = render_dialogue_markdown(report, meta)
+    stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
+    click.echo(markdown)
+    click.echo(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")

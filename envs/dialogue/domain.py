@@ -112,6 +112,9 @@ def _build(spec: dict[str, Any], path: str) -> Domain:
         raise DomainError(f"{path}: goal.constraint_count_probs allows more constraints than there are informable slots")
     if len(request_probs) > len(requestable) + 1:
         raise DomainError(f"{path}: goal.request_count_probs allows more requests than there are requestable slots")
+    askable = len([slot for slot in requestable if slot in informable])
+    if len(informable) - min(askable, len(request_probs) - 1) < len(constraint_probs):
+        raise DomainError(f"{path}: a goal with the most requests leaves fewer informable slots than the most constraints")
     kb_slots = [slot for slot in slots if in_kb[slot]]
     kb = _generate_kb(slots, values, kb_slots, int(spec["kb"]["size"]), int(spec["kb"]["seed"]), path)
     return Domain(

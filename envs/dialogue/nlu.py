@@ -59,6 +59,15 @@ def nlu_preset(name: str, slot_error_mode: str | None = None) -> NluNoise:
     return noise
 
 
+def one_hot(index: torch.Tensor, count: int) -> torch.Tensor:
+    """``index`` as a bool one-hot over ``count``; an index outside ``[0, count)`` gives all False.
+
+    Unlike ``torch.nn.functional.one_hot`` it never checks its input on the host, so it is safe in
+    a captured CUDA graph.
+    """
+    return index[..., None] == torch.arange(count, device=index.device)
+
+
 def _other(index: torch.Tensor, count: torch.Tensor | int, draw: torch.Tensor) -> torch.Tensor:
     """A uniformly drawn index in ``[0, count)`` other than ``index`` (``draw`` is uniform in [0, 1))."""
     return (index + 1 + (draw * (count - 1)).long()) % count
@@ -93,7 +102,7 @@ def hear(noise: NluNoise, intent: torch.Tensor, inform: torch.Tensor, n_values: 
     moved = wrong & (mode == 1)
     target = _other(torch.arange(slots, device=inform.device).expand(batch, slots), slots, draws[..., 3])
     target_value = (draws[..., 4] * n_values[target]).long()
-    landing = torch.nn.functional.one_hot(target, slots).bool() & moved[..., None]  # [B, from, to]
+    landing = one_hot(target, slots) & moved[..., None]  # [B, from, to]
     landed = torch.where(landing, target_value[..., None] + 1, 0).amax(1) - 1        # [B, to], -1 where nothing landed
     heard = torch.where(landed >= 0, landed, heard)
     # mode 2, delete: nothing more to do, the slot is already ABSENT.

@@ -9,7 +9,7 @@ questions about it, in as few turns as possible.
 **The user** follows an agenda (Schatzmann et al. 2007; TC-Bot's rule user). At reset it samples a
 goal from the KB, so the goal is always satisfiable: 1-6 constraints on informable slots and 0-3
 requests, with the domain's distributions (TC-Bot's goals average 4.8 constraints and 1.19
-requests). Its first turn informs a random subset of the constraints (at least one) and asks some
+requests; requests are drawn first, constraints among the other slots). Its first turn informs a random subset of the constraints (at least one) and asks some
 of the requests. Then it answers the system's act:
 
 =====================  =======================================================================
@@ -19,9 +19,9 @@ system act             user reply
 ``confirm(s)``         ``affirm`` when the system's value for s is right (or s is free), else
                        ``deny`` and ``inform`` the right value; an unknown s is a request
 ``book``               the system queries the KB with its belief and books the first match. A
-                       booking that breaks a constraint gets ``reject`` + ``inform`` of a
-                       violated slot; no match gets another constraint. An accepted booking
-                       gets the next open request, or ``thanks`` when nothing is left
+                       booking that breaks a constraint gets a bare ``reject`` (which slot is
+                       wrong stays unsaid); no match gets another constraint. An accepted
+                       booking gets the next open request, or ``thanks`` when nothing is left
 ``inform(r)``          about the accepted booking: the request counts as answered; then the
                        next open request, or ``thanks``
 ``greeting``/other     the next constraint on the agenda (or the next request, or ``thanks``)
@@ -58,7 +58,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.dialogue.domain import Domain, load_domain
-from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, hear, nlu_preset
+from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, hear, nlu_preset, one_hot
 from rlcourse.vec_env import TensorVecEnv
 
 INTENTS = ("inform", "request", "affirm", "deny", "reject", "thanks", "bye")
@@ -165,60 +165,77 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.kb_request_values = torch.stack([kb[:, d.kb_column(r)] for r in self.requests], 1)
         # A request on a slot the goal constrains is never sampled: the user already knows that value.
         self.request_slot = torch.tensor([self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev)
-        # KB query as a matrix product: one column per (KB slot, value); belief one-hot @ this = agreements per entity.
-        offsets, total = [], 0
-        for s in self.slots:
-            offsets.append(total)
-            total += len(d.values[s]) if d.in_kb[s] else 0
-        self.value_offset = torch.tensor(offsets, device=dev)
-        self.onehot_width = total
-        entity_onehot = torch.zeros(total + 1, self.kb_size, device=dev)  # the last row absorbs unknown slots
+        # KB query with bitsets: for each (slot, value) the set of entities having it, 32 entities per int64
+        # word (the top half stays clear, so shifts and products never touch the sign bit). The last
+        # value row of every slot is the wildcard (all entities): unknown, "don't care" and booking slots.
+        words = -(-self.kb_size // 32)
+        self.wildcard = int(self.n_values.max())
+        member = torch.zeros(S, self.wildcard + 1, words * 32, dtype=torch.bool)
+        member[:, self.wildcard, : self.kb_size] = True
         for i, s in enumerate(self.slots):
             if d.in_kb[s]:
-                entity_onehot[offsets[i] + self.kb_slot_values[:, i], torch.arange(self.kb_size, device=dev)] = 1.0
-        self.entity_onehot = entity_onehot[:total]
+                member[i, self.kb_slot_values[:, i].cpu(), torch.arange(self.kb_size)] = True
+            else:
+                member[i, :, : self.kb_size] = True
+        weights = torch.tensor([1 << b for b in range(32)], dtype=torch.int64)
+        self.value_bits = (member.view(S, self.wildcard + 1, words, 32).long() * weights).sum(-1).to(dev)
         counts = torch.zeros(S, int(self.n_values.max()), device=dev)
         for i, s in enumerate(self.slots):
             if d.in_kb[s]:
                 counts[i, : len(d.values[s])] = torch.bincount(self.kb_slot_values[:, i], minlength=len(d.values[s])).float()
         self.value_fraction = counts / self.kb_size
-        self.constraint_count_probs = torch.tensor(d.constraint_count_probs, device=dev)
-        self.request_count_probs = torch.tensor(d.request_count_probs, device=dev)
+        self.slot_index = torch.arange(S, device=dev)
+        self.constraint_count_cdf = torch.tensor(d.constraint_count_probs, device=dev).cumsum(0)
+        self.request_count_cdf = torch.tensor(d.request_count_probs, device=dev).cumsum(0)
         self.match_bucket_edges = torch.tensor(MATCH_BUCKETS, device=dev)
 
     # ----------------------------------------------------------------- the KB
     def _refresh_matches(self) -> None:
-        """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book)."""
-        known = (self.belief_value >= 0) & self.slot_in_kb
-        column = torch.where(known, self.value_offset + self.belief_value, self.onehot_width)
-        belief_onehot = torch.zeros(self.num_envs, self.onehot_width + 1, device=self.device)
-        belief_onehot.scatter_(1, column, 1.0)
-        agreements = belief_onehot[:, : self.onehot_width] @ self.entity_onehot  # [B, K], small exact integers
-        matches = agreements == known.sum(1, keepdim=True)
+        """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book).
+
+        The consistent set is the AND of one bitset per slot (see ``value_bits``); counting is a
+        SWAR popcount per 32-bit word, and the first entity is the lowest set bit of the first
+        non-empty word.
+        """
+        value = torch.where(self.belief_value >= 0, self.belief_value, self.wildcard)
+        bits = self.value_bits[self.slot_index, value]  # [B, S, words]
+        match = bits[:, 0]
+        for s in range(1, bits.shape[1]):
+            match = match & bits[:, s]
+        x = match - ((match >> 1) & 0x55555555)
+        x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+        x = (x + (x >> 4)) & 0x0F0F0F0F
+        count = (((x * 0x01010101) & 0xFFFFFFFF) >> 24).sum(1)
+        word = (match != 0).int().argmax(1)
+        lowest = match.gather(1, word[:, None]).squeeze(1)
+        lowest = lowest & -lowest
+        bit = torch.log2(lowest.clamp(min=1).double()).round().long()  # exact: a power of two below 2^32
         # copy_, not rebinding: the buffers keep their addresses, which a captured CUDA graph relies on
-        self.match_count.copy_(matches.sum(1))
-        self.first_match.copy_(matches.int().argmax(1))  # the first True (0 when there is none; then match_count is 0)
+        self.match_count.copy_(count)
+        self.first_match.copy_(word * 32 + bit)
 
     # ----------------------------------------------------------------- the user's goal and first turn
     def _reset_where(self, mask: torch.Tensor) -> None:
         B, S, R, g, dev = self.num_envs, len(self.slots), len(self.requests), self.generator, self.device
         entity = torch.randint(self.kb_size, (B,), generator=g, device=dev)
-        n_constraints = torch.multinomial(self.constraint_count_probs.expand(B, -1), 1, generator=g).squeeze(1) + 1
-        n_requests = torch.multinomial(self.request_count_probs.expand(B, -1), 1, generator=g).squeeze(1)
-        draws = torch.rand(B, 2 * S + 2 * R, generator=g, device=dev)
-        slot_keys, value_draw = draws[:, :S], draws[:, S:2 * S]
-        request_keys, request_draw = draws[:, 2 * S:2 * S + R], draws[:, 2 * S + R:]
-        constrained = slot_keys.argsort(1).argsort(1) < n_constraints[:, None]
+        # inverse-CDF draws of the goal's size (torch.multinomial would check its input on the host)
+        n_constraints = torch.bucketize(torch.rand(B, generator=g, device=dev), self.constraint_count_cdf, right=True)
+        n_constraints = n_constraints.clamp(max=len(self.constraint_count_cdf) - 1) + 1
+        n_requests = torch.bucketize(torch.rand(B, generator=g, device=dev), self.request_count_cdf, right=True)
+        n_requests = n_requests.clamp(max=len(self.request_count_cdf) - 1)
+        draws = torch.rand(B, 2 * S + R, generator=g, device=dev)
+        slot_keys, value_draw, request_keys = draws[:, :S], draws[:, S:2 * S], draws[:, 2 * S:]
+        # Requests first, then constraints among the other slots: the user never asks for a value it already
+        # fixed, and both counts follow the domain's distributions exactly (the domain file is checked for room).
+        goal_request = request_keys.argsort(1).argsort(1) < n_requests[:, None]
+        asked_slot = (one_hot(self.request_slot, S)[None] & goal_request[:, :, None]).any(1)
+        constrained = (torch.where(asked_slot, 2.0, slot_keys).argsort(1).argsort(1) < n_constraints[:, None]) & ~asked_slot
         booking_value = (value_draw * self.n_values).long()
         goal_value = torch.where(constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), NONE)
-        request_on = torch.where(self.request_slot >= 0, self.request_slot, 0)
-        allowed = ~(constrained.gather(1, request_on.expand(B, -1)) & (self.request_slot >= 0))
-        request_rank = torch.where(allowed, request_keys, 2.0).argsort(1).argsort(1)
-        goal_request = (request_rank < n_requests[:, None]) & allowed
         # The agenda: constraints are informed in a random order; the first turn tells some of them (at least one).
         agenda_key = torch.rand(B, S, generator=g, device=dev)
         first = torch.rand(B, S + R, generator=g, device=dev)
-        leading = torch.nn.functional.one_hot(torch.where(constrained, agenda_key, 2.0).argmin(1), S).bool()
+        leading = one_hot(torch.where(constrained, agenda_key, 2.0).argmin(1), S)
         told = constrained & ((first[:, :S] < self.domain.first_turn_inform_prob) | leading)
         asked = goal_request & (first[:, S:] < self.domain.first_turn_request_prob)
 
@@ -262,7 +279,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         told = inform != ABSENT
         belief = torch.where(told, inform, self.belief_value)
         belief_confidence = torch.where(told, confidence, self.belief_confidence)
-        confirmed = torch.nn.functional.one_hot(slot, len(self.slots)).bool() & (kind == CONFIRM)[:, None] & ~told
+        confirmed = one_hot(slot, len(self.slots)) & (kind == CONFIRM)[:, None] & ~told
         belief_confidence = torch.where(confirmed & (intent == AFFIRM)[:, None], 1.0, belief_confidence)
         denied = confirmed & (intent == DENY)[:, None]
         belief = torch.where(denied, UNKNOWN, belief)
@@ -279,8 +296,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         kind, slot = self.action_kind[action], self.action_slot[action]
         belief_before = self.belief_value.clone() if self.record_acts else None
         self.turn += 1
-        slot_hot = torch.nn.functional.one_hot(slot, S).bool()
-        request_hot = torch.nn.functional.one_hot(slot.clamp(max=R - 1), R).bool() & (kind == SYS_INFORM)[:, None]
+        request_hot = one_hot(slot, R) & (kind == SYS_INFORM)[:, None]
 
         # 1. The system's act takes effect: a booking queries the KB with the current belief.
         booking = kind == BOOK
@@ -304,7 +320,6 @@ class SlotFillingVecEnv(TensorVecEnv):
         waiting = constrained & ~self.informed
         next_constraint = torch.where(waiting, self.agenda_key, 2.0).argmin(1)
         first_constraint = torch.where(constrained, self.agenda_key, 2.0).argmin(1)
-        first_violated = torch.where(violated, self.agenda_key, 2.0).argmin(1)
         open_requests = self.goal_request & ~self.answered
         next_request = open_requests.int().argmax(1)
         has_booking = self.accepted >= 0
@@ -323,11 +338,12 @@ class SlotFillingVecEnv(TensorVecEnv):
         intent = torch.where(confirming, torch.where(right, AFFIRM, DENY), intent)
         inform_slot = torch.where(asked | (confirming & ~right), slot, torch.where(confirming, NONE, inform_slot))
         request_slot = torch.where(asked | confirming, NONE, request_slot)
-        # book: no match -> another constraint; a wrong booking -> reject and correct a violated slot
+        # book: no match -> another constraint; a wrong booking -> a bare reject (it does not say what is wrong,
+        # so booking blindly is no cheaper a way to learn the constraints than asking for them)
         no_match = booking & ~found
         intent = torch.where(no_match, INFORM, torch.where(rejected, REJECT, intent))
         inform_slot = torch.where(no_match, torch.where(waiting.any(1), next_constraint, first_constraint),
-                                  torch.where(rejected, first_violated, inform_slot))
+                                  torch.where(rejected, NONE, inform_slot))
         request_slot = torch.where(no_match | rejected, NONE, request_slot)
         # bye, or out of turns: the user leaves
         leaving = (kind == SYS_BYE) | (self.turn >= self.max_turns)
@@ -335,10 +351,10 @@ class SlotFillingVecEnv(TensorVecEnv):
         inform_slot = torch.where(leaving, NONE, inform_slot)
         request_slot = torch.where(leaving, NONE, request_slot)
 
-        said_inform_hot = torch.nn.functional.one_hot(inform_slot.clamp(min=0), S).bool() & (inform_slot >= 0)[:, None]
+        said_inform_hot = one_hot(inform_slot, S)
         said_value = torch.where(constrained, goal, DONTCARE)
         said_inform = torch.where(said_inform_hot, said_value, ABSENT)
-        said_request = torch.nn.functional.one_hot(request_slot.clamp(min=0), R).bool() & (request_slot >= 0)[:, None]
+        said_request = one_hot(request_slot, R)
         self.informed |= said_inform_hot & constrained
         self.said_intent.copy_(intent)
         self.said_inform.copy_(said_inform)
@@ -384,18 +400,18 @@ class SlotFillingVecEnv(TensorVecEnv):
         slot_fraction = torch.where(known & ~dontcare & self.slot_in_kb, slot_fraction, 1.0)
         bucket = torch.bucketize(self.match_count, self.match_bucket_edges, right=True) - 1
         parts = [
-            torch.nn.functional.one_hot(self.heard_intent, len(INTENTS)).float(),
+            one_hot(self.heard_intent, len(INTENTS)).float(),
             (self.heard_inform != ABSENT).float(),
             self.heard_request.float(),
-            torch.nn.functional.one_hot(self.sys_action + 1, self.num_actions + 1)[:, 1:].float(),
+            one_hot(self.sys_action, self.num_actions).float(),
             known.float(),
             self.belief_confidence,
             dontcare.float(),
             self.pending.float(),
             (self.booked >= 0).float()[:, None],
             (self.turn.float() / self.max_turns)[:, None],
-            torch.nn.functional.one_hot(self.turn.clamp(max=self.max_turns), self.max_turns + 1).float(),
-            torch.nn.functional.one_hot(bucket, len(MATCH_BUCKETS)).float(),
+            one_hot(self.turn.clamp(max=self.max_turns), self.max_turns + 1).float(),
+            one_hot(bucket, len(MATCH_BUCKETS)).float(),
             (torch.log1p(self.match_count.float()) / math.log1p(self.kb_size))[:, None],
             slot_fraction,
         ]

@@ -167,10 +167,11 @@ class RlcourseWatcher:
     The training clock starts after the first iteration; evaluation time is paused out of it.
     """
 
-    def __init__(self, clock: TrainingClock, eval_every: int, metric: str = "mean_reward"):
+    def __init__(self, clock: TrainingClock, eval_every: int, metric: str = "mean_reward", eval_episodes: int = EVAL_EPISODES):
         self.clock = clock
         self.eval_every = eval_every
         self.metric = metric
+        self.eval_episodes = eval_episodes
         self.setup_s: float | None = None
         self.first_iteration_steps = 0
         self._started = 0.0
@@ -186,7 +187,7 @@ class RlcourseWatcher:
         else:
             self.clock.pause()
         if agent.iteration % self.eval_every == 0:
-            result = agent.evaluate(n_episodes=EVAL_EPISODES, deterministic=True)
+            result = agent.evaluate(n_episodes=self.eval_episodes, deterministic=True)
             self.clock.record_eval(result[self.metric], agent.num_timesteps)
         self.clock.resume()
         return True
@@ -268,10 +269,11 @@ def _learn(agent: Any, steps: int, **kwargs: Any) -> None:
         raise SystemExit(128 + agent.interrupted_by)
 
 
-def learn_to_target(agent: Any, max_steps: int, target: float, eval_every: int, metric: str = "mean_reward") -> dict[str, Any]:
+def learn_to_target(agent: Any, max_steps: int, target: float, eval_every: int, metric: str = "mean_reward",
+                    eval_episodes: int = EVAL_EPISODES) -> dict[str, Any]:
     """Train ``agent`` for ``max_steps`` env steps under a :class:`RlcourseWatcher` (``metric`` of ``evaluate`` vs ``target``)."""
     clock = TrainingClock(agent.device, target)
-    watcher = RlcourseWatcher(clock, eval_every, metric)
+    watcher = RlcourseWatcher(clock, eval_every, metric, eval_episodes)
     watcher.start()
     _learn(agent, max_steps, callbacks=[watcher])
     steps_after_setup = agent.num_timesteps - watcher.first_iteration_steps

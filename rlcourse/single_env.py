@@ -45,12 +45,22 @@ def unbatch_info(info: dict[str, Any], index: int = 0) -> dict[str, Any]:
 class SingleEnv(gym.Env):
     """One sub-env of a registered :class:`~rlcourse.TensorVecEnv`, as a Gymnasium env."""
 
-    metadata = {"render_modes": []}
+    #: The modes any rlcourse env may offer; each instance narrows this to its own env's modes.
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
-    def __init__(self, vec_env_id: str, **kwargs: Any):
+    def __init__(self, vec_env_id: str, render_mode: str | None = None, **kwargs: Any):
         from rlcourse.registry import vec_env_class
 
-        self.vec = vec_env_class(vec_env_id)(num_envs=1, device="cpu", validate=True, **kwargs)
+        vec_cls = vec_env_class(vec_env_id)
+        modes = vec_cls.metadata.get("render_modes", [])
+        if render_mode is not None and render_mode not in modes:
+            raise ValueError(f"{vec_env_id} supports render modes {modes or 'none'}, not {render_mode!r}")
+        self.render_mode = render_mode
+        self.metadata = {"render_modes": list(modes), "render_fps": 1}
+        if render_mode == "ansi":
+            kwargs["record_acts"] = True  # the turn's acts go in info, so render() can write the transcript
+        self._lines: list[str] = []
+        self.vec = vec_cls(num_envs=1, device="cpu", validate=True, **kwargs)
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         self._next_episode_obs: torch.Tensor | None = None
@@ -63,6 +73,8 @@ class SingleEnv(gym.Env):
         else:
             obs, _ = self.vec.reset(seed=seed, options=options)
         self._next_episode_obs = None
+        if self.render_mode == "ansi":
+            self._lines = list(self.vec.render_opening(0))
         return obs[0].numpy(), {}
 
     def step(self, action: Any):
@@ -75,11 +87,19 @@ class SingleEnv(gym.Env):
                 raise ValueError(f"action must be an integer for {self.action_space}, got {action!r}")
         actions = torch.as_tensor(array, dtype=self._action_dtype).reshape(1, *array.shape)
         obs, reward, terminated, truncated, info = self.vec.step(actions)
+        if self.render_mode == "ansi":
+            self._lines += self.vec.render_turn(info, 0)
         done = bool(terminated[0] | truncated[0])
         if done:
             self._next_episode_obs = obs
             obs = info["final_obs"]
         return obs[0].numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), unbatch_info(info)
+
+    def render(self) -> str | None:
+        """``render_mode="ansi"``: the current episode so far as text (for text envs, the dialogue transcript)."""
+        if self.render_mode != "ansi":
+            return None
+        return "\n".join(self._lines)
 
     def action_masks(self) -> np.ndarray:
         """Valid actions of the current state (for sb3-contrib's MaskablePPO), where the env has masks."""

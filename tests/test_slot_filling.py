@@ -951,3 +951,29 @@ def test_domain_file_errors_are_clear(tmp_path, name, change, mentions):
     assert str(path) in message
     for word in mentions:
         assert word in message, message
+
+
+# ----------------------------------------------------------------------------- render()
+def test_single_env_render_ansi_writes_the_dialogue_so_far():
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=3)
+    opening = env.render()
+    assert opening.startswith("[goal: ") and "\nUser:   " in opening
+    env.step(ACTION["request(city)"])
+    text = env.render()
+    assert text.startswith(opening) and text.splitlines()[-2] == "System: Which city would you like?"
+    *_, terminated, truncated, _ = env.step(ACTION["bye"])
+    assert terminated and env.render().splitlines()[-1] == "User:   Bye."
+    env.reset()
+    assert env.render().startswith("[goal: ") and "System:" not in env.render()  # a new dialogue, a new transcript
+    with pytest.raises(ValueError, match="render modes"):
+        gym.make("rlcourse/CartPole-v1", render_mode="ansi")
+
+
+def test_every_observation_is_inside_the_declared_box():
+    env = SlotFillingVecEnv(256, nlu="pydial30")
+    obs, _ = env.reset(seed=0)
+    policy = random_masked_policy(0)
+    for _ in range(60):
+        assert bool(((obs >= 0) & (obs <= 1)).all())
+        obs, *_ = env.step(policy(obs, env.action_masks()))

@@ -110,7 +110,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.single_action_space = spaces.Discrete(self.num_actions)
         self.obs_layout = self._layout(S, R, self.max_turns)
         dim = sum(stop - start for start, stop in self.obs_layout.values())
-        self.single_observation_space = spaces.Box(-np.inf, np.inf, (dim,), dtype=np.float32)
+        self.single_observation_space = spaces.Box(0.0, 1.0, (dim,), dtype=np.float32)  # every feature is a flag or a fraction
         super().__init__(num_envs, device, validate)
         self._build_tables()
         B, dev = self.num_envs, self.device

@@ -625,11 +625,7 @@ def bench_command(suite: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[
         return
     if not math.isfinite(target):
         raise click.BadParameter(f"must be a finite number, got {target!r}", param_hint="--target")
-    try:
-        dev = resolve_device(device)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--device") from None
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    dev = _bench_device(device, tf32)
     meta = bench_meta(device, target, seeds=seeds or 1, quality_seeds=(seeds or 5) if quality else None, num_envs=list(num_envs) or default_num_envs(dev),
                       max_steps=max_steps, sb3=sb3, sb3_max_steps=sb3_max_steps,
                       quality=quality, eval_every=eval_every, compile=compile_, tf32=tf32)
@@ -644,6 +640,16 @@ def bench_command(suite: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[
     click.echo(f"wrote {md_path} and {json_path}")
 
 
+def _bench_device(device: str, tf32: bool) -> torch.device:
+    """The ``--device`` option as a device (a click error when it is unusable), with TF32 set as asked."""
+    try:
+        dev = resolve_device(device)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return dev
+
+
 def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int,
                     num_envs: tuple[int, ...], seeds: int | None, max_steps: int | None, out: Path, compile_: bool,
                     tf32: bool) -> None:
@@ -653,11 +659,7 @@ def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tup
     for nlu in nlu_presets:
         if nlu not in NLU_PRESETS:
             raise click.BadParameter(f"unknown NLU preset {nlu!r}; choose from {', '.join(NLU_PRESETS)}", param_hint="--nlu")
-    try:
-        dev = resolve_device(device)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--device") from None
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    dev = _bench_device(device, tf32)
     batch_sizes = list(num_envs) or ([4096, 65536] if dev.type == "cuda" else [64])
     env_sizes = list(env_num_envs) or ([1 << 20] if dev.type == "cuda" else [4096])
     meta = bench_meta(device, 0.9, suite="dialogue", seeds=seeds or 5, num_envs=batch_sizes, env_num_envs=env_sizes,

@@ -166,14 +166,16 @@ def sb3_run(nlu: str, seed: int, budget: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the suite
 def run_dialogue_bench(device: torch.device, num_envs: list[int], seeds: int, nlu_presets: list[str],
                        env_num_envs: list[int], budget: int | None, sb3_seeds: int, compile: bool,
-                       say=lambda line: None) -> dict[str, list[dict[str, Any]]]:
+                       say=lambda line: None, expert_dialogues: int = EXPERT_DIALOGUES,
+                       sb3_budget: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the suite (see the module docstring); ``budget=None`` uses :func:`default_budget`."""
     report: dict[str, list[dict[str, Any]]] = {"env": [], "expert": [], "ppo": [], "sb3": []}
     for n in env_num_envs:
         report["env"].append({"device": device.type, "num_envs": n, "compile": compile,
                               "steps_per_s": env_throughput(n, device, compile=compile)})
         say(f"env {device.type} envs={n}: {report['env'][-1]['steps_per_s']:,.0f} steps/s")
     for nlu in ("clean", "tcbot", "pydial15", "pydial30"):
-        report["expert"].append(expert_row(nlu, device))
+        report["expert"].append(expert_row(nlu, device, expert_dialogues))
         say(f"rule expert {nlu}: success {report['expert'][-1]['success_rate']:.3f}, turns {report['expert'][-1]['mean_turns']:.2f}")
     for nlu in nlu_presets:
         for n in num_envs:
@@ -186,7 +188,7 @@ def run_dialogue_bench(device: torch.device, num_envs: list[int], seeds: int, nl
                     f"{r['steps_to_target']} steps / {r['time_to_target_s']} s, final {r['final_success']:.3f} in {r['final_turns']:.2f} turns")
             report["ppo"].append({"nlu": nlu, "device": device.type, "num_envs": n, "budget": steps, "runs": runs})
         if sb3_seeds:
-            steps = int(load_preset("ppo", ENV_ID)["total_timesteps"])
+            steps = sb3_budget or int(load_preset("ppo", ENV_ID)["total_timesteps"])
             runs = []
             for seed in range(sb3_seeds):
                 runs.append(sb3_run(nlu, seed, steps))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 from rlcourse.agents import PPOConfig
 
@@ -174,3 +175,31 @@ def test_command_writes_the_report(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "device: " in result.output and "| rlcourse PPO | cpu | 16 |" in result.output
     assert len(list(tmp_path.glob("bench-cpu-*.md"))) == 1 and len(list(tmp_path.glob("bench-cpu-*.json"))) == 1
+
+
+def test_dialogue_suite_rows_and_report():
+    from rlcourse.bench_dialogue import render_dialogue_markdown, run_dialogue_bench
+
+    report = run_dialogue_bench(torch.device("cpu"), num_envs=[16], seeds=1, nlu_presets=["tcbot"], env_num_envs=[32],
+                                budget=2048, sb3_seeds=1, compile=False, expert_dialogues=200, sb3_budget=256)
+    assert [r["num_envs"] for r in report["env"]] == [32] and report["env"][0]["steps_per_s"] > 0
+    assert [r["nlu"] for r in report["expert"]] == ["clean", "tcbot", "pydial15", "pydial30"]
+    clean, noisiest = report["expert"][0], report["expert"][-1]
+    assert clean["success_rate"] >= 0.95 and noisiest["success_rate"] < clean["success_rate"]  # noise hurts the expert
+    (ppo,) = report["ppo"]
+    assert ppo["nlu"] == "tcbot" and ppo["num_envs"] == 16 and len(ppo["runs"]) == 1
+    run = ppo["runs"][0]
+    assert run["steps_trained"] >= 2048 and 0.0 <= run["final_success"] <= 1.0 and 1 <= run["final_turns"] <= 20
+    (sb3,) = report["sb3"]
+    assert sb3["runs"][0]["steps_trained"] >= 256
+    meta = {"device_name": "test cpu", "device": "cpu", "date": "2026-01-01", "torch": torch.__version__,
+            "stable_baselines3": "x", "compile": False, "tf32": False}
+    text = render_dialogue_markdown(report, meta)
+    assert "| rule expert" not in text and "| pydial30 | 200 |" in text
+    assert "| rlcourse PPO | tcbot | cpu | 16 | 1 |" in text and "| SB3 PPO (single env) | tcbot | cpu | 8 | 1 |" in text
+
+
+def test_dialogue_suite_rejects_an_unknown_nlu_preset():
+    from rlcourse.cli import main
+
+    assert main(["bench", "--suite", "dialogue", "--nlu", "nope", "--device", "cpu"]) == 2

@@ -140,6 +140,8 @@ class Agent(abc.ABC):
 
     algo: ClassVar[str]
     config_class: ClassVar[type]
+    #: ``learn``'s log interval when none is given: 1 for big iterations; agents with tiny ones (A2C) log less often.
+    default_log_interval: ClassVar[int] = 1
 
     def __init__(self, env: str | TensorVecEnv, num_envs: int = 8, device: str | torch.device = "auto", seed: int = 0,
                  run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None,
@@ -237,15 +239,18 @@ class Agent(abc.ABC):
 
     # ----------------------------------------------------------------- training
     def learn(self, total_timesteps: int, progress_bar: bool = False, callbacks: Iterable[Callback] = (),
-              log_interval: int = 1, reset_num_timesteps: bool = True, checkpoint_interval_s: float = 300.0) -> Agent:
+              log_interval: int | None = None, reset_num_timesteps: bool = True, checkpoint_interval_s: float = 300.0) -> Agent:
         """Train for ``total_timesteps`` env steps (more, not in total, when ``reset_num_timesteps=False``).
 
-        Statistics are read from the device once every ``log_interval`` iterations. With a ``run_dir``,
+        Statistics are read from the device once every ``log_interval`` iterations (default: the
+        agent's ``default_log_interval``), and after the last one. With a ``run_dir``,
         a checkpoint is written every ``checkpoint_interval_s`` seconds, at the end, and when SIGINT or
         SIGTERM arrives (training then stops after the current iteration; see ``interrupted_by``).
         """
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps <= 0:
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        if log_interval is None:
+            log_interval = self.default_log_interval
         if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) or log_interval <= 0:
             raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
         if reset_num_timesteps:

@@ -1,4 +1,5 @@
-"""Networks shared by the agents: MLPs with orthogonal init, and the actor-critic used by PPO.
+"""Networks shared by the agents: MLPs with orthogonal init, a policy alone (REINFORCE), the separate
+actor-critic used by PPO and the shared-trunk actor-critic used by A2C/A3C.
 
 The init follows common practice for PPO (and SB3's default): orthogonal weights with gain √2 in
 hidden layers, 0.01 for the policy head and 1 for the value head, zero biases.
@@ -45,7 +46,7 @@ class ActorCritic(nn.Module):
         self.distribution = distribution
         self.policy_net = mlp(obs_dim, hidden, distribution.param_dim, activation, out_gain=0.01)
         self.value_net = mlp(obs_dim, hidden, 1, activation, out_gain=1.0)
-        self.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init))) if isinstance(distribution, DiagGaussian) else None
+        self.log_std = _log_std_parameter(distribution, log_std_init)
 
     def policy_params(self, obs: torch.Tensor):
         out = self.policy_net(obs)
@@ -53,3 +54,74 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value_net(obs).squeeze(-1)
+
+
+def _log_std_parameter(distribution: Categorical | DiagGaussian, log_std_init: float) -> nn.Parameter | None:
+    """The state-independent log standard deviation of a Gaussian policy (None for a Categorical one)."""
+    if not isinstance(distribution, DiagGaussian):
+        return None
+    return nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
+
+
+class Actor(nn.Module):
+    """A policy MLP alone, π(a|s), for policy gradient without a learned baseline (notes:12713-12733)."""
+
+    def __init__(self, obs_dim: int, distribution: Categorical | DiagGaussian, hidden: tuple[int, ...],
+                 activation: str, log_std_init: float = 0.0):
+        super().__init__()
+        self.distribution = distribution
+        self.policy_net = mlp(obs_dim, hidden, distribution.param_dim, activation, out_gain=0.01)
+        self.log_std = _log_std_parameter(distribution, log_std_init)
+
+    def policy_params(self, obs: torch.Tensor):
+        out = self.policy_net(obs)
+        return out if self.log_std is None else (out, self.log_std)
+
+
+class SharedActorCritic(nn.Module):
+    """Actor and critic on one shared trunk, with separate heads (the first tip of notes:13744-13752).
+
+    ``trunk`` is the list of shared hidden sizes; each head adds ``head_hidden`` layers of its own and
+    then its output layer (with ``head_hidden=()`` a head is one linear layer). Both losses train the
+    trunk, so features learnt for V(s) serve π(a|s) and the other way round.
+    """
+
+    def __init__(self, obs_dim: int, distribution: Categorical | DiagGaussian, trunk: tuple[int, ...],
+                 activation: str, log_std_init: float = 0.0, head_hidden: tuple[int, ...] = ()):
+        super().__init__()
+        if not trunk:
+            raise ValueError("a shared trunk needs at least one hidden layer")
+        self.distribution = distribution
+        # mlp() ends in a linear layer; the trunk's last layer is a hidden one, so it gets the hidden gain and an activation.
+        self.trunk = nn.Sequential(*mlp(obs_dim, trunk[:-1], trunk[-1], activation, out_gain=math.sqrt(2)),
+                                   ACTIVATIONS[activation]())
+        self.policy_head = mlp(trunk[-1], head_hidden, distribution.param_dim, activation, out_gain=0.01)
+        self.value_head = mlp(trunk[-1], head_hidden, 1, activation, out_gain=1.0)
+        self.log_std = _log_std_parameter(distribution, log_std_init)
+
+    def _policy_out(self, features: torch.Tensor):
+        out = self.policy_head(features)
+        return out if self.log_std is None else (out, self.log_std)
+
+    def params_and_value(self, obs: torch.Tensor):
+        """The distribution's parameters and V(s) from one pass through the trunk."""
+        features = self.trunk(obs)
+        return self._policy_out(features), self.value_head(features).squeeze(-1)
+
+    def policy_params(self, obs: torch.Tensor):
+        return self._policy_out(self.trunk(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.trunk(obs)).squeeze(-1)
+
+
+@torch.no_grad()
+def polyak_update_(target: nn.Module, online: nn.Module, weight: float | torch.Tensor) -> None:
+    """θ̂ ← θ̂ + w·(θ − θ̂) for every parameter: w = 1 copies (a hard target sync), 0 < w < 1 averages (Polyak).
+
+    ``weight`` may be a 0-d device tensor, so whether a sync happens can be decided on the device
+    (no host read, CUDA-graph safe); ``lerp`` with weight exactly 1 or 0 gives θ or θ̂ bit for bit.
+    """
+    targets, sources = list(target.parameters()), list(online.parameters())
+    # A tensor weight goes in as a list: as a plain Scalar, torch would read it to the host (.item()).
+    torch._foreach_lerp_(targets, sources, [weight] * len(targets) if isinstance(weight, torch.Tensor) else weight)

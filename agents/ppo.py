@@ -25,21 +25,21 @@ clipping, learning-rate and clip-range annealing and the ``target_kl`` early sto
 
 Everything stays on the device: storage is preallocated, statistics are tensors, and the early
 stop is a mask rather than a Python ``break``, so one whole iteration can be captured as a CUDA graph.
+The rollout collection, GAE targets, schedules and graph capture are shared with A2C and REINFORCE
+(:class:`~rlcourse.agents.on_policy.OnPolicyAgent`); this module holds what is PPO's own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from gymnasium import spaces
 
-from rlcourse.agents import graphs
-from rlcourse.agents.base import Agent
-from rlcourse.agents.distributions import make_distribution, mask_logits
+from rlcourse.agents.distributions import make_distribution
 from rlcourse.agents.networks import ActorCritic
-from rlcourse.agents.rollout import RolloutBuffer, explained_variance, generalized_advantages
+from rlcourse.agents.on_policy import OnPolicyAgent
 from rlcourse.config import hp
 
 
@@ -115,16 +115,12 @@ def ppo_losses(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage
     return loss, approx_kl, clip_fraction
 
 
-class PPO(Agent):
+class PPO(OnPolicyAgent):
     """PPO on any env with a flat Box observation and a Discrete (optionally masked) or 1-D Box action space."""
 
     algo = "ppo"
     config_class = PPOConfig
     config: PPOConfig
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.n_steps * self.num_envs
 
     def _build(self) -> None:
         c = self.config
@@ -140,17 +136,10 @@ class PPO(Agent):
         # The fused Adam kernel updates every parameter in one launch (CPU and CUDA), instead of a chain of
         # per-tensor ops: measured at 59 µs against 1.7 ms per step for this network on a 2-core CPU.
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True)
-        mask_dim = int(action_space.n) if self.has_action_masks else None
-        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
-        self.buffer = RolloutBuffer.allocate(c.n_steps, self.num_envs, obs_space.shape, action_space.shape,
-                                             action_dtype, mask_dim, self.device)
+        self._setup_rollout()
         self.clip_range = torch.tensor(c.clip_range, device=self.device)
         self.kl_beta = torch.tensor(c.kl_beta, device=self.device)
-        self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._minibatch_loss = torch.compile(self._loss) if self.compile else self._loss
-        self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_stats: dict[str, torch.Tensor] = {}
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy}
@@ -161,88 +150,11 @@ class PPO(Agent):
     def _extra_state(self) -> dict[str, torch.Tensor]:
         return {"kl_beta": self.kl_beta}
 
-    def _on_state_loaded(self) -> None:
-        self._graph = None  # the optimizer's state tensors were replaced: capture again
-
-    # ----------------------------------------------------------------- acting
-    def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
-        params = self.policy.policy_params(obs)
-        return mask_logits(params, action_masks) if action_masks is not None else params
-
-    def _act(self, obs, action_masks, deterministic, generator):
-        params = self._policy_params(obs, action_masks)
-        return self.distribution.mode(params) if deterministic else self.distribution.sample(params, generator)
-
-    # ----------------------------------------------------------------- one iteration
-    def _train_iteration(self) -> dict[str, torch.Tensor]:
-        self._apply_schedules()
-        if not self.cuda_graphs:
-            return self._collect_and_update()
-        if self._graph is None:
-            self._graph, self._graph_stats = graphs.capture(
-                self._collect_and_update, snapshot=self.checkpoint_state, restore=self._restore_for_capture,
-                generators=[self.generator, self.env.generator])
-        self._graph.replay()
-        return self._graph_stats
-
-    def _restore_for_capture(self, state: dict[str, Any]) -> None:
-        self.load_state(state)
-        self._apply_schedules()
-
     def _apply_schedules(self) -> None:
-        """Learning rate and ε for this iteration, from host-side progress (no device read).
-
-        As in SB3, the update of an iteration sees the progress *after* its rollout, so the last update
-        runs at (almost) zero when annealing.
-        """
+        """Learning rate (shared) and ε for this iteration; both decay linearly to 0 when annealed."""
+        super()._apply_schedules()
         c = self.config
-        done_after_rollout = self.num_timesteps + self.steps_per_iteration
-        remaining = max(0.0, 1.0 - done_after_rollout / self.total_timesteps) if self.total_timesteps else 1.0
-        lr = c.learning_rate * remaining if c.anneal_lr else c.learning_rate
-        for group in self.optimizer.param_groups:
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        self.clip_range.fill_(c.clip_range * remaining if c.anneal_clip_range else c.clip_range)
-
-    def _collect_and_update(self) -> dict[str, torch.Tensor]:
-        rollout_stats = self._collect_rollout()
-        return {**rollout_stats, **self._update()}
-
-    def _policy_and_env_step(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
-        """Interact with θᵏ for one step: sample a ~ π_θᵏ(·|s), step the env, value the states."""
-        params = self._policy_params(obs, action_masks)
-        actions = self.distribution.sample(params, self.generator)
-        log_prob = self.distribution.log_prob(params, actions)
-        value = self.policy.value(obs)
-        next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(actions))
-        # A truncated episode did not end in the MDP: its last reward gets γ·V(final state) added,
-        # so the advantage estimate bootstraps from where the time limit cut it off.
-        final_value = self.policy.value(info["final_obs"])
-        reward = reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
-        return actions, log_prob, value, next_obs, reward, terminated | truncated, info
-
-    @torch.no_grad()
-    def _collect_rollout(self) -> dict[str, torch.Tensor]:
-        c, buf = self.config, self.buffer
-        for t in range(c.n_steps):
-            masks = self.env.action_masks() if self.has_action_masks else None
-            actions, log_prob, value, next_obs, reward, done, info = self._rollout_step(self.obs, masks)
-            buf.obs[t].copy_(self.obs)
-            buf.actions[t].copy_(actions)
-            buf.log_probs[t].copy_(log_prob)
-            buf.values[t].copy_(value)
-            buf.rewards[t].copy_(reward)
-            buf.dones[t].copy_(done)
-            if masks is not None:
-                buf.action_masks[t].copy_(masks)
-            self.episodes.record(info)
-            self.obs.copy_(next_obs)
-        last_value = self.policy.value(self.obs)
-        buf.advantages.copy_(self._advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
-        buf.returns.copy_(buf.advantages + buf.values)
-        return {"train/explained_variance": explained_variance(buf.values.flatten(), buf.returns.flatten())}
+        self.clip_range.fill_(c.clip_range * self._progress_remaining() if c.anneal_clip_range else c.clip_range)
 
     def _loss(self, obs, actions, old_log_prob, old_values, advantages, returns, masks):
         """Minibatch loss = −J(θ) + vf_coef·value loss − ent_coef·entropy, plus diagnostics."""
@@ -292,7 +204,7 @@ class PPO(Agent):
             "train/policy_gradient_loss": means[0], "train/value_loss": means[1], "train/entropy_loss": means[2],
             "train/approx_kl": means[3], "train/clip_fraction": means[4], "train/loss": means[5],
             "train/clip_range": self.clip_range.clone(), "train/n_updates": n_applied,
-            "train/learning_rate": torch.as_tensor(self.optimizer.param_groups[0]["lr"], device=self.device).clone(),
+            "train/learning_rate": self._learning_rate_stat(),
         }
         if c.objective == "kl_penalty":
             self._adapt_kl_beta(self._kl_after_update(obs, actions, old_log_prob, masks))
@@ -305,19 +217,6 @@ class PPO(Agent):
         new_log_prob = self.distribution.log_prob(self._policy_params(obs, masks), actions)
         log_ratio = new_log_prob - old_log_prob
         return ((log_ratio.exp() - 1.0) - log_ratio).mean()
-
-    def _optimizer_step(self, skip: torch.Tensor | None) -> None:
-        """Adam step; with ``skip`` (target_kl reached) the parameters and Adam's state are left as they were."""
-        if skip is None:
-            self.optimizer.step()
-            return
-        tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
-        tensors += [v for state in self.optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-        before = [t.detach().clone() for t in tensors]
-        self.optimizer.step()
-        with torch.no_grad():
-            for tensor, old in zip(tensors, before):
-                tensor.copy_(torch.where(skip, old, tensor))
 
     def _adapt_kl_beta(self, kl: torch.Tensor) -> None:
         """Adaptive KL penalty (notes:12961-12963): KL too large → the penalty did not bite, raise β; too small → lower β."""

@@ -36,14 +36,26 @@ def generalized_advantages(
     return advantages
 
 
-def rewards_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
+def rewards_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float,
+                  last_value: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_{t'≥t} γ^{t'-t} r_{t'} within each episode (tip 2 of notes:12751-12779).
+
+    An episode still running after the last step is cut there; ``last_value`` (e.g. V(s_T)) then
+    stands in for its missing rewards, discounted as γ^{T-t}·last_value (default 0: nothing).
 
     >>> rewards_to_go(torch.tensor([[5.0], [0.0], [-2.0]]), torch.tensor([[False], [False], [True]]), 1.0).flatten()
     tensor([ 3., -2., -2.])
     """
     zeros = torch.zeros_like(rewards)
-    return generalized_advantages(rewards, zeros, dones, zeros[0], gamma, 1.0)
+    return generalized_advantages(rewards, zeros, dones, zeros[0] if last_value is None else last_value, gamma, 1.0)
+
+
+def ends_within(dones: torch.Tensor) -> torch.Tensor:
+    """``[T, B]`` bool: step t's episode ends at t or later inside the rollout (so its reward-to-go is complete).
+
+    The steps where it is False form the tail of an episode that the rollout cut off.
+    """
+    return dones.flip(0).to(torch.int32).cumsum(0).flip(0) > 0
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,183 @@
+"""What the on-policy agents (REINFORCE, A2C, PPO) share: collect a fixed-length rollout, then update.
+
+Policy gradient is on-policy: the actor that learns is the one that plays, so each iteration plays
+``n_steps`` steps in every env with the current θ, uses that batch for its update, and throws it
+away (notes:12713-12733, notes:12787-12809). :class:`OnPolicyAgent` writes that loop once:
+
+* ``_collect_rollout`` samples a ~ π_θ(·|s), steps the batched env, records s, a, log π(a|s), V(s),
+  r and done into the preallocated :class:`~rlcourse.agents.rollout.RolloutBuffer`, and then asks
+  ``_compute_targets`` for the weights of the log-likelihoods (GAE by default; REINFORCE overrides it);
+* a truncated episode (time limit) did not end in the MDP, so its last reward gets γ·V(final state)
+  added: the estimate bootstraps from where the limit cut it off. Without a critic V is 0 here;
+* ``_train_iteration`` applies the learning-rate schedule and runs collect-then-update eagerly, or
+  captured once as a CUDA graph and replayed (every tensor stays at a fixed address, no host syncs).
+
+A subclass writes ``_build`` (calling :meth:`_setup_rollout`), ``_update`` and the checkpoint hooks.
+Its config has ``n_steps``, ``gamma``, ``gae_lambda`` (where GAE is used), ``learning_rate`` and
+``anneal_lr``, and its network ``self.policy`` has ``policy_params(obs)`` (and ``value(obs)`` when
+the agent has a critic).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from rlcourse.agents import graphs
+from rlcourse.agents.base import Agent
+from rlcourse.agents.distributions import mask_logits
+from rlcourse.agents.rollout import (
+    RolloutBuffer,
+    explained_variance,
+    generalized_advantages,
+)
+
+
+class OnPolicyAgent(Agent):
+    """An :class:`Agent` whose iteration is "play ``n_steps`` with θ, then update θ on that batch"."""
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.n_steps * self.num_envs
+
+    def _setup_rollout(self) -> None:
+        """Allocate the rollout storage and pick the (optionally compiled) hot functions; call from ``_build``."""
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        mask_dim = int(action_space.n) if self.has_action_masks else None
+        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
+        self.buffer = RolloutBuffer.allocate(self.config.n_steps, self.num_envs, obs_space.shape, action_space.shape,
+                                             action_dtype, mask_dim, self.device)
+        self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
+        self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_stats: dict[str, torch.Tensor] = {}
+
+    def _on_state_loaded(self) -> None:
+        self._graph = None  # the optimizer's state tensors were replaced: capture again
+
+    # ----------------------------------------------------------------- acting
+    def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        params = self.policy.policy_params(obs)
+        return mask_logits(params, action_masks) if action_masks is not None else params
+
+    def _act(self, obs, action_masks, deterministic, generator):
+        params = self._policy_params(obs, action_masks)
+        return self.distribution.mode(params) if deterministic else self.distribution.sample(params, generator)
+
+    def _value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s), the critic's estimate (agents without a critic return zeros)."""
+        return self.policy.value(obs)
+
+    def _policy_and_value(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        """The (masked) distribution parameters and V(s) of a batch of states."""
+        return self._policy_params(obs, action_masks), self._value(obs)
+
+    # ----------------------------------------------------------------- one iteration
+    def _train_iteration(self) -> dict[str, torch.Tensor]:
+        self._apply_schedules()
+        if not self.cuda_graphs:
+            return self._collect_and_update()
+        if self._graph is None:
+            self._graph, self._graph_stats = graphs.capture(
+                self._collect_and_update, snapshot=self.checkpoint_state, restore=self._restore_for_capture,
+                generators=[self.generator, self.env.generator])
+        self._graph.replay()
+        return self._graph_stats
+
+    def _restore_for_capture(self, state: dict[str, Any]) -> None:
+        self.load_state(state)
+        self._apply_schedules()
+
+    def _progress_remaining(self) -> float:
+        """1 → 0 over training, from host-side counters (no device read).
+
+        As in SB3, the update of an iteration sees the progress *after* its rollout, so the last
+        update runs at (almost) zero when annealing.
+        """
+        done_after_rollout = self.num_timesteps + self.steps_per_iteration
+        return max(0.0, 1.0 - done_after_rollout / self.total_timesteps) if self.total_timesteps else 1.0
+
+    def _apply_schedules(self) -> None:
+        """Set this iteration's learning rate (decayed linearly to 0 with ``anneal_lr``)."""
+        c = self.config
+        lr = c.learning_rate * self._progress_remaining() if c.anneal_lr else c.learning_rate
+        for optimizer in self._optimizers().values():
+            for group in optimizer.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)  # a device tensor read by a captured graph
+                else:
+                    group["lr"] = lr
+
+    def _collect_and_update(self) -> dict[str, torch.Tensor]:
+        rollout_stats = self._collect_rollout()
+        return {**rollout_stats, **self._update()}
+
+    @abc.abstractmethod
+    def _update(self) -> dict[str, torch.Tensor]:
+        """Update θ on the rollout in ``self.buffer``; return on-device statistics."""
+
+    # ----------------------------------------------------------------- the rollout
+    def _policy_and_env_step(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        """Interact with θ for one step: sample a ~ π_θ(·|s), step the env, value the states."""
+        params, value = self._policy_and_value(obs, action_masks)
+        actions = self.distribution.sample(params, self.generator)
+        log_prob = self.distribution.log_prob(params, actions)
+        next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(actions))
+        # A truncated episode did not end in the MDP: its last reward gets γ·V(final state) added,
+        # so the return estimate bootstraps from where the time limit cut it off.
+        final_value = self._value(info["final_obs"])
+        reward = reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
+        return actions, log_prob, value, next_obs, reward, terminated | truncated, info
+
+    @torch.no_grad()
+    def _collect_rollout(self) -> dict[str, torch.Tensor]:
+        buf = self.buffer
+        for t in range(self.config.n_steps):
+            masks = self.env.action_masks() if self.has_action_masks else None
+            actions, log_prob, value, next_obs, reward, done, info = self._rollout_step(self.obs, masks)
+            buf.obs[t].copy_(self.obs)
+            buf.actions[t].copy_(actions)
+            buf.log_probs[t].copy_(log_prob)
+            buf.values[t].copy_(value)
+            buf.rewards[t].copy_(reward)
+            buf.dones[t].copy_(done)
+            if masks is not None:
+                buf.action_masks[t].copy_(masks)
+            self.episodes.record(info)
+            self.obs.copy_(next_obs)
+        return self._compute_targets()
+
+    def _compute_targets(self) -> dict[str, torch.Tensor]:
+        """Fill ``buffer.advantages`` (the weights of log π) and ``buffer.returns`` (the critic's targets).
+
+        Default: GAE(λ) over the critic, bootstrapped from V(s_T) for the episodes the rollout cut off;
+        with λ = 1 that is the n-step return minus V(s_t).
+        """
+        c, buf = self.config, self.buffer
+        last_value = self._value(self.obs)
+        buf.advantages.copy_(self._advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
+        buf.returns.copy_(buf.advantages + buf.values)
+        return {"train/explained_variance": explained_variance(buf.values.flatten(), buf.returns.flatten())}
+
+    # ----------------------------------------------------------------- updating
+    def _optimizer_step(self, skip: torch.Tensor | None) -> None:
+        """Optimizer step; with ``skip`` (a 0-d bool tensor, true) parameters and optimizer state stay as they were.
+
+        A tensor mask rather than a Python branch, so the decision never syncs and can be captured.
+        """
+        if skip is None:
+            self.optimizer.step()
+            return
+        tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
+        tensors += [v for state in self.optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        before = [t.detach().clone() for t in tensors]
+        self.optimizer.step()
+        with torch.no_grad():
+            for tensor, old in zip(tensors, before):
+                tensor.copy_(torch.where(skip, old, tensor))
+
+    def _learning_rate_stat(self) -> torch.Tensor:
+        """``train/learning_rate`` as an on-device 0-d tensor."""
+        return torch.as_tensor(self.optimizer.param_groups[0]["lr"], device=self.device).clone()

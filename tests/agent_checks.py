@@ -1,0 +1,48 @@
+"""Helpers shared by the agent tests: exact comparison of checkpoint states, TensorBoard tags read back, CLI runs."""
+
+from __future__ import annotations
+
+import torch
+
+
+def assert_equal_tree(x, y, path: str = "") -> None:
+    """Assert two nested dicts/lists of tensors and plain values are identical: same keys, dtypes and bits."""
+    if isinstance(x, torch.Tensor):
+        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), path
+    elif isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), path
+        for key in x:
+            assert_equal_tree(x[key], y[key], f"{path}/{key}")
+    elif isinstance(x, (list, tuple)):
+        assert isinstance(y, (list, tuple)) and len(x) == len(y), path
+        for i, (u, v) in enumerate(zip(x, y)):
+            assert_equal_tree(u, v, f"{path}[{i}]")
+    else:
+        assert x == y, (path, x, y)
+
+
+def scalar_tags(run_dir) -> set[str]:
+    """The scalar tags in a run folder's TensorBoard event files (read back with tensorboard's EventAccumulator)."""
+    from pathlib import Path
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    files = sorted(Path(run_dir).glob("**/events.out.tfevents.*"))
+    assert files, f"no TensorBoard event file in {run_dir}"
+    for path in files:
+        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        tags.update(accumulator.Tags()["scalars"])
+    return tags
+
+
+def train_with_the_cli(*args: str) -> str:
+    """``rlcourse train ...`` in-process; returns its output, failing the test with it on a non-zero exit."""
+    from click.testing import CliRunner
+
+    from rlcourse.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", *map(str, args)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output

@@ -1,0 +1,282 @@
+"""A2C: n-step/one-step advantages by hand (notes:13706-13740), the shared trunk (notes:13744-13752), learning
+(identity envs, masks, CartPole), determinism, save/load, bitwise resume and bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from agent_checks import assert_equal_tree, scalar_tags, train_with_the_cli
+from gymnasium import spaces
+from identity_envs import (
+    ContinuousIdentityEnv,
+    IdentityEnv,
+    MaskedIdentityEnv,
+    mean_step_reward,
+)
+from rlcourse.agents import A2C
+from rlcourse.agents.a2c import actor_critic_loss
+from rlcourse.agents.networks import SharedActorCritic
+
+from rlcourse.config import ConfigError, load_preset
+
+CARTPOLE = "rlcourse/CartPole-v1"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks: one intra-op thread is as fast and immune to oversubscription on busy CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _constant_critic(agent: A2C, value: float) -> None:
+    """Make V(s) = value for every s (zero the value head's weights, set its bias)."""
+    with torch.no_grad():
+        head = agent.policy.value_head[-1]
+        head.weight.zero_()
+        head.bias.fill_(value)
+
+
+# ============================================================================= advantages by hand
+def _hand_rollout(gae_lambda: float) -> A2C:
+    """One env, three steps: rewards 1, 0, 2; the episode ends after step 1; V = 0.5, 0.4, 0.3; V(s_3) = 0.7."""
+    agent = A2C(IdentityEnv(1), device="cpu", seed=0, n_steps=3, gamma=0.9, gae_lambda=gae_lambda)
+    _constant_critic(agent, 0.7)
+    buf = agent.buffer
+    buf.rewards.copy_(torch.tensor([[1.0], [0.0], [2.0]]))
+    buf.values.copy_(torch.tensor([[0.5], [0.4], [0.3]]))
+    buf.dones.copy_(torch.tensor([[False], [True], [False]]))
+    agent._compute_targets()
+    return agent
+
+
+def test_n_step_advantage_by_hand():
+    buf = _hand_rollout(gae_lambda=1.0).buffer
+    # t=2: the rollout ends mid-episode: 2 + 0.9·V(s_3) − V(s_2) = 2 + 0.63 − 0.3 = 2.33
+    # t=1: the episode ends here: 0 − 0.4 = −0.4
+    # t=0: n-step return 1 + 0.9·0 (the rest of the episode pays 0) − 0.5 = 0.5
+    torch.testing.assert_close(buf.advantages.flatten(), torch.tensor([0.5, -0.4, 2.33]))
+    torch.testing.assert_close(buf.returns.flatten(), torch.tensor([1.0, 0.0, 2.63]))
+
+
+def test_one_step_advantage_of_the_notes_by_hand():
+    buf = _hand_rollout(gae_lambda=0.0).buffer
+    # r_t + γ V(s_{t+1}) − V(s_t) (notes:13706-13740): 1 + 0.9·0.4 − 0.5 = 0.86; −0.4 (terminal); 2 + 0.63 − 0.3 = 2.33
+    torch.testing.assert_close(buf.advantages.flatten(), torch.tensor([0.86, -0.4, 2.33]))
+
+
+def test_actor_critic_loss_by_hand():
+    log_prob = torch.log(torch.tensor([0.5, 0.25]))
+    entropy = torch.tensor([0.6, 0.4])
+    values = torch.tensor([1.0, 2.0])
+    advantages = torch.tensor([2.0, -1.0])
+    returns = torch.tensor([3.0, 1.0])
+    loss, parts = actor_critic_loss(log_prob, entropy, values, advantages, returns, ent_coef=0.1, vf_coef=0.5)
+    policy = -(2.0 * math.log(0.5) - 1.0 * math.log(0.25)) / 2  # = -(-1.386 + 1.386)/2 = 0
+    value = ((3 - 1) ** 2 + (1 - 2) ** 2) / 2  # 2.5
+    entropy_loss = -0.5
+    assert parts.tolist() == pytest.approx([policy, value, entropy_loss, policy + 0.1 * entropy_loss + 0.5 * value], abs=1e-6)
+    assert loss.item() == pytest.approx(1.2, abs=1e-6)
+
+
+# ============================================================================= the shared trunk
+def test_value_loss_gradient_moves_the_trunk_the_policy_reads():
+    from rlcourse.agents.distributions import Categorical
+
+    torch.manual_seed(0)
+    net = SharedActorCritic(4, Categorical(3), (16, 16), "tanh")
+    obs = torch.randn(32, 4)
+    logits_before = net.policy_params(obs).detach().clone()
+    net.value(obs).square().mean().backward()  # a loss of the critic alone
+    trunk_grads = [p.grad for p in net.trunk.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in trunk_grads)
+    assert all(p.grad is None for p in net.policy_head.parameters())  # the policy head was not on the path
+    with torch.no_grad():
+        for p in net.trunk.parameters():
+            p -= 0.1 * p.grad
+    assert not torch.allclose(net.policy_params(obs), logits_before)  # the policy changed through the shared layers
+
+
+def test_a2c_uses_one_trunk_for_both_heads():
+    agent = A2C(CARTPOLE, num_envs=2, device="cpu", seed=0, net_arch=[32], head_arch=[8])
+    names = {name.split(".")[0] for name, _ in agent.policy.named_parameters()}
+    assert names == {"trunk", "policy_head", "value_head"}
+    obs = torch.randn(5, 4)
+    params, value = agent.policy.params_and_value(obs)
+    torch.testing.assert_close(params, agent.policy.policy_params(obs))
+    torch.testing.assert_close(value, agent.policy.value(obs))
+    assert agent.policy.trunk[0].in_features == 4 and agent.policy.policy_head[0].in_features == 32
+
+
+# ============================================================================= learning
+# A short horizon, as in SB3's identity tests: with γ = 0.99 the bootstrapped values reach ~25 on these
+# 4-step (truncated) episodes, and the value loss then swamps the trunk that the policy shares.
+IDENTITY_HP = {"n_steps": 8, "learning_rate": 3e-3, "gamma": 0.5}
+
+
+def test_identity_env_is_learned():
+    agent = A2C(IdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
+    before = mean_step_reward(agent, IdentityEnv(32))
+    agent.learn(4096)
+    after = mean_step_reward(agent, IdentityEnv(32))
+    assert before < 0.6
+    assert after >= 0.9, (before, after)
+
+
+def test_masked_env_never_takes_a_masked_action():
+    env = MaskedIdentityEnv(8)
+    agent = A2C(env, device="cpu", seed=0, **IDENTITY_HP)
+    assert agent.buffer.action_masks is not None
+    checks = []
+    agent.learn(4096, callbacks=[lambda a: checks.append(bool(a.buffer.action_masks.gather(-1, a.buffer.actions[..., None]).all()))])
+    assert len(checks) == 4096 // 64 and all(checks)
+    assert env.invalid_taken.item() == 0
+    assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
+
+
+def test_masked_env_control_without_masks_takes_invalid_actions():
+    env = MaskedIdentityEnv(8)
+    agent = A2C(env, device="cpu", seed=0, **IDENTITY_HP)
+    agent.has_action_masks = False  # shows the test above can fail
+    agent.learn(1024)
+    assert env.invalid_taken.item() > 0
+
+
+def test_continuous_actions_learn_through_the_gaussian_head():
+    agent = A2C(ContinuousIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP, optimizer="adam")
+    before = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    agent.learn(8192)
+    after = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    assert after > before + 0.15, (before, after)
+
+
+def test_cartpole_threshold_within_a_small_budget():
+    agent = A2C(CARTPOLE, num_envs=8, device="cpu", seed=0, learning_rate=3e-3, optimizer="adam", n_steps=16)
+    agent.learn(40_000)
+    result = agent.evaluate(n_episodes=10)
+    assert result["mean_reward"] >= 150, result
+
+
+# ============================================================================= determinism, save/load, resume
+def _small(seed: int, run_dir=None, **overrides) -> A2C:
+    return A2C(CARTPOLE, num_envs=4, device="cpu", seed=seed, run_dir=run_dir, **{"n_steps": 8, **overrides})
+
+
+def _log(agent: A2C) -> dict[str, float]:
+    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
+
+
+def test_same_seed_same_curve_and_another_seed_another():
+    curves = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        agent = _small(seed)
+        curve = []
+        agent.learn(1024, callbacks=[lambda a, curve=curve: curve.append(_log(a))], log_interval=1)
+        curves[name] = curve
+    assert curves["a"] == curves["b"]
+    assert curves["a"] != curves["c"]
+
+
+def test_save_and_load_give_identical_predictions(tmp_path):
+    agent = _small(3)
+    agent.learn(512)
+    loaded = A2C.load(agent.save(tmp_path / "a2c.pt"), device="cpu")
+    assert loaded.num_timesteps == 512 and loaded.config == agent.config
+    obs = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(agent.predict(obs), loaded.predict(obs))
+    assert torch.equal(agent.predict(obs, deterministic=False), loaded.predict(obs, deterministic=False))
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, optimizer):
+    hparams = {"optimizer": optimizer, "anneal_lr": True, "ent_coef": 0.01, "gae_lambda": 0.9, "normalize_advantage": True}
+    total, half = 2048, 1024
+    straight = _small(5, **hparams)
+    straight.learn(total)
+
+    first = _small(5, run_dir=tmp_path / "run", **hparams)
+    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
+    assert first.num_timesteps == half
+    resumed = A2C.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
+    resumed.learn(total - half, reset_num_timesteps=False)
+    assert resumed.num_timesteps == straight.num_timesteps == total
+    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert _log(straight) == _log(resumed)
+    assert straight.optimizer.state  # the optimizer state really was compared
+    assert straight.last_log["train/learning_rate"] == 0.0  # annealed to 0 at the last update
+
+
+def test_logs_use_sb3_a2c_names():
+    agent = _small(0)
+    agent.learn(256)
+    for tag in ("train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance",
+                "train/learning_rate", "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps"):
+        assert tag in agent.last_log, tag
+    assert all(math.isfinite(v) for v in agent.last_log.values())
+
+
+def test_a_gradient_step_is_clipped_to_max_grad_norm():
+    agent = _small(0, max_grad_norm=1e-3, optimizer="adam", learning_rate=1.0)
+    norms = []
+    original = agent._apply_gradients
+
+    def record():
+        norms.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in agent.policy.parameters()])).item())
+        original()
+
+    agent._apply_gradients = record
+    agent.learn(64)
+    assert norms and all(n <= 1e-3 * (1 + 1e-4) for n in norms)
+
+
+def test_rl_zoo_preset_and_the_cli_run(tmp_path):
+    assert load_preset("a2c", CARTPOLE) == {"num_envs": 8, "total_timesteps": 500_000, "ent_coef": 0.0}
+    assert load_preset("a2c", "CartPole-v1") == load_preset("a2c", CARTPOLE)
+    train_with_the_cli("a2c", CARTPOLE, "--total-steps", "640", "--eval-episodes", "2", "--no-progress", "--device", "cpu",
+                       "--runs-root", tmp_path, "--name", "cli")
+    run_dir = tmp_path / "rlcourse_CartPole-v1" / "a2c" / "cli"
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
+    assert {"rollout/ep_rew_mean", "train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance",
+            "train/learning_rate", "time/fps", "eval/mean_reward"} <= scalar_tags(run_dir)
+
+
+# ============================================================================= bad inputs
+@pytest.mark.parametrize("overrides, key", [
+    ({"learning_rte": 1e-3}, "learning_rte"),
+    ({"optimizer": "sgd"}, "optimizer"),
+    ({"gae_lambda": 1.5}, "gae_lambda"),
+    ({"gamma": 0.0}, "gamma"),
+    ({"n_steps": 0}, "n_steps"),
+    ({"net_arch": []}, "net_arch"),
+    ({"head_arch": [0]}, "head_arch"),
+    ({"max_grad_norm": 0.0}, "max_grad_norm"),
+    ({"rms_prop_alpha": 1.0}, "rms_prop_alpha"),
+    ({"ent_coef": float("nan")}, "ent_coef"),
+])
+def test_bad_hyperparameters_name_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        A2C(CARTPOLE, num_envs=2, device="cpu", **overrides)
+
+
+@pytest.mark.parametrize("action_space, name", [
+    (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
+    (spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32), "Box"),
+])
+def test_unsupported_action_space_names_the_supported_ones(action_space, name):
+    env = IdentityEnv(2)
+    env.single_action_space = action_space
+    with pytest.raises(ValueError) as error:
+        A2C(env, device="cpu")
+    assert name in str(error.value) and "Discrete" in str(error.value) and "1-D Box" in str(error.value)
+
+
+def test_image_observations_are_refused():
+    env = IdentityEnv(2)
+    env.single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="flat Box observation"):
+        A2C(env, device="cpu")

@@ -584,8 +584,10 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: str 
 
 # --------------------------------------------------------------------------- the command
 @click.command("bench")
-@click.option("--suite", type=click.Choice(["cartpole", "dialogue"]), default="cartpole", show_default=True,
-              help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3).")
+@click.option("--suite", type=click.Choice(["cartpole", "dialogue", "agents"]), default="cartpole", show_default=True,
+              help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
+                   "agents: every algorithm on its preset task, next to SB3's where SB3 has it.")
+@click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
 @click.option("--nlu", "nlu_presets", multiple=True, help="dialogue suite: NLU presets of the PPO rows (default: clean, tcbot).")
 @click.option("--env-num-envs", "env_num_envs", type=click.IntRange(min=1), multiple=True,
               help="dialogue suite: batch sizes of the raw env throughput rows (default: 4096 on CPU, 1048576 on CUDA).")
@@ -611,7 +613,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: str 
               help="Folder for the .md and .json reports.")
 @click.option("--compile", "compile_", is_flag=True, help="Run rlcourse's hot functions through torch.compile.")
 @click.option("--tf32", is_flag=True, help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).")
-def bench_command(suite: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int, device: str,
+def bench_command(suite: str, algos: tuple[str, ...], nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int, device: str,
                   num_envs: tuple[int, ...], seeds: int | None, target: float, max_steps: int | None,
                   sb3: bool, sb3_max_steps: int, quality: bool, eval_every: int | None, out: Path, compile_: bool,
                   tf32: bool) -> None:
@@ -620,6 +622,9 @@ def bench_command(suite: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[
     The cartpole suite runs PPO on CartPole-v1; the dialogue suite measures rlcourse/SlotFilling-v0.
     Prints the device, the date and markdown tables, and writes <out>/bench-<device>-<...>-<date>.md and .json.
     """
+    if suite == "agents":
+        _agents_suite(device, algos, seeds, sb3_seeds if sb3 else 0, out, compile_, tf32)
+        return
     if suite == "dialogue":
         _dialogue_suite(device, nlu_presets, env_num_envs, sb3_seeds if sb3 else 0, num_envs, seeds, max_steps, out, compile_, tf32)
         return
@@ -673,6 +678,28 @@ def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tup
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
     stem = out / f"bench-dialogue-{meta['device']}-{slug}-{meta['date']}"
     markdown = render_dialogue_markdown(report, meta)
+    stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
+    click.echo(markdown)
+    click.echo(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+
+
+def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_seeds: int, out: Path, compile_: bool,
+                  tf32: bool) -> None:
+    from rlcourse.bench_agents import render_agents_markdown, run_agents_bench
+
+    dev = _bench_device(device, tf32)
+    meta = bench_meta(device, 0.0, suite="agents", algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds,
+                      compile=compile_, tf32=tf32)
+    click.echo(f"device: {meta['device_name']}")
+    click.echo(f"date: {meta['date']}")
+    report = run_agents_bench(dev, algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds, compile=compile_,
+                              say=lambda line: click.echo(line, err=True))
+    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
+    stem = out / f"bench-agents-{meta['device']}-{slug}-{meta['date']}"
+    markdown = render_agents_markdown(report, meta)
     stem.with_suffix(".md").write_text(markdown)
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
     click.echo(markdown)

@@ -203,3 +203,10 @@ def test_dialogue_suite_rejects_an_unknown_nlu_preset():
     from rlcourse.cli import main
 
     assert main(["bench", "--suite", "dialogue", "--nlu", "nope", "--device", "cpu"]) == 2
+
+
+def test_agents_suite_rejects_an_unknown_algorithm_from_the_cli(capsys):
+    from rlcourse.cli import main
+
+    assert main(["bench", "--suite", "agents", "--algo", "nope", "--device", "cpu", "--out", "/nonexistent-never-written"]) == 2
+    assert "unknown algorithm 'nope'" in capsys.readouterr().err

@@ -1,0 +1,133 @@
+"""``rlcourse bench --suite agents``: rows, fields and report on tiny CPU budgets (never a wall-clock assertion)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rlcourse.agents import ALGOS
+
+from rlcourse import bench_agents
+from rlcourse.bench import bench_meta
+from rlcourse.bench_agents import (
+    ROWS,
+    SB3_IMPLEMENTATION,
+    SB3_ZOO,
+    AgentRow,
+    render_agents_markdown,
+    run_agents_bench,
+    skip_reason,
+)
+from rlcourse.config import load_preset
+
+SCALE = 0.01  # reinforce: 2,000 steps (two 1,024-step iterations); A2C and SB3 A2C: 5,000 steps
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    report = run_agents_bench("cpu", ["reinforce", "a2c"], seeds=1, sb3_seeds=1, budget_scale=SCALE,
+                              throughput_seconds=0.05, say=lines.append)
+    return report, lines
+
+
+def _rows(report, algo):
+    return {row["implementation"]: row for row in report["rows"] if row["algo"] == algo}
+
+
+def test_every_algorithm_has_a_row():
+    assert set(ALGOS) <= {row.algo for row in ROWS}
+    assert len({row.algo for row in ROWS}) == len(ROWS), "one row per algorithm"
+    for row in ROWS:
+        assert load_preset(row.algo, row.env_id), f"{row.algo} has no preset for {row.env_id}"
+    for algo, setup in SB3_ZOO.items():
+        assert algo in {row.algo for row in ROWS}
+        assert setup.env_id == next(r.env_id for r in ROWS if r.algo == algo).removeprefix("rlcourse/")
+
+
+def test_unknown_algorithm_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown algorithm 'nope'.*dqn"):
+        run_agents_bench("cpu", ["dqn", "nope"], seeds=1)
+    with pytest.raises(ValueError, match="SB3 has no counterpart"):
+        bench_agents.sb3_run("rainbow", None, 0, 100)
+    with pytest.raises(ValueError, match="seeds"):
+        run_agents_bench("cpu", ["reinforce"], seeds=0)
+
+
+def test_rows_and_their_fields(tiny):
+    report, lines = tiny
+    json.dumps(report)  # plain, JSON-ready values
+    assert [(r["algo"], r["implementation"]) for r in report["rows"]] == [
+        ("a2c", "rlcourse (preset)"), ("a2c", SB3_IMPLEMENTATION), ("reinforce", "rlcourse (preset)")]
+    assert len(lines) == 3
+    a2c, sb3 = _rows(report, "a2c")["rlcourse (preset)"], _rows(report, "a2c")[SB3_IMPLEMENTATION]
+    reinforce = _rows(report, "reinforce")["rlcourse (preset)"]
+    assert (a2c["env_id"], a2c["target"], a2c["device"], a2c["num_envs"], a2c["budget"]) == (
+        "rlcourse/CartPole-v1", 500.0, "cpu", 8, 5000)
+    assert (sb3["env_id"], sb3["device"], sb3["num_envs"], sb3["budget"]) == ("CartPole-v1", "cpu", 8, 5000)
+    assert (reinforce["num_envs"], reinforce["budget"]) == (8, 2000)
+    for row in (a2c, sb3, reinforce):
+        assert row["note"] is None and len(row["runs"]) == 1
+        run = row["runs"][0]
+        assert run["seed"] == 0
+        assert run["steps_per_s"] > 0 and run["throughput_iterations"] >= 5
+        assert run["steps_trained"] >= row["budget"] and run["train_s"] > 0
+        assert 0 < run["final_mean"] <= 500 and run["final_std"] >= 0
+        if run["steps_to_target"] is None:
+            assert run["time_to_target_s"] is None
+        else:
+            assert 0 < run["steps_to_target"] <= run["steps_trained"] and run["final_mean"] > 0
+        assert row["reached"] == (run["steps_to_target"] is not None)
+        assert row["steps_per_s"] == run["steps_per_s"]
+    assert a2c["speed_vs_sb3"] == pytest.approx(a2c["steps_per_s"] / sb3["steps_per_s"])
+    assert sb3["speed_vs_sb3"] is None and reinforce["speed_vs_sb3"] is None  # SB3 has no REINFORCE
+
+
+def test_markdown(tiny):
+    report, _ = tiny
+    meta = bench_meta("cpu", 0.0, compile=False)
+    text = render_agents_markdown(report, meta)
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| algorithm | env | target | implementation |")
+    assert len(table) == 1 + len(report["rows"])
+    assert all(line.count("|") == table[0].count("|") for line in table)
+    assert "| a2c | CartPole-v1 | ≥ 500 | SB3 (RL Zoo) | cpu | 8 | 1 |" in text
+    assert "| reinforce | rlcourse/CartPole-v1 | ≥ 475 | rlcourse (preset) | cpu | 8 | 1 |" in text
+    assert "(0/1)" in text or "(1/1)" in text
+    assert f"{report['rows'][0]['speed_vs_sb3']:.2f}×" in text
+
+
+def test_rows_that_cannot_run_are_skipped_with_a_note(monkeypatch):
+    monkeypatch.delitem(ALGOS, "rainbow")
+    monkeypatch.setattr(bench_agents, "ROWS", (AgentRow("rainbow", "rlcourse/CartPole-v1", 475.0),
+                                               AgentRow("reinforce", "Pendulum-v1", -200.0)))
+    report = run_agents_bench("cpu", ["rainbow", "reinforce"], seeds=1, sb3_seeds=1)
+    rainbow, reinforce = report["rows"]
+    assert rainbow["runs"] == [] and "not in rlcourse.agents.ALGOS" in rainbow["note"]
+    assert reinforce["runs"] == [] and "no preset for Pendulum-v1" in reinforce["note"]
+    text = render_agents_markdown(report, bench_meta("cpu", 0.0))
+    assert "skipped: rainbow is not in rlcourse.agents.ALGOS" in text and "Skipped:" in text
+    assert "cuda" in skip_reason("a3c", "rlcourse/CartPole-v1", torch.device("cuda"))
+    assert skip_reason("a3c", "rlcourse/CartPole-v1", torch.device("cpu")) is None
+
+
+def test_a3c_envs_read_workers_times_envs(tiny):
+    report, _ = tiny
+    a3c = dict(report["rows"][-1], algo="a3c", workers=8, num_envs=4)
+    text = render_agents_markdown({"rows": [a3c]}, bench_meta("cpu", 0.0))
+    assert "| cpu | 8 × 4 | 1 |" in text and "A3C: evaluations run while its workers keep training" in text
+
+
+def test_sb3_evaluates_at_the_same_interval_as_rlcourse():
+    """SB3 rows evaluate every N rollouts; a rollout must have as many env steps as an rlcourse iteration."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    for algo, setup in SB3_ZOO.items():
+        row = next(r for r in ROWS if r.algo == algo)
+        preset = load_preset(algo, row.env_id)
+        hparams = {k: v for k, v in preset.items() if k not in ("num_envs", "total_timesteps")}
+        ours = ALGOS[algo](row.env_id, num_envs=preset["num_envs"], device="cpu", **hparams).steps_per_iteration
+        theirs = bench_agents._sb3_rollout_steps(bench_agents._sb3_model(algo, make_vec_env(setup.env_id, setup.n_envs), 0))
+        assert theirs == ours, algo

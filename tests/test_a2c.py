@@ -25,13 +25,7 @@ from rlcourse.config import ConfigError, load_preset
 CARTPOLE = "rlcourse/CartPole-v1"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is as fast and immune to oversubscription on busy CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _constant_critic(agent: A2C, value: float) -> None:

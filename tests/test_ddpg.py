@@ -20,13 +20,7 @@ IDENTITY = dict(net_arch=(64, 64), buffer_size=10_000, learning_starts=64, batch
 SMALL = dict(net_arch=(16, 16), buffer_size=1024, learning_starts=32, batch_size=16, train_freq=4, gradient_steps=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is as fast, and runs compared bit for bit must share the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 class LinearInAction(nn.Module):

@@ -32,13 +32,7 @@ IDENTITY = dict(net_arch=(32,), buffer_size=4096, learning_starts=128, batch_siz
 RAINBOW_IDENTITY = dict(IDENTITY, v_min=0.0, v_max=2.0, n_atoms=21, noisy_sigma0=0.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is as fast, and runs compared bit for bit must share the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ============================================================================= by hand

@@ -19,13 +19,7 @@ CARTPOLE = "rlcourse/CartPole-v1"
 SMALL = dict(n_steps=32, batch_size=64, n_epochs=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The networks are tiny: one intra-op thread is as fast, and immune to OpenMP oversubscription on busy CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:

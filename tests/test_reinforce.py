@@ -21,13 +21,7 @@ NOTES_REWARDS = torch.tensor([[5.0], [0.0], [-2.0]])  # notes:12759-12769: (s_a,
 NOTES_DONES = torch.tensor([[False], [False], [True]])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is as fast and immune to oversubscription on busy CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ============================================================================= weights by hand

@@ -17,12 +17,7 @@ from rlcourse.agents.replay import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def make_buffer(rows: int, num_envs: int = 1, n_step: int = 1, gamma: float = 0.5, mask_dim: int | None = None,

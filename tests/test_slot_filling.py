@@ -46,13 +46,7 @@ ACTION.update({f"confirm({s})": 9 + i for i, s in enumerate(MOVIE_SLOTS)})
 ACTION.update({f"inform({r})": 17 + j for j, r in enumerate(MOVIE_REQUESTS)})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks and small batches: one intra-op thread is fastest on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------- helpers

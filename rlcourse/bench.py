@@ -655,6 +655,18 @@ def _bench_device(device: str, tf32: bool) -> torch.device:
     return dev
 
 
+def _finish_suite(suite: str, report: dict[str, Any], meta: dict[str, Any], markdown: str, out: Path) -> None:
+    """Print a suite's markdown and write it with the raw report to ``<out>/bench-<suite>-<device>-<date>.md/.json``."""
+    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
+    stem = out / f"bench-{suite}-{meta['device']}-{slug}-{meta['date']}"
+    stem.with_suffix(".md").write_text(markdown)
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
+    click.echo(markdown)
+    click.echo(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+
+
 def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int,
                     num_envs: tuple[int, ...], seeds: int | None, max_steps: int | None, out: Path, compile_: bool,
                     tf32: bool) -> None:
@@ -673,15 +685,7 @@ def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tup
     click.echo(f"date: {meta['date']}")
     report = run_dialogue_bench(dev, batch_sizes, seeds or 5, list(nlu_presets) or ["clean", "tcbot"], env_sizes, max_steps,
                                 sb3_seeds, compile_, say=lambda line: click.echo(line, err=True))
-    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
-    stem = out / f"bench-dialogue-{meta['device']}-{slug}-{meta['date']}"
-    markdown = render_dialogue_markdown(report, meta)
-    stem.with_suffix(".md").write_text(markdown)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
-    click.echo(markdown)
-    click.echo(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+    _finish_suite("dialogue", report, meta, render_dialogue_markdown(report, meta), out)
 
 
 def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_seeds: int, out: Path, compile_: bool,
@@ -695,12 +699,4 @@ def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_se
     click.echo(f"date: {meta['date']}")
     report = run_agents_bench(dev, algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds, compile=compile_,
                               say=lambda line: click.echo(line, err=True))
-    meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
-    stem = out / f"bench-agents-{meta['device']}-{slug}-{meta['date']}"
-    markdown = render_agents_markdown(report, meta)
-    stem.with_suffix(".md").write_text(markdown)
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, **report}, indent=2))
-    click.echo(markdown)
-    click.echo(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+    _finish_suite("agents", report, meta, render_agents_markdown(report, meta), out)

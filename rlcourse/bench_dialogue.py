@@ -38,8 +38,9 @@ EXPERT_DIALOGUES = 10_000
 def dialogue_hparams(num_envs: int) -> dict[str, Any]:
     """PPO settings for SlotFilling-v0 at large batches: short rollouts, a handful of minibatches, annealed lr."""
     if num_envs <= 256:
-        preset = load_preset("ppo", ENV_ID)
-        return {k: v for k, v in preset.items() if k not in RUN_KEYS}
+        preset = {k: v for k, v in load_preset("ppo", ENV_ID).items() if k not in RUN_KEYS}
+        preset["batch_size"] = min(preset["batch_size"], preset["n_steps"] * num_envs)  # fewer envs than the preset's 64
+        return preset
     n_steps = 16
     minibatches = 4 if num_envs <= 16_384 else 8
     return {"n_steps": n_steps, "batch_size": num_envs * n_steps // minibatches, "n_epochs": 4, "gamma": 0.99,

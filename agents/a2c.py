@@ -40,7 +40,7 @@ from rlcourse.agents.distributions import make_distribution, mask_logits
 from rlcourse.agents.networks import SharedActorCritic
 from rlcourse.agents.on_policy import OnPolicyAgent
 
-from rlcourse.config import hp
+from rlcourse.config import check_fields, hp
 
 
 @dataclass
@@ -65,22 +65,14 @@ class A2CConfig:
     log_std_init: float = hp(0.0, "initial log standard deviation of Gaussian policies")
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "learning_rate", "optimizer_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        check_fields(self, positive=("n_steps", "learning_rate", "optimizer_eps"), net_arch=None)
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda!r}")
         if not 0.0 <= self.rms_prop_alpha < 1.0:
             raise ValueError(f"rms_prop_alpha must be in [0, 1), got {self.rms_prop_alpha!r}")
-        for name in ("ent_coef", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0 or null, got {self.max_grad_norm!r}")
-        if not self.net_arch or any(size <= 0 for size in self.net_arch):
-            raise ValueError(f"net_arch must be a non-empty list of positive sizes (the shared trunk), got {list(self.net_arch)!r}")
+        check_fields(self, nonnegative=("ent_coef", "vf_coef"), positive_or_none=("max_grad_norm",))
         if any(size <= 0 for size in self.head_arch):
             raise ValueError(f"head_arch must hold positive sizes, got {list(self.head_arch)!r}")
 

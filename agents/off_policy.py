@@ -27,25 +27,19 @@ from gymnasium import spaces
 from rlcourse.agents import graphs
 from rlcourse.agents.base import Agent
 from rlcourse.agents.replay import PrioritizedReplayBuffer, ReplayBuffer
+from rlcourse.config import check_fields
 
 REPLAY_PREFIX = "replay."
 
 
 def check_off_policy_config(config: Any) -> None:
     """Checks every off-policy config shares (``ValueError`` naming the field)."""
-    for name in ("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step", "adam_eps"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
-    if config.learning_starts < 0:
-        raise ValueError(f"learning_starts must be >= 0, got {config.learning_starts!r}")
+    check_fields(config, positive=("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step", "adam_eps"),
+                 nonnegative=("learning_starts",), positive_or_none=("max_grad_norm",))
     if not 0.0 < config.gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {config.gamma!r}")
     if not 0.0 < config.tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {config.tau!r}")
-    if config.max_grad_norm is not None and not config.max_grad_norm > 0:
-        raise ValueError(f"max_grad_norm must be > 0 or null, got {config.max_grad_norm!r}")
-    if not config.net_arch or any(size <= 0 for size in config.net_arch):
-        raise ValueError(f"net_arch must be a non-empty list of positive sizes, got {list(config.net_arch)!r}")
 
 
 class OffPolicyAgent(Agent):

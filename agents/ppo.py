@@ -40,7 +40,7 @@ from gymnasium import spaces
 from rlcourse.agents.distributions import make_distribution
 from rlcourse.agents.networks import ActorCritic
 from rlcourse.agents.on_policy import OnPolicyAgent
-from rlcourse.config import hp
+from rlcourse.config import check_fields, hp
 
 
 @dataclass
@@ -85,16 +85,11 @@ class PPOConfig:
             raise ValueError(f"kl_min must be in [0, kl_max), got kl_min={self.kl_min!r}, kl_max={self.kl_max!r}")
         if self.kl_beta_factor <= 1.0:
             raise ValueError(f"kl_beta_factor must be > 1, got {self.kl_beta_factor!r}")
-        for name in ("ent_coef", "vf_coef", "max_grad_norm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("clip_range_vf", "target_kl"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0 or null, got {getattr(self, name)!r}")
+        check_fields(self, nonnegative=("ent_coef", "vf_coef", "max_grad_norm"), positive_or_none=("clip_range_vf", "target_kl"),
+                     net_arch=None)
         if self.normalize_advantage and self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 when normalize_advantage is true (a single advantage has no spread)")
-        if not self.net_arch or any(size <= 0 for size in self.net_arch):
-            raise ValueError(f"net_arch must be a non-empty list of positive sizes, got {list(self.net_arch)!r}")
+        check_fields(self)
 
 
 def ppo_losses(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,

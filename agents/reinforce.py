@@ -57,7 +57,7 @@ from rlcourse.agents.networks import Actor, ActorCritic
 from rlcourse.agents.on_policy import OnPolicyAgent
 from rlcourse.agents.rollout import ends_within, explained_variance, rewards_to_go
 
-from rlcourse.config import hp
+from rlcourse.config import check_fields, hp
 
 
 @dataclass
@@ -81,22 +81,14 @@ class REINFORCEConfig:
     adam_eps: float = hp(1e-5, "Adam's epsilon")
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "learning_rate", "adam_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        check_fields(self, positive=("n_steps", "learning_rate", "adam_eps"), net_arch=None)
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if not self.reward_to_go and self.gamma != 1.0:
             raise ValueError(f"gamma must be 1 with reward_to_go: false (the whole-episode R(τ) of notes:12424 is undiscounted), got {self.gamma!r}")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay!r}")
-        for name in ("ent_coef", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0 or null, got {self.max_grad_norm!r}")
-        if not self.net_arch or any(size <= 0 for size in self.net_arch):
-            raise ValueError(f"net_arch must be a non-empty list of positive sizes, got {list(self.net_arch)!r}")
+        check_fields(self, nonnegative=("ent_coef", "vf_coef"), positive_or_none=("max_grad_norm",))
 
 
 def policy_gradient_weights(rewards: torch.Tensor, dones: torch.Tensor, gamma: float, reward_to_go: bool,

@@ -114,6 +114,28 @@ def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> An
         raise ConfigError(str(error)) from None
 
 
+def check_fields(config: Any, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = (),
+                 positive_or_none: tuple[str, ...] = (), net_arch: str | None = "net_arch") -> None:
+    """The range checks every algorithm config shares, raising ``ValueError`` that names the field.
+
+    ``positive``: > 0; ``nonnegative``: >= 0; ``positive_or_none``: > 0 or null; ``net_arch``: the name of a
+    field that must be a non-empty list of positive layer sizes (None: no such field).
+    """
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+    for name in nonnegative:
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    for name in positive_or_none:
+        if getattr(config, name) is not None and not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be > 0 or null, got {getattr(config, name)!r}")
+    if net_arch is not None:
+        sizes = getattr(config, net_arch)
+        if not sizes or any(size <= 0 for size in sizes):
+            raise ValueError(f"{net_arch} must be a non-empty list of positive sizes, got {list(sizes)!r}")
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain YAML/JSON-ready values (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

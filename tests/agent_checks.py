@@ -21,6 +21,11 @@ def assert_equal_tree(x, y, path: str = "") -> None:
         assert x == y, (path, x, y)
 
 
+def log_without_time(agent) -> dict[str, float]:
+    """An agent's last logged statistics without the wall-clock ones (which differ between identical runs)."""
+    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
+
+
 def scalar_tags(run_dir) -> set[str]:
     """The scalar tags in a run folder's TensorBoard event files (read back with tensorboard's EventAccumulator)."""
     from pathlib import Path

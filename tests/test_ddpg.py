@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
 from identity_envs import ContinuousIdentityEnv, IdentityEnv, mean_step_reward
 from rlcourse.agents import DDPG
 from torch import nn
@@ -132,23 +133,6 @@ def test_shipped_pendulum_preset_is_rl_zoo_s():
 
 
 # ============================================================================= determinism, save/load, resume
-def _log_without_time(agent) -> dict[str, float]:
-    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
-
-
-def _assert_equal_tree(x, y, path="") -> None:
-    if isinstance(x, torch.Tensor):
-        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), path
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys(), path
-        for key in x:
-            _assert_equal_tree(x[key], y[key], f"{path}/{key}")
-    elif isinstance(x, (list, tuple)):
-        assert len(x) == len(y), path
-        for i, (u, v) in enumerate(zip(x, y)):
-            _assert_equal_tree(u, v, f"{path}[{i}]")
-    else:
-        assert x == y, (path, x, y)
 
 
 def test_same_seed_same_run_and_different_seed_different_run():
@@ -156,10 +140,10 @@ def test_same_seed_same_run_and_different_seed_different_run():
     curves = []
     for agent in runs:
         curve = []
-        agent.learn(256, log_interval=4, callbacks=[lambda a, c=curve: c.append(_log_without_time(a))])
+        agent.learn(256, log_interval=4, callbacks=[lambda a, c=curve: c.append(log_without_time(a))])
         curves.append(curve)
     assert curves[0] == curves[1] and curves[0] != curves[2]
-    _assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
+    assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):
@@ -189,8 +173,8 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
                         env=ContinuousIdentityEnv(2, ep_length=5))
     assert resumed.num_timesteps == half and not torch.all(resumed.ou_state == 0)  # the OU state came back
     resumed.learn(total - half, reset_num_timesteps=False)
-    _assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert _log_without_time(straight) == _log_without_time(resumed)
+    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert log_without_time(straight) == log_without_time(resumed)
 
 
 # ============================================================================= bad inputs

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
 from identity_envs import N_CLASSES, IdentityEnv, MaskedIdentityEnv, mean_step_reward
 from rlcourse.agents import DQN, Rainbow
 from rlcourse.agents.dqn import (
@@ -276,23 +277,6 @@ def test_shipped_presets_load_and_name_real_hyperparameters():
 
 
 # ============================================================================= determinism, save/load, resume
-def _log_without_time(agent) -> dict[str, float]:
-    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
-
-
-def _assert_equal_tree(x, y, path="") -> None:
-    if isinstance(x, torch.Tensor):
-        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), path
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys(), path
-        for key in x:
-            _assert_equal_tree(x[key], y[key], f"{path}/{key}")
-    elif isinstance(x, (list, tuple)):
-        assert len(x) == len(y), path
-        for i, (u, v) in enumerate(zip(x, y)):
-            _assert_equal_tree(u, v, f"{path}[{i}]")
-    else:
-        assert x == y, (path, x, y)
 
 
 RAINBOW_TINY = dict(TINY, v_min=0.0, v_max=50.0, n_atoms=11, noise_resample="episode")
@@ -303,10 +287,10 @@ def test_same_seed_same_run_and_different_seed_different_run():
     curves = []
     for agent in runs:
         curve = []
-        agent.learn(512, callbacks=[lambda a, c=curve: c.append(_log_without_time(a))])
+        agent.learn(512, callbacks=[lambda a, c=curve: c.append(log_without_time(a))])
         curves.append(curve)
     assert curves[0] == curves[1]
-    _assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
+    assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
     assert curves[0] != curves[2]
 
 
@@ -318,7 +302,7 @@ def test_evaluate_and_predict_do_not_change_the_run():
     a.predict(np.zeros((3, 4), np.float32), deterministic=False)
     a.learn(256, reset_num_timesteps=False)
     b.learn(256, reset_num_timesteps=False)
-    _assert_equal_tree(a.checkpoint_state(), b.checkpoint_state())
+    assert_equal_tree(a.checkpoint_state(), b.checkpoint_state())
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):
@@ -330,7 +314,7 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     obs = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(agent.predict(obs), loaded.predict(obs))
     assert torch.equal(agent.predict(obs, deterministic=False), loaded.predict(obs, deterministic=False))
-    _assert_equal_tree(agent.replay.state_dict(), loaded.replay.state_dict())
+    assert_equal_tree(agent.replay.state_dict(), loaded.replay.state_dict())
     with pytest.raises(ValueError, match="DQN, not RAINBOW"):
         Rainbow.load(path, device="cpu")
 
@@ -351,8 +335,8 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, cls, hpar
     resumed = cls.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
     resumed.learn(total - half, reset_num_timesteps=False)
     # networks, optimizer, replay (rows, priorities), noise, RNGs, env, counters: all bit for bit
-    _assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert _log_without_time(straight) == _log_without_time(resumed)
+    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert log_without_time(straight) == log_without_time(resumed)
     assert straight.last_log["train/learning_rate"] < hparams["learning_rate"]  # annealing was resumed too
 
 

@@ -26,6 +26,7 @@ def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
     return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
 
 
+from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
 from identity_envs import (
     N_CLASSES,
     ContinuousIdentityEnv,
@@ -241,36 +242,17 @@ def test_truncated_episodes_bootstrap_from_the_final_observation():
 def _assert_same_state(a: PPO, b: PPO) -> None:
     for (name, p), q in zip(a.policy.named_parameters(), b.policy.parameters()):
         assert torch.equal(p, q), name
-    _assert_equal_tree(a.optimizer.state_dict(), b.optimizer.state_dict())
-
-
-def _assert_equal_tree(x, y, path="") -> None:
-    if isinstance(x, torch.Tensor):
-        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), path
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys(), path
-        for key in x:
-            _assert_equal_tree(x[key], y[key], f"{path}/{key}")
-    elif isinstance(x, (list, tuple)):
-        assert len(x) == len(y), path
-        for i, (u, v) in enumerate(zip(x, y)):
-            _assert_equal_tree(u, v, f"{path}[{i}]")
-    else:
-        assert x == y, (path, x, y)
-
-
-def _log_without_time(agent: PPO) -> dict[str, float]:
-    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
+    assert_equal_tree(a.optimizer.state_dict(), b.optimizer.state_dict())
 
 
 def test_same_seed_same_run_and_different_seed_different_run():
     a, b, c = small_cartpole(seed=7), small_cartpole(seed=7), small_cartpole(seed=8)
     for agent in (a, b, c):
         agent.learn(512)
-    assert _log_without_time(a) == _log_without_time(b)
+    assert log_without_time(a) == log_without_time(b)
     _assert_same_state(a, b)
     assert not all(torch.equal(p, q) for p, q in zip(a.policy.parameters(), c.policy.parameters()))
-    assert _log_without_time(a) != _log_without_time(c)
+    assert log_without_time(a) != log_without_time(c)
 
 
 def test_evaluate_does_not_change_the_run():
@@ -281,7 +263,7 @@ def test_evaluate_does_not_change_the_run():
     a.evaluate(n_episodes=2, deterministic=False)
     a.learn(256, reset_num_timesteps=False)
     b.learn(256, reset_num_timesteps=False)
-    _assert_equal_tree(a.checkpoint_state(), b.checkpoint_state())
+    assert_equal_tree(a.checkpoint_state(), b.checkpoint_state())
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):
@@ -323,8 +305,8 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     _assert_same_state(straight, resumed)
     assert torch.equal(straight.kl_beta, resumed.kl_beta) and torch.equal(straight.clip_range, resumed.clip_range)
     # everything else a checkpoint holds too: RNGs, env state, observation, episode sums, counters
-    _assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert _log_without_time(straight) == _log_without_time(resumed)
+    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert log_without_time(straight) == log_without_time(resumed)
     # As in SB3, an update sees the progress after its rollout: the last one runs at a learning rate of 0.
     assert straight.last_log["train/learning_rate"] == 0.0
 

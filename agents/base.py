@@ -104,6 +104,40 @@ def _space_summary(space: spaces.Space) -> dict[str, Any]:
     return summary
 
 
+#: Optimizers whose per-parameter state starts as zeros (step, first and second moments), so a zeroed
+#: state is exactly a fresh one.
+ZERO_STATE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+
+
+def _refill_live_state(optimizer: torch.optim.Optimizer, live_state: dict[Any, dict[str, Any]]) -> None:
+    """Put the optimizer's state tensors of before a load back in place, holding the loaded values.
+
+    A captured CUDA graph reads and writes the state tensors at the addresses it saw; ``load_state_dict``
+    allocates new ones. The first capture happens right after a load (``graphs.capture`` restores the
+    pre-warm-up snapshot), and a fresh run's snapshot has no optimizer state at all: without this, the
+    graph would create the state inside the capture, and every replay would start the optimizer afresh
+    (Adam/RMSprop reset at every iteration). So a parameter whose state the load leaves empty keeps its
+    tensors, zeroed (a fresh state), and one with loaded state gets the values copied in.
+    """
+    for param, old in live_state.items():
+        loaded = optimizer.state.get(param)
+        if loaded is None:  # the loaded state is fresh for this parameter
+            for value in old.values():
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+            optimizer.state[param] = old
+            continue
+        if loaded.keys() == old.keys() and all(
+                not isinstance(value, torch.Tensor) or (isinstance(old[key], torch.Tensor) and old[key].shape == value.shape)
+                for key, value in loaded.items()):
+            for key, value in loaded.items():
+                if isinstance(value, torch.Tensor):
+                    old[key].copy_(value)
+                else:
+                    old[key] = value
+            optimizer.state[param] = old
+
+
 def _load_optimizer_keeping_setup(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load an optimizer's state but keep how this run drives it.
 
@@ -113,7 +147,10 @@ def _load_optimizer_keeping_setup(optimizer: torch.optim.Optimizer, state: dict[
     """
     live = [{key: group[key] for key in ("lr", "capturable", "fused", "foreach") if key in group}
             for group in optimizer.param_groups]
+    live_state = {param: dict(entries) for param, entries in optimizer.state.items()}
     optimizer.load_state_dict(state)
+    if isinstance(optimizer, ZERO_STATE_OPTIMIZERS):
+        _refill_live_state(optimizer, live_state)
     for group, kept in zip(optimizer.param_groups, live):
         saved_lr = float(group["lr"])
         group.update(kept)
@@ -142,6 +179,8 @@ class Agent(abc.ABC):
     config_class: ClassVar[type]
     #: ``learn``'s log interval when none is given: 1 for big iterations; agents with tiny ones (A2C) log less often.
     default_log_interval: ClassVar[int] = 1
+    #: Whether the agent runs on the CPU only (A3C's worker processes); ``device="auto"`` then means the CPU.
+    cpu_only: ClassVar[bool] = False
 
     def __init__(self, env: str | TensorVecEnv, num_envs: int = 8, device: str | torch.device = "auto", seed: int = 0,
                  run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None,

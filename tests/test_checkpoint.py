@@ -318,3 +318,45 @@ def test_failed_env_load_changes_nothing():
         agent.env.load_state_dict(state)
     after = agent.env.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(("algo", "settings"), [
+    ("a2c", {"num_envs": 2}),
+    ("ppo", {"num_envs": 2, "n_steps": 16, "batch_size": 16, "n_epochs": 2}),
+    ("dqn", {"num_envs": 2, "learning_starts": 8, "train_freq": 4, "gradient_steps": 2, "batch_size": 8}),
+])
+def test_loading_keeps_the_optimizer_state_tensors_in_place(algo, settings):
+    """A captured CUDA graph holds the optimizer state's addresses, and its first capture follows a load of the
+    pre-warm-up snapshot, which for a fresh run has no optimizer state: the load must zero the live state in
+    place (a fresh state) rather than drop it, and copy loaded values into it, never swap the tensors."""
+    from rlcourse.agents import ALGOS
+    from rlcourse.agents.graphs import _clone_tree
+
+    def state_tensors(agent):
+        return [value for state in agent.optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)]
+
+    def weights(agent):
+        return [p.detach().clone() for module in agent._modules().values() for p in module.parameters()]
+
+    agent = ALGOS[algo]("rlcourse/CartPole-v1", device="cpu", seed=5, **settings)
+    fresh = _clone_tree(agent.checkpoint_state())
+    assert not agent.optimizer.state
+    agent.learn(3 * agent.steps_per_iteration + settings.get("learning_starts", 0))
+    live = state_tensors(agent)
+    assert live and any(bool(value.any()) for value in live)
+    trained = _clone_tree(agent.checkpoint_state())
+
+    agent.load_state(_clone_tree(fresh))  # back to the start: the same tensors, zeroed
+    assert [value.data_ptr() for value in state_tensors(agent)] == [value.data_ptr() for value in live]
+    assert not any(bool(value.any()) for value in state_tensors(agent))
+    agent.learn(2 * agent.steps_per_iteration + settings.get("learning_starts", 0))
+    twin = ALGOS[algo]("rlcourse/CartPole-v1", device="cpu", seed=5, **settings)
+    twin.learn(2 * twin.steps_per_iteration + settings.get("learning_starts", 0))
+    for mine, theirs in zip(weights(agent), weights(twin)):  # a zeroed state is exactly a fresh one
+        assert torch.equal(mine, theirs)
+
+    agent.load_state(_clone_tree(trained))  # loaded values are copied into the same tensors
+    assert [value.data_ptr() for value in state_tensors(agent)] == [value.data_ptr() for value in live]
+    for mine, saved in zip(state_tensors(agent), [v for s in trained["optimizers"]["optimizer"]["state"].values()
+                                                  for v in s.values() if isinstance(v, torch.Tensor)]):
+        assert torch.equal(mine, saved)

@@ -69,3 +69,21 @@ def test_cuda_checkpoint_loads_on_the_cpu(tmp_path):
     on_cpu = PPO.load(tmp_path / "c.pt", device="cpu")
     obs = torch.zeros(4, 4)
     assert torch.equal(on_cpu.predict(obs), agent.predict(obs.cuda()).cpu())
+
+
+@pytest.mark.parametrize(("algo", "settings", "updates_per_iteration"), [
+    ("a2c", {"num_envs": 8}, 1),
+    ("ppo", {"num_envs": 64, "n_steps": 16, "batch_size": 256, "n_epochs": 2}, 8),
+    ("dqn", {"num_envs": 8, "learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 16}, 3),
+])
+def test_captured_updates_carry_the_optimizer_state_across_replays(algo, settings, updates_per_iteration):
+    """Each replay must continue the optimizer (its step count grows), not start Adam/RMSprop afresh: a graph
+    first captured on a fresh run would otherwise create the state inside the capture and re-zero it every replay."""
+    from rlcourse.agents import ALGOS
+
+    agent = ALGOS[algo]("rlcourse/CartPole-v1", device="cuda", seed=0, **settings)
+    assert agent.cuda_graphs
+    iterations = 7
+    agent.learn(iterations * agent.steps_per_iteration)
+    steps = {float(state["step"]) for state in agent.optimizer.state.values()}
+    assert steps == {float(iterations * updates_per_iteration)}

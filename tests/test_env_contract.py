@@ -174,12 +174,13 @@ def test_reset_clears_episode_statistics(env_id):
 # ----------------------------------------------------------------------------- seeding
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_same_seed_gives_identical_streams(env_id):
-    first = rollout(make(env_id), seed=11, action_seed=5, steps=150)
+    # 250 steps: longer than a Pendulum-v1 episode (200 steps, no termination), so the stream crosses an autoreset.
+    first = rollout(make(env_id), seed=11, action_seed=5, steps=250)
     second_env = make(env_id)
-    second = rollout(second_env, seed=11, action_seed=5, steps=150)
+    second = rollout(second_env, seed=11, action_seed=5, steps=250)
     assert_streams_equal(first, second)
     # Re-seeding an env that has already run restarts the same stream.
-    assert_streams_equal(first, rollout(second_env, seed=11, action_seed=5, steps=150))
+    assert_streams_equal(first, rollout(second_env, seed=11, action_seed=5, steps=250))
     assert any(bool((s[2] | s[3]).any()) for s in first[1:]), "the stream should include episode ends"
 
 
@@ -203,7 +204,7 @@ def test_state_dict_round_trip_continues_identically(env_id):
     state = env.state_dict()
     action_state = gen.get_state()
 
-    def continue_for(target, steps=120):
+    def continue_for(target, steps=200):  # 37 + 200 steps pass the 200-step truncation of Pendulum-v1
         gen.set_state(action_state)
         out = []
         for _ in range(steps):

@@ -1,5 +1,6 @@
 """Classic-control tasks as batched tensor envs."""
 
 from rlcourse.envs.classic.cartpole import CartPoleVecEnv
+from rlcourse.envs.classic.pendulum import PendulumVecEnv
 
-__all__ = ["CartPoleVecEnv"]
+__all__ = ["CartPoleVecEnv", "PendulumVecEnv"]

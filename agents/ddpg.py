@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from rlcourse.agents.networks import mlp, polyak_update_
 from rlcourse.agents.off_policy import OffPolicyAgent, check_off_policy_config
+from rlcourse.agents.replay import Batch
 from torch import nn
 
 from rlcourse.config import hp
@@ -117,6 +118,8 @@ class DDPG(OffPolicyAgent):
         self.actor_optimizer = self._make_optimizer(self.actor, c.learning_rate)
         self.critic_optimizer = self._make_optimizer(self.critic, c.learning_rate)
         self._build_replay((action_dim,), torch.float32)
+        self._critic_loss_fn = torch.compile(self._critic_loss) if self.compile else self._critic_loss
+        self._actor_loss_fn = torch.compile(self._actor_loss) if self.compile else self._actor_loss
         low, high = self._action_bounds
         self._action_center, self._action_half_range = (high + low) / 2, (high - low) / 2
         if c.action_noise == "ornstein_uhlenbeck":
@@ -174,16 +177,20 @@ class DDPG(OffPolicyAgent):
         """
         return -self.critic(obs, self.actor(obs)).mean()
 
+    def _critic_loss(self, batch: Batch) -> torch.Tensor:
+        """Regression of Q(s, a) onto r + γ·Q̂(s', π̂(s')), both target networks frozen."""
+        with torch.no_grad():
+            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))
+            target = batch.returns + batch.discounts * next_q
+        return F.mse_loss(self.critic(batch.obs, batch.actions), target)
+
     def _gradient_step(self) -> dict[str, torch.Tensor]:
         """Critic regression onto Q̂(s', π̂(s')), then actor ascent on Q(s, π(s)), then the Polyak updates."""
         c = self.config
         batch = self.replay.sample(c.batch_size, self.generator)
-        with torch.no_grad():
-            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))
-            target = batch.returns + batch.discounts * next_q
-        critic_loss = F.mse_loss(self.critic(batch.obs, batch.actions), target)
+        critic_loss = self._critic_loss_fn(batch)
         self._clip_and_step(critic_loss, self.critic, self.critic_optimizer)
-        actor_loss = self._actor_loss(batch.obs)
+        actor_loss = self._actor_loss_fn(batch.obs)
         self._clip_and_step(actor_loss, self.actor, self.actor_optimizer)
         polyak_update_(self.critic_target, self.critic, c.tau)
         polyak_update_(self.actor_target, self.actor, c.tau)

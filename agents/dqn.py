@@ -52,6 +52,7 @@ from gymnasium import spaces
 from rlcourse.agents.distributions import Categorical, mask_logits
 from rlcourse.agents.networks import ACTIVATIONS, polyak_update_
 from rlcourse.agents.off_policy import OffPolicyAgent, check_off_policy_config
+from rlcourse.agents.replay import Batch
 from torch import nn
 
 from rlcourse.config import hp
@@ -275,6 +276,7 @@ class DQN(OffPolicyAgent):
         self.exploration_rate = torch.ones((), device=self.device)  # ε of the latest step (also used by predict)
         self._step_state_names = ("exploration_rate",)
         self._boltzmann = Categorical(n_actions)
+        self._loss_fn = torch.compile(self._loss) if self.compile else self._loss
         if c.noisy and c.noise_resample == "episode":
             # One noisy network per env, redrawn when its episode ends (notes:13458-13474).
             self.act_noise = self.q_net.draw_noise(self.num_envs, self.generator, self.device)
@@ -354,9 +356,21 @@ class DQN(OffPolicyAgent):
         """Regress Q(s, a) onto the target for one replay batch (notes:13298-13318), then maybe sync Q̂."""
         c = self.config
         batch = self.replay.sample(c.batch_size, self.generator)
-        rows = self._batch_rows
         # NoisyNet: fresh noise for the online network and, independently, for the target network
         noise, target_noise = self._fresh_noise(1, self.generator), self._fresh_noise(1, self.generator)
+        loss, priority = self._loss_fn(batch, noise, target_noise)
+        self._clip_and_step(loss, self.q_net, self.optimizer)
+        if c.prioritized:
+            self.replay.update_priorities(batch.indices, priority)
+        # Q̂ ← Q every target_update_interval updates (notes:13188-13216), decided on the device.
+        polyak_update_(self.q_target, self.q_net,
+                       torch.where(self.n_updates % c.target_update_interval == 0, c.tau, 0.0))
+        return {"train/loss": loss.detach()}
+
+    def _loss(self, batch: Batch, noise: list | None, target_noise: list | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The importance-weighted regression loss of a batch, and each transition's new priority."""
+        c = self.config
+        rows = self._batch_rows
         with torch.no_grad():
             next_target = self.q_target(batch.next_obs, target_noise)
             next_online = self.q_values(batch.next_obs, noise) if c.double else None
@@ -373,11 +387,4 @@ class DQN(OffPolicyAgent):
             q = out.gather(1, batch.actions[:, None]).squeeze(1)
             per_sample = F.smooth_l1_loss(q, target, reduction="none")
             priority = (target - q).detach()
-        loss = (batch.weights * per_sample).mean()  # the weights are 1 without prioritized replay
-        self._clip_and_step(loss, self.q_net, self.optimizer)
-        if c.prioritized:
-            self.replay.update_priorities(batch.indices, priority)
-        # Q̂ ← Q every target_update_interval updates (notes:13188-13216), decided on the device.
-        polyak_update_(self.q_target, self.q_net,
-                       torch.where(self.n_updates % c.target_update_interval == 0, c.tau, 0.0))
-        return {"train/loss": loss.detach()}
+        return (batch.weights * per_sample).mean(), priority  # the weights are 1 without prioritized replay

@@ -14,7 +14,9 @@ exploration rates) are computed from device scalars that are refreshed with ``fi
 iteration, the buffer is written at a device-side position, and statistics are summed as tensors.
 An algorithm writes ``_behaviour_actions`` (what to do and what to store), ``_gradient_step`` and
 its networks; the replay buffer, and the per-step state an algorithm declares in
-``_step_state_names``, go into checkpoints, so a resumed CPU run continues bit for bit.
+``_step_state_names``, go into checkpoints, so a resumed CPU run continues bit for bit. With
+``compile=True`` an algorithm runs its losses through ``torch.compile``; on CUDA an iteration after
+``learning_starts`` is captured as one CUDA graph (``graphs.capture``) when the env steps on the device.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ class A3C(A2C):
     algo = "a3c"
     config_class = A3CConfig
     config: A3CConfig
+    cpu_only = True
 
     def __init__(self, env: str | TensorVecEnv, num_envs: int = 1, device: str | torch.device = "cpu", seed: int = 0,
                  run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None,

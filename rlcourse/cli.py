@@ -270,7 +270,10 @@ def _describe_eval(result: dict[str, Any]) -> str:
     return text + ")"
 
 
-def _resolve_device(device: str, context: str = "") -> Any:
+def _resolve_device(device: str, context: str = "", agent_class: Any = None) -> Any:
+    """``--device`` as a torch device; ``auto`` is the CPU for an agent that only runs there (A3C)."""
+    if agent_class is not None and agent_class.cpu_only and str(device).strip().lower() == "auto":
+        device = "cpu"
     try:
         return resolve_device(device)
     except ValueError as error:
@@ -324,7 +327,7 @@ def train(ctx: click.Context, algo: str | None, env: str | None, num_envs: int |
         raise BadInput(f"missing {missing}: use 'rlcourse train ALGO ENV' (or --resume RUN_DIR); "
                        f"rlcourse envs: {', '.join(list_envs())}")
     agent_class = _algo_class(algo)
-    resolved_device = _resolve_device(device)
+    resolved_device = _resolve_device(device, agent_class=agent_class)
     run, hparams, env_kwargs = _run_settings(algo, env, config_file, hp_assignments, num_envs, total_steps, env_opts)
     make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -366,7 +369,7 @@ def _resume(ctx: click.Context, algo: str | None, env: str | None, resume: str, 
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
         resolved_device = _resolve_device(str(config["device"]), context=f"the run was trained on {config['device']}: ")
     else:
-        resolved_device = _resolve_device(device)
+        resolved_device = _resolve_device(device, agent_class=agent_class)
     total = _positive_int("total_timesteps", config["total_timesteps"], str(run_dir / CONFIG_NAME))
     torch.backends.cuda.matmul.allow_tf32 = tf32 or bool(config.get("tf32", False))
     if "torch_threads" in config:
@@ -443,7 +446,7 @@ def eval_command(run_dir: str, episodes: int, device: str) -> None:
     RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file (eval.json is written
     beside it).
     """
-    agent = _load_run_agent(Path(run_dir), _resolve_device(device))
+    agent = _load_run_agent(Path(run_dir), device)
     result = agent.write_eval(episodes)
     click.echo(f"{agent.algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {_describe_eval(result)}")
     click.echo(f"  written to {agent.run_dir / EVAL_NAME}")
@@ -480,7 +483,7 @@ def play_command(run_dir: str | None, episodes: int, expert_env: str | None, env
     else:
         if env_opts:
             raise BadInput("--env-opt goes with --expert; a run plays on the env it was trained on")
-        agent = _load_run_agent(Path(run_dir), resolved_device)
+        agent = _load_run_agent(Path(run_dir), device)
         texts = agent.transcripts(episodes, deterministic=not stochastic, seed=seed)
         title = f"{agent.algo} on {agent.env_id} {agent.env.options()} after {agent.num_timesteps:,} steps"
     click.echo(f"# {title}")
@@ -488,8 +491,8 @@ def play_command(run_dir: str | None, episodes: int, expert_env: str | None, env
         click.echo(f"\n--- dialogue {index + 1} ---\n{text}")
 
 
-def _load_run_agent(path: Path, device: Any) -> Any:
-    """The agent saved in a run folder (its checkpoint.pt) or a checkpoint file."""
+def _load_run_agent(path: Path, device: str) -> Any:
+    """The agent saved in a run folder (its checkpoint.pt) or a checkpoint file, on ``--device``."""
     from rlcourse.agents import ALGOS
     from rlcourse.agents.base import CHECKPOINT_NAME
     from rlcourse.checkpoint import load_checkpoint
@@ -499,7 +502,7 @@ def _load_run_agent(path: Path, device: Any) -> Any:
     if algo not in ALGOS:
         raise CheckpointError(f"{str(checkpoint)!r} was written by algorithm {algo!r}, which this rlcourse does not have "
                               f"(available: {', '.join(sorted(ALGOS))})")
-    return ALGOS[algo].load(checkpoint, device=device, run_dir=checkpoint.parent)
+    return ALGOS[algo].load(checkpoint, device=_resolve_device(device, agent_class=ALGOS[algo]), run_dir=checkpoint.parent)
 
 
 # --------------------------------------------------------------------------- list

@@ -213,3 +213,13 @@ def test_auto_device_means_cpu_and_a_bad_name_gets_the_usual_error():
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         A3C("rlcourse/CartPole-v1", **overrides)
+
+
+def test_the_cli_trains_and_loads_a3c_on_the_cpu_when_cuda_is_there(monkeypatch):
+    """``--device auto`` (the CLI default) means the CPU for A3C, even on a machine with a GPU."""
+    from rlcourse.cli import _resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert A3C.cpu_only
+    assert _resolve_device("auto", agent_class=A3C) == torch.device("cpu")
+    assert _resolve_device("cpu", agent_class=A3C) == torch.device("cpu")

@@ -612,18 +612,22 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: str 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_results"), show_default=True,
               help="Folder for the .md and .json reports.")
 @click.option("--compile", "compile_", is_flag=True, help="Run rlcourse's hot functions through torch.compile.")
+@click.option("--large-batch/--no-large-batch", "large_batch", default=None,
+              help="agents suite: also run each algorithm with its large-batch GPU settings (default: on CUDA only).")
+@click.option("--preset-rows/--no-preset-rows", "preset_rows", default=True, show_default=True,
+              help="agents suite: run each algorithm with its shipped preset.")
 @click.option("--tf32", is_flag=True, help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).")
 def bench_command(suite: str, algos: tuple[str, ...], nlu_presets: tuple[str, ...], env_num_envs: tuple[int, ...], sb3_seeds: int, device: str,
                   num_envs: tuple[int, ...], seeds: int | None, target: float, max_steps: int | None,
                   sb3: bool, sb3_max_steps: int, quality: bool, eval_every: int | None, out: Path, compile_: bool,
-                  tf32: bool) -> None:
+                  large_batch: bool | None, preset_rows: bool, tf32: bool) -> None:
     """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
     The cartpole suite runs PPO on CartPole-v1; the dialogue suite measures rlcourse/SlotFilling-v0.
     Prints the device, the date and markdown tables, and writes <out>/bench-<device>-<...>-<date>.md and .json.
     """
     if suite == "agents":
-        _agents_suite(device, algos, seeds, sb3_seeds if sb3 else 0, out, compile_, tf32)
+        _agents_suite(device, algos, seeds, sb3_seeds if sb3 else 0, out, compile_, tf32, large_batch, preset_rows)
         return
     if suite == "dialogue":
         _dialogue_suite(device, nlu_presets, env_num_envs, sb3_seeds if sb3 else 0, num_envs, seeds, max_steps, out, compile_, tf32)
@@ -689,14 +693,15 @@ def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tup
 
 
 def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_seeds: int, out: Path, compile_: bool,
-                  tf32: bool) -> None:
+                  tf32: bool, large_batch: bool | None, preset_rows: bool = True) -> None:
     from rlcourse.bench_agents import render_agents_markdown, run_agents_bench
 
     dev = _bench_device(device, tf32)
+    large_batch = dev.type == "cuda" if large_batch is None else large_batch
     meta = bench_meta(device, 0.0, suite="agents", algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds,
-                      compile=compile_, tf32=tf32)
+                      compile=compile_, tf32=tf32, large_batch=large_batch, preset_rows=preset_rows)
     click.echo(f"device: {meta['device_name']}")
     click.echo(f"date: {meta['date']}")
     report = run_agents_bench(dev, algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds, compile=compile_,
-                              say=lambda line: click.echo(line, err=True))
+                              say=lambda line: click.echo(line, err=True), large_batch=large_batch, presets=preset_rows)
     _finish_suite("agents", report, meta, render_agents_markdown(report, meta), out)

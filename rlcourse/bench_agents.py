@@ -48,6 +48,7 @@ from rlcourse.bench import (
     _sb3_watcher,
     _spread,
     default_eval_every,
+    large_batch_hparams,
     learn_to_target,
     measure_throughput,
 )
@@ -73,13 +74,9 @@ ROWS: tuple[AgentRow, ...] = (
     AgentRow("a2c", "rlcourse/CartPole-v1", 500.0),
     AgentRow("reinforce", "rlcourse/CartPole-v1", 475.0),
     AgentRow("a3c", "rlcourse/CartPole-v1", 475.0),
-    AgentRow("ddpg", "Pendulum-v1", -200.0),
+    AgentRow("ddpg", "rlcourse/Pendulum-v1", -200.0),
     AgentRow("ppo", "rlcourse/CartPole-v1", 475.0),
 )
-
-#: Algorithms whose agent only runs on the CPU (A3C's workers are processes sharing host memory).
-CPU_ONLY = frozenset({"a3c"})
-
 
 class ZooSetup(NamedTuple):
     """An SB3 counterpart: the Gymnasium env, RL Zoo's env count, budget and hyperparameters."""
@@ -108,8 +105,30 @@ SB3_ZOO: dict[str, ZooSetup] = {
         "learning_rate": ("linear", 1e-3), "clip_range": ("linear", 0.2)}),
 }
 
+#: The large-batch rows (``--large-batch``, on by default on CUDA): each algorithm with many envs and
+#: big update batches, the way a GPU wants it, trained on the same task to the same target. Settings
+#: were picked by a sweep of a few candidates per algorithm on an NVIDIA H200 (2026-11-21), for the
+#: shortest wall time to the target; keys as in a preset. PPO's are the cartpole suite's 4,096-env ones.
+LARGE_BATCH: dict[str, dict[str, Any]] = {
+    "dqn": {"num_envs": 16, "total_timesteps": 200_000, "learning_rate": 2.3e-3, "anneal_lr": True, "batch_size": 512,
+            "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.98, "target_update_interval": 256, "train_freq": 16,
+            "gradient_steps": 64, "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256]},
+    "rainbow": {"num_envs": 64, "total_timesteps": 300_000, "learning_rate": 1e-3, "anneal_lr": True, "batch_size": 1024,
+                "buffer_size": 100_000, "learning_starts": 5000, "target_update_interval": 64, "train_freq": 4,
+                "gradient_steps": 16, "net_arch": [256, 256], "v_min": 0.0, "v_max": 100.0},
+    "a2c": {"num_envs": 1024, "total_timesteps": 10_000_000, "n_steps": 8, "optimizer": "adam", "learning_rate": 3e-3,
+            "anneal_lr": True, "ent_coef": 0.0},
+    "reinforce": {"num_envs": 1024, "total_timesteps": 20_000_000, "n_steps": 64, "baseline": "value",
+                  "learning_rate": 3e-3, "anneal_lr": True},
+    "ddpg": {"num_envs": 256, "total_timesteps": 1_000_000, "learning_rate": 1e-3, "net_arch": [400, 300], "gamma": 0.98,
+             "buffer_size": 1_000_000, "learning_starts": 10_000, "action_noise": "normal", "noise_std": 0.1,
+             "train_freq": 1, "gradient_steps": 2, "batch_size": 512},
+    "ppo": {"num_envs": 4096, "total_timesteps": 20_000_000, **large_batch_hparams(4096)},
+}
+
 SB3_IMPLEMENTATION = "SB3 (RL Zoo)"
 RLCOURSE_IMPLEMENTATION = "rlcourse (preset)"
+LARGE_BATCH_IMPLEMENTATION = "rlcourse (large batch)"
 
 
 def _row_for(algo: str) -> AgentRow:
@@ -132,7 +151,7 @@ def skip_reason(algo: str, env_id: str, device: torch.device) -> str | None:
         return f"{algo} is not in rlcourse.agents.ALGOS yet: skipped"
     if not load_preset(algo, env_id):
         return f"no preset for {env_id} in rlcourse/presets/{algo}.yml: skipped"
-    if algo in CPU_ONLY and device.type != "cpu":
+    if ALGOS[algo].cpu_only and device.type != "cpu":
         return f"{algo} runs its workers as CPU processes only: skipped on {device.type} (see the CPU table)"
     return None
 
@@ -156,8 +175,10 @@ def _async_throughput(agent: Any, seconds: float, pace: float | None) -> tuple[f
 
 
 def rlcourse_run(algo: str, env_id: str, seed: int, device: str | torch.device, target: float, compile: bool = False,
-                 budget: int | None = None, throughput_seconds: float = 2.0) -> dict[str, Any]:
-    """One seed of an rlcourse row: the shipped preset trained for its budget (or ``budget`` env steps).
+                 budget: int | None = None, throughput_seconds: float = 2.0,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One seed of an rlcourse row: the shipped preset (or ``settings``, keyed like a preset) trained for
+    its budget (or ``budget`` env steps).
 
     Returns the per-seed measurements: ``steps_per_s`` (steady state), ``steps_to_target`` and
     ``time_to_target_s`` (None if never reached), ``final_mean``/``final_std`` over 100 deterministic
@@ -167,7 +188,7 @@ def rlcourse_run(algo: str, env_id: str, seed: int, device: str | torch.device, 
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; rlcourse.agents.ALGOS has {', '.join(ALGOS)}")
-    preset = load_preset(algo, env_id)
+    preset = settings if settings is not None else load_preset(algo, env_id)
     if not preset:
         raise ValueError(f"no preset for {env_id} in rlcourse/presets/{algo}.yml")
     hparams = {key: value for key, value in preset.items() if key not in RUN_KEYS}
@@ -175,7 +196,7 @@ def rlcourse_run(algo: str, env_id: str, seed: int, device: str | torch.device, 
     agent = ALGOS[algo](env_id, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, **hparams)
     result = learn_to_target(agent, steps, target, default_eval_every(agent.steps_per_iteration, steps))
     final = agent.evaluate(n_episodes=FINAL_EVAL_EPISODES, deterministic=True)
-    if algo in CPU_ONLY:
+    if ALGOS[algo].cpu_only:
         steps_per_s, iterations = _async_throughput(agent, throughput_seconds, result["train_steps_per_s"])
     else:
         steps_per_s, iterations = measure_throughput(agent, throughput_seconds)
@@ -292,7 +313,8 @@ def run_agents_bench(device: str | torch.device = "auto", algos: list[str] | tup
                      seeds: int = 5, sb3_seeds: int | None = None, compile: bool = False, say: Say | None = None,
                      budget_scale: float = 1.0, budgets: dict[str, int] | None = None,
                      sb3_budgets: dict[str, int] | None = None,
-                     throughput_seconds: float = 2.0) -> dict[str, list[dict[str, Any]]]:
+                     throughput_seconds: float = 2.0, large_batch: bool | None = None,
+                     presets: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Run the agents suite; returns ``{"rows": [...]}`` as plain dicts (JSON-ready).
 
     Args:
@@ -306,6 +328,9 @@ def run_agents_bench(device: str | torch.device = "auto", algos: list[str] | tup
         budget_scale: multiplies every budget (the preset's ``total_timesteps``, the Zoo's ``n_timesteps``);
             ``budgets`` / ``sb3_budgets`` (algo -> env steps) override it per row.
         throughput_seconds: about how long each steady-state throughput measurement runs.
+        large_batch: also run each algorithm with its :data:`LARGE_BATCH` settings (default: on CUDA only),
+            for the same seeds; ``budget_scale`` and ``budgets`` apply to these rows too.
+        presets: run the shipped-preset rows (False: only the large-batch and SB3 rows).
 
     Each row: ``algo``, ``env_id``, ``target``, ``implementation``, ``device``, ``num_envs``, ``budget``,
     ``workers`` (A3C's worker processes, each with ``num_envs`` envs; else None),
@@ -321,6 +346,7 @@ def run_agents_bench(device: str | torch.device = "auto", algos: list[str] | tup
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     sb3_seeds = seeds if sb3_seeds is None else sb3_seeds
+    large_batch = dev.type == "cuda" if large_batch is None else large_batch
     budgets, sb3_budgets = budgets or {}, sb3_budgets or {}
     rows: list[dict[str, Any]] = []
     for row in (r for r in ROWS if r.algo in names):
@@ -329,14 +355,24 @@ def run_agents_bench(device: str | torch.device = "auto", algos: list[str] | tup
             rows.append(_make_row(row, RLCOURSE_IMPLEMENTATION, dev.type, None, None, [], note=reason))
             say(f"{row.algo} on {row.env_id}: {reason}")
         else:
-            preset = load_preset(row.algo, row.env_id)
-            budget = budgets.get(row.algo) or _scaled(preset["total_timesteps"], budget_scale)
-            runs = []
-            for seed in range(seeds):
-                runs.append(rlcourse_run(row.algo, row.env_id, seed, dev, row.target, compile, budget, throughput_seconds))
-                say(_progress_line(f"{row.algo} rlcourse {dev.type}", row.target, runs[-1]))
-            rows.append(_make_row(row, RLCOURSE_IMPLEMENTATION, dev.type, preset["num_envs"], budget, runs,
-                                  workers=preset.get("num_workers")))
+            if presets:
+                preset = load_preset(row.algo, row.env_id)
+                budget = budgets.get(row.algo) or _scaled(preset["total_timesteps"], budget_scale)
+                runs = []
+                for seed in range(seeds):
+                    runs.append(rlcourse_run(row.algo, row.env_id, seed, dev, row.target, compile, budget, throughput_seconds))
+                    say(_progress_line(f"{row.algo} rlcourse {dev.type}", row.target, runs[-1]))
+                rows.append(_make_row(row, RLCOURSE_IMPLEMENTATION, dev.type, preset["num_envs"], budget, runs,
+                                      workers=preset.get("num_workers")))
+            if large_batch and row.algo in LARGE_BATCH:
+                settings = LARGE_BATCH[row.algo]
+                budget = budgets.get(row.algo) or _scaled(settings["total_timesteps"], budget_scale)
+                runs = []
+                for seed in range(seeds):
+                    runs.append(rlcourse_run(row.algo, row.env_id, seed, dev, row.target, compile, budget,
+                                             throughput_seconds, settings=settings))
+                    say(_progress_line(f"{row.algo} large batch {dev.type}", row.target, runs[-1]))
+                rows.append(_make_row(row, LARGE_BATCH_IMPLEMENTATION, dev.type, settings["num_envs"], budget, runs))
         if sb3_seeds and row.algo in SB3_ZOO:
             setup = SB3_ZOO[row.algo]
             budget = sb3_budgets.get(row.algo) or _scaled(setup.n_timesteps, budget_scale)
@@ -407,14 +443,19 @@ def render_agents_markdown(report: dict[str, list[dict[str, Any]]], meta: dict[s
          "hyperparameters); SB3 rows use RL Zoo's hyperparameters and budget for the env. steps/s vs SB3 = ours ÷ "
          "SB3's on the same algorithm. Several seeds: mean [min–max]; (k/n) = seeds that reached the target."),
     ]
-    if any(row["algo"] in CPU_ONLY and row["runs"] for row in report["rows"]):
+    from rlcourse.agents import ALGOS
+
+    if any(row["runs"] and row["algo"] in ALGOS and ALGOS[row["algo"]].cpu_only for row in report["rows"]):
         out.append("A3C: evaluations run while its workers keep training, so its steps and time to target can read "
                    "slightly early; its steps/s is one training call timed between worker reports.")
+    if any(row["implementation"] == LARGE_BATCH_IMPLEMENTATION for row in report["rows"]):
+        out.append("rlcourse (large batch): the same task and target with many envs and big update batches "
+                   "(`rlcourse.bench_agents.LARGE_BATCH`), the way a GPU wants it; its budget is in env steps too.")
     notes = [f"- {row['algo']} on {row['env_id']}: {row['note']}" for row in report["rows"] if row["note"]]
     if notes:
         out += ["", "Skipped:"] + notes
     return "\n".join(out) + "\n"
 
 
-__all__ = ["ROWS", "SB3_ZOO", "AgentRow", "ZooSetup", "render_agents_markdown", "rlcourse_run", "run_agents_bench",
+__all__ = ["LARGE_BATCH", "ROWS", "SB3_ZOO", "AgentRow", "ZooSetup", "render_agents_markdown", "rlcourse_run", "run_agents_bench",
            "sb3_run", "sb3_throughput", "skip_reason"]

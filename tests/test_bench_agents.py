@@ -131,3 +131,27 @@ def test_sb3_evaluates_at_the_same_interval_as_rlcourse():
         ours = ALGOS[algo](row.env_id, num_envs=preset["num_envs"], device="cpu", **hparams).steps_per_iteration
         theirs = bench_agents._sb3_rollout_steps(bench_agents._sb3_model(algo, make_vec_env(setup.env_id, setup.n_envs), 0))
         assert theirs == ours, algo
+
+
+def test_large_batch_settings_are_valid_configs_for_every_row():
+    from rlcourse.config import RUN_KEYS, make_config
+
+    assert set(bench_agents.LARGE_BATCH) <= {row.algo for row in ROWS}
+    for algo, settings in bench_agents.LARGE_BATCH.items():
+        assert settings["num_envs"] > 1 and settings["total_timesteps"] > 0
+        make_config(ALGOS[algo].config_class, {k: v for k, v in settings.items() if k not in RUN_KEYS})
+
+
+def test_large_batch_rows_use_their_settings_and_stay_off_on_the_cpu_by_default(monkeypatch):
+    small = {"num_envs": 16, "total_timesteps": 4096, "n_steps": 8, "optimizer": "adam", "learning_rate": 3e-3}
+    monkeypatch.setitem(bench_agents.LARGE_BATCH, "a2c", small)
+    report = run_agents_bench("cpu", ["a2c"], seeds=1, sb3_seeds=0, budgets={"a2c": 1024}, throughput_seconds=0.05,
+                              large_batch=True)
+    rows = _rows(report, "a2c")
+    assert set(rows) == {bench_agents.RLCOURSE_IMPLEMENTATION, bench_agents.LARGE_BATCH_IMPLEMENTATION}
+    large = rows[bench_agents.LARGE_BATCH_IMPLEMENTATION]
+    assert (large["num_envs"], large["budget"], large["device"]) == (16, 1024, "cpu")
+    assert large["runs"][0]["steps_trained"] >= 1024
+    assert "rlcourse (large batch)" in render_agents_markdown(report, bench_meta("cpu", 0.0, compile=False))
+    default = run_agents_bench("cpu", ["a2c"], seeds=1, sb3_seeds=0, budgets={"a2c": 256}, throughput_seconds=0.05)
+    assert [row["implementation"] for row in default["rows"]] == [bench_agents.RLCOURSE_IMPLEMENTATION]

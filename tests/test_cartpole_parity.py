@@ -23,15 +23,6 @@ def choose_action(state: np.ndarray, episode: int, rng: np.random.Generator) -> 
     return int(theta + 0.5 * theta_dot + 0.01 * x + 0.1 * x_dot > 0)
 
 
-def test_spaces_equal_gymnasium():
-    reference = gym.make("CartPole-v1")
-    assert CartPoleVecEnv.single_observation_space == reference.observation_space
-    assert CartPoleVecEnv.single_action_space == reference.action_space
-    single = gym.make("rlcourse/CartPole-v1")
-    assert single.observation_space == reference.observation_space
-    assert single.action_space == reference.action_space
-
-
 def test_float64_matches_gymnasium_exactly():
     reference = gym.make("CartPole-v1")
     vec = CartPoleVecEnv(num_envs=1, dtype=torch.float64)

@@ -78,3 +78,18 @@ def test_sb3_ppo_smoke_run_and_predict(env_id):
         assert np.isfinite(reward)
         if terminated or truncated:
             obs, _ = check_env.reset()
+
+
+@pytest.mark.parametrize(("env_id", "gymnasium_id"), [("rlcourse/CartPole-v1", "CartPole-v1"),
+                                                      ("rlcourse/Pendulum-v1", "Pendulum-v1")])
+def test_classic_twins_declare_gymnasiums_spaces(env_id, gymnasium_id):
+    """The batched classic-control envs have exactly Gymnasium's spaces, and the single-env adapter adds no second
+    TimeLimit (the batched env truncates by itself)."""
+    from rlcourse.registry import vec_env_class
+
+    reference = gym.make(gymnasium_id)
+    assert vec_env_class(env_id).single_observation_space == reference.observation_space
+    assert vec_env_class(env_id).single_action_space == reference.action_space
+    single = gym.make(env_id)
+    assert (single.observation_space, single.action_space) == (reference.observation_space, reference.action_space)
+    assert single.spec.max_episode_steps is None

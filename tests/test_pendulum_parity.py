@@ -48,16 +48,6 @@ def reference_states(references: list[gym.Env]) -> np.ndarray:
     return np.stack([reference.unwrapped.state for reference in references])
 
 
-def test_spaces_equal_gymnasium():
-    reference = gym.make("Pendulum-v1")
-    assert PendulumVecEnv.single_observation_space == reference.observation_space
-    assert PendulumVecEnv.single_action_space == reference.action_space
-    single = gym.make("rlcourse/Pendulum-v1")
-    assert single.observation_space == reference.observation_space
-    assert single.action_space == reference.action_space
-    assert single.spec.max_episode_steps is None  # the batched env truncates by itself; no second TimeLimit
-
-
 def test_float64_matches_gymnasium_exactly():
     seeds = [1, 2, 3]
     references = make_references(seeds)

@@ -129,7 +129,8 @@ class A3C(A2C):
 
     def _on_state_loaded(self) -> None:
         super()._on_state_loaded()
-        # load_state_dict copies the network in place (still shared) but gives the optimizer new state tensors.
+        # The network loads in place (still shared); the optimizer keeps its state tensors too, unless the loaded
+        # state has other entries (see agents/base.py), so make sure whatever it holds now is shared.
         for state in self.optimizer.state.values():
             for value in state.values():
                 if isinstance(value, torch.Tensor):

@@ -107,6 +107,8 @@ def _space_summary(space: spaces.Space) -> dict[str, Any]:
 #: Optimizers whose per-parameter state starts as zeros (step, first and second moments), so a zeroed
 #: state is exactly a fresh one.
 ZERO_STATE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop)
+#: Param-group flags that decide which state entries those optimizers keep (a state of other keys is not reused).
+STATE_SHAPING_FLAGS = ("amsgrad", "momentum", "centered")
 
 
 def _refill_live_state(optimizer: torch.optim.Optimizer, live_state: dict[Any, dict[str, Any]]) -> None:
@@ -148,8 +150,10 @@ def _load_optimizer_keeping_setup(optimizer: torch.optim.Optimizer, state: dict[
     live = [{key: group[key] for key in ("lr", "capturable", "fused", "foreach") if key in group}
             for group in optimizer.param_groups]
     live_state = {param: dict(entries) for param, entries in optimizer.state.items()}
+    shape_flags = [{key: group.get(key) for key in STATE_SHAPING_FLAGS} for group in optimizer.param_groups]
     optimizer.load_state_dict(state)
-    if isinstance(optimizer, ZERO_STATE_OPTIMIZERS):
+    same_shape = shape_flags == [{key: group.get(key) for key in STATE_SHAPING_FLAGS} for group in optimizer.param_groups]
+    if isinstance(optimizer, ZERO_STATE_OPTIMIZERS) and same_shape:
         _refill_live_state(optimizer, live_state)
     for group, kept in zip(optimizer.param_groups, live):
         saved_lr = float(group["lr"])
@@ -158,6 +162,12 @@ def _load_optimizer_keeping_setup(optimizer: torch.optim.Optimizer, state: dict[
             group["lr"].fill_(saved_lr)
         else:
             group["lr"] = saved_lr
+        if group.get("capturable") or group.get("fused"):
+            # A CPU checkpoint keeps `step` on the CPU; a capturable or fused optimizer needs it beside its parameter.
+            for param in group["params"]:
+                step = optimizer.state.get(param, {}).get("step")
+                if isinstance(step, torch.Tensor) and step.device != param.device:
+                    optimizer.state[param]["step"] = step.to(device=param.device, dtype=torch.float32)
 
 
 class Agent(abc.ABC):

@@ -55,7 +55,7 @@ class OnPolicyAgent(Agent):
         self._graph_stats: dict[str, torch.Tensor] = {}
 
     def _on_state_loaded(self) -> None:
-        self._graph = None  # the optimizer's state tensors were replaced: capture again
+        self._graph = None  # the loaded RNG and env state are read anew: capture again
 
     # ----------------------------------------------------------------- acting
     def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):

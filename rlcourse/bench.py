@@ -659,9 +659,12 @@ def _bench_device(device: str, tf32: bool) -> torch.device:
     return dev
 
 
-def _finish_suite(suite: str, report: dict[str, Any], meta: dict[str, Any], markdown: str, out: Path) -> None:
-    """Print a suite's markdown and write it with the raw report to ``<out>/bench-<suite>-<device>-<date>.md/.json``."""
+def _finish_suite(suite: str, report: dict[str, Any], meta: dict[str, Any], render: Callable[[Any, Any], str],
+                  out: Path) -> None:
+    """Print a suite's markdown (``render(report, meta)``) and write it with the raw report to
+    ``<out>/bench-<suite>-<device>-<date>.md/.json``."""
     meta["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    markdown = render(report, meta)
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device_name"].split(",")[0].split(" (")[0]).strip("-").lower()
     stem = out / f"bench-{suite}-{meta['device']}-{slug}-{meta['date']}"
@@ -689,7 +692,7 @@ def _dialogue_suite(device: str, nlu_presets: tuple[str, ...], env_num_envs: tup
     click.echo(f"date: {meta['date']}")
     report = run_dialogue_bench(dev, batch_sizes, seeds or 5, list(nlu_presets) or ["clean", "tcbot"], env_sizes, max_steps,
                                 sb3_seeds, compile_, say=lambda line: click.echo(line, err=True))
-    _finish_suite("dialogue", report, meta, render_dialogue_markdown(report, meta), out)
+    _finish_suite("dialogue", report, meta, render_dialogue_markdown, out)
 
 
 def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_seeds: int, out: Path, compile_: bool,
@@ -698,10 +701,13 @@ def _agents_suite(device: str, algos: tuple[str, ...], seeds: int | None, sb3_se
 
     dev = _bench_device(device, tf32)
     large_batch = dev.type == "cuda" if large_batch is None else large_batch
+    if not preset_rows and not large_batch:
+        raise click.BadParameter("with --no-preset-rows there is nothing to run unless --large-batch is on "
+                                 "(it is on by default on CUDA only)", param_hint="--no-preset-rows")
     meta = bench_meta(device, 0.0, suite="agents", algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds,
                       compile=compile_, tf32=tf32, large_batch=large_batch, preset_rows=preset_rows)
     click.echo(f"device: {meta['device_name']}")
     click.echo(f"date: {meta['date']}")
     report = run_agents_bench(dev, algos=list(algos) or None, seeds=seeds or 5, sb3_seeds=sb3_seeds, compile=compile_,
                               say=lambda line: click.echo(line, err=True), large_batch=large_batch, presets=preset_rows)
-    _finish_suite("agents", report, meta, render_agents_markdown(report, meta), out)
+    _finish_suite("agents", report, meta, render_agents_markdown, out)

@@ -1,4 +1,4 @@
-"""``rlcourse bench --suite agents``: every agent on its shipped preset, with SB3 side by side (issue 4).
+"""``rlcourse bench --suite agents``: every agent on its task, with SB3 side by side (issue 4).
 
 One line of the table per (algorithm, env, implementation), aggregated over seeds:
 
@@ -18,6 +18,9 @@ Each row's target is the issue's: CartPole ≥ 475 (A2C: 500, RL Zoo's budget of
 Pendulum-v1 ≥ −200. A row whose algorithm is not in :data:`rlcourse.agents.ALGOS` yet, that has no
 shipped preset for its env, or that cannot run on the device (A3C's workers are CPU processes) is
 kept in the table as a skipped line with the reason.
+
+* **rlcourse (large batch)** (on by default on CUDA): the same runs with :data:`LARGE_BATCH`'s settings,
+  many envs and big update batches, the way a GPU wants it.
 
 A3C: evaluation runs in the main process while the workers keep training, so its "steps to target"
 may be a little early and its time to target a little short; its throughput is one ``learn`` call
@@ -347,6 +350,9 @@ def run_agents_bench(device: str | torch.device = "auto", algos: list[str] | tup
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     sb3_seeds = seeds if sb3_seeds is None else sb3_seeds
     large_batch = dev.type == "cuda" if large_batch is None else large_batch
+    if not presets and not large_batch:
+        raise ValueError("nothing to run for rlcourse: the preset rows are off and so are the large-batch rows "
+                         "(they are on by default on CUDA only; turn them on with large_batch=True / --large-batch)")
     budgets, sb3_budgets = budgets or {}, sb3_budgets or {}
     rows: list[dict[str, Any]] = []
     for row in (r for r in ROWS if r.algo in names):
@@ -421,7 +427,7 @@ def render_agents_markdown(report: dict[str, list[dict[str, Any]]], meta: dict[s
     start, end = meta.get("load_average"), meta.get("load_average_end")
     load = f"{'—' if start is None else f'{start:.2f}'} at start, {'—' if end is None else f'{end:.2f}'} at end"
     out = [
-        "# rlcourse bench: every agent on its preset, SB3 side by side",
+        "# rlcourse bench: every agent on its task, SB3 side by side",
         "",
         (f"- device: {meta['device_name']} ({meta['device']}); date: {meta['date']}; torch {meta['torch']}, "
          f"stable-baselines3 {meta.get('stable_baselines3')}, gymnasium {meta.get('gymnasium')}; "

@@ -446,6 +446,7 @@ def eval_command(run_dir: str, episodes: int, device: str) -> None:
     RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file (eval.json is written
     beside it).
     """
+    _resolve_device(device)  # a bad --device fails before the checkpoint is read
     agent = _load_run_agent(Path(run_dir), device)
     result = agent.write_eval(episodes)
     click.echo(f"{agent.algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {_describe_eval(result)}")

@@ -215,8 +215,9 @@ def test_bad_hyperparameters_name_the_key(overrides, key):
         A3C("rlcourse/CartPole-v1", **overrides)
 
 
-def test_the_cli_trains_and_loads_a3c_on_the_cpu_when_cuda_is_there(monkeypatch):
-    """``--device auto`` (the CLI default) means the CPU for A3C, even on a machine with a GPU."""
+def test_the_clis_device_auto_means_the_cpu_for_a3c_when_cuda_is_there(monkeypatch):
+    """``--device auto`` (the CLI default) resolves to the CPU for A3C (train, resume, eval and play all resolve
+    through ``_resolve_device`` with the agent's class), even on a machine with a GPU."""
     from rlcourse.cli import _resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -155,3 +155,14 @@ def test_large_batch_rows_use_their_settings_and_stay_off_on_the_cpu_by_default(
     assert "rlcourse (large batch)" in render_agents_markdown(report, bench_meta("cpu", 0.0, compile=False))
     default = run_agents_bench("cpu", ["a2c"], seeds=1, sb3_seeds=0, budgets={"a2c": 256}, throughput_seconds=0.05)
     assert [row["implementation"] for row in default["rows"]] == [bench_agents.RLCOURSE_IMPLEMENTATION]
+
+
+def test_turning_every_rlcourse_row_off_is_a_clear_error():
+    from click.testing import CliRunner
+
+    from rlcourse.cli import cli
+
+    with pytest.raises(ValueError, match="nothing to run"):
+        run_agents_bench("cpu", ["a2c"], seeds=1, sb3_seeds=1, presets=False)
+    result = CliRunner().invoke(cli, ["bench", "--suite", "agents", "--device", "cpu", "--no-preset-rows"])
+    assert result.exit_code == 2 and "--large-batch" in result.output and "Traceback" not in result.output

@@ -360,3 +360,19 @@ def test_loading_keeps_the_optimizer_state_tensors_in_place(algo, settings):
     for mine, saved in zip(state_tensors(agent), [v for s in trained["optimizers"]["optimizer"]["state"].values()
                                                   for v in s.values() if isinstance(v, torch.Tensor)]):
         assert torch.equal(mine, saved)
+
+
+def test_loading_a_state_of_other_entries_replaces_the_optimizer_state():
+    """A loaded state whose optimizer keeps other entries (amsgrad on) is taken as loaded, not squeezed into the
+    live tensors, and the optimizer steps on."""
+    from rlcourse.agents.base import _load_optimizer_keeping_setup
+
+    param = torch.nn.Parameter(torch.ones(3))
+    plain = torch.optim.Adam([param], lr=0.1)
+    param.grad = torch.ones(3)
+    plain.step()
+    other = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.1, amsgrad=True)
+    _load_optimizer_keeping_setup(plain, other.state_dict())  # fresh amsgrad state
+    assert plain.param_groups[0]["amsgrad"] and not plain.state[param]
+    plain.step()
+    assert set(plain.state[param]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}

@@ -265,6 +265,19 @@ def test_cartpole_is_learned_within_a_small_budget():
     assert result["mean_reward"] >= 150, result
 
 
+def test_the_dialogue_preset_learns_the_flagship_env():
+    """rlcourse/SlotFilling-v0 (masked actions, clean NLU): the shipped DQN preset, cut to 40k steps, books the
+    user's showing in at least 90 % of 200 fresh dialogues (it measured 100 % in 9.5 turns; random play almost never
+    succeeds)."""
+    preset = load_preset("dqn", "rlcourse/SlotFilling-v0")
+    run = {key: preset.pop(key) for key in RUN_KEYS}
+    agent = DQN("rlcourse/SlotFilling-v0", num_envs=run["num_envs"], device="cpu", seed=0, **preset)
+    assert agent.evaluate(n_episodes=50)["success_rate"] < 0.2
+    agent.learn(40_000)
+    result = agent.evaluate(n_episodes=200)
+    assert result["success_rate"] >= 0.9, result
+
+
 def test_shipped_presets_load_and_name_real_hyperparameters():
     for algo, cls in (("dqn", DQN), ("rainbow", Rainbow)):
         preset = load_preset(algo, CARTPOLE)

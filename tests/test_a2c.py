@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from agent_checks import assert_equal_tree, scalar_tags, train_with_the_cli
-from gymnasium import spaces
 from identity_envs import (
     ContinuousIdentityEnv,
     IdentityEnv,
@@ -255,22 +253,3 @@ def test_rl_zoo_preset_and_the_cli_run(tmp_path):
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         A2C(CARTPOLE, num_envs=2, device="cpu", **overrides)
-
-
-@pytest.mark.parametrize("action_space, name", [
-    (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
-    (spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32), "Box"),
-])
-def test_unsupported_action_space_names_the_supported_ones(action_space, name):
-    env = IdentityEnv(2)
-    env.single_action_space = action_space
-    with pytest.raises(ValueError) as error:
-        A2C(env, device="cpu")
-    assert name in str(error.value) and "Discrete" in str(error.value) and "1-D Box" in str(error.value)
-
-
-def test_image_observations_are_refused():
-    env = IdentityEnv(2)
-    env.single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match="flat Box observation"):
-        A2C(env, device="cpu")

@@ -1,5 +1,8 @@
 """Every agent on every registered rlcourse env whose spaces it supports, and a clear error on the others.
 
+Also, for every agent: an unsupported action space or an image observation is refused with an error
+that names the problem and what is supported.
+
 The issue's contract: an agent works on any env that fits its action space, the custom envs included
 as they land. For each (algorithm, env) pair the agent trains two iterations, acts (with the env's
 action masks where it has them), and evaluates; a mask-carrying env must never see a masked action.
@@ -7,11 +10,13 @@ action masks where it has them), and evaluates; a mask-carrying env must never s
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-
+from identity_envs import ContinuousIdentityEnv, IdentityEnv
 from rlcourse.agents import ALGOS
+
 from rlcourse.registry import list_envs, make_vec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -59,3 +64,31 @@ def test_agent_trains_acts_and_evaluates_or_refuses_clearly(algo, env_id):
             assert bool(masks.gather(1, actions[:, None]).all()), "a masked action was chosen"
     result = agent.evaluate(n_episodes=2)
     assert torch.isfinite(torch.tensor(result["mean_reward"]))
+
+
+#: What each algorithm's error names as supported, and the action spaces it must refuse.
+SUPPORTED_NAMES = {algo: ("Discrete", "1-D Box") for algo in SUPPORTS} | {
+    "dqn": ("Discrete",), "rainbow": ("Discrete",), "ddpg": ("1-D Box",)}
+NEVER_SUPPORTED = [spaces.Dict({"move": spaces.Discrete(2)}), spaces.MultiDiscrete([2, 3]), spaces.MultiBinary(3),
+                   spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32)]
+REFUSALS = [(algo, space) for algo in sorted(ALGOS)
+            for space in NEVER_SUPPORTED + [space for space in (spaces.Discrete(2), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32))
+                                             if not isinstance(space, SUPPORTS[algo])]]
+
+
+@pytest.mark.parametrize(("algo", "action_space"), REFUSALS, ids=[f"{a}-{type(s).__name__}{s.shape}" for a, s in REFUSALS])
+def test_unsupported_action_space_names_the_supported_ones(algo, action_space):
+    env = IdentityEnv(2)
+    env.single_action_space = action_space  # on the instance: the agent reads the space, never steps here
+    with pytest.raises(ValueError) as error:
+        ALGOS[algo](env, device="cpu", **SMALL[algo])
+    message = str(error.value)
+    assert type(action_space).__name__ in message and all(name in message for name in SUPPORTED_NAMES[algo]), message
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_image_observations_are_refused(algo):
+    env = ContinuousIdentityEnv(2) if algo == "ddpg" else IdentityEnv(2)
+    env.single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="flat Box observation"):
+        ALGOS[algo](env, device="cpu", **SMALL[algo])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
-from identity_envs import ContinuousIdentityEnv, IdentityEnv, mean_step_reward
+from identity_envs import ContinuousIdentityEnv, mean_step_reward
 from rlcourse.agents import DDPG
 from torch import nn
 
@@ -178,15 +178,6 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("env, message", [
-    (IdentityEnv(2), "DDPG supports 1-D Box action spaces only, got Discrete"),
-    (make_vec("CartPole-v1", 1, "cpu"), "DDPG supports 1-D Box action spaces only, got Discrete"),
-])
-def test_unsupported_action_space_names_the_supported_one(env, message):
-    with pytest.raises(ValueError, match=message):
-        DDPG(env, device="cpu")
-
-
 def test_unbounded_box_is_refused():
     env = ContinuousIdentityEnv(2)
     env.single_action_space = spaces.Box(-np.inf, np.inf, (1,), dtype=np.float32)

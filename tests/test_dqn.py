@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
 from identity_envs import N_CLASSES, IdentityEnv, MaskedIdentityEnv, mean_step_reward
 from rlcourse.agents import DQN, Rainbow
@@ -386,16 +385,6 @@ def test_cli_trains_dqn_and_rainbow_and_logs_sb3_tags(tmp_path):
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("action_space", [spaces.Box(-1.0, 1.0, (2,), dtype=np.float32), spaces.MultiDiscrete([2, 3])])
-def test_unsupported_action_space_names_the_supported_one(action_space):
-    env = IdentityEnv(2)
-    env.single_action_space = action_space
-    with pytest.raises(ValueError, match="DQN supports Discrete action spaces only"):
-        DQN(env, device="cpu")
-    with pytest.raises(ValueError, match="RAINBOW supports Discrete"):
-        Rainbow(env, device="cpu")
-
-
 @pytest.mark.parametrize("overrides, key", [
     ({"learning_rte": 1e-3}, "learning_rte"),
     ({"gamma": 1.5}, "gamma"),

@@ -418,32 +418,6 @@ def test_unknown_env_id():
         PPO("NoSuchEnv-v0", num_envs=2, device="cpu", **SMALL)
 
 
-class _ImageObsEnv(IdentityEnv):
-    single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
-
-    def _observe(self):
-        return super()._observe().reshape(self.num_envs, 2, 2)
-
-
-def test_2d_box_observation_is_rejected():
-    with pytest.raises(ValueError, match="flat Box observation"):
-        PPO(_ImageObsEnv(2), device="cpu", n_steps=4, batch_size=8)
-
-
-@pytest.mark.parametrize("action_space, name", [
-    (spaces.Dict({"move": spaces.Discrete(2)}), "Dict"),
-    (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
-    (spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32), "Box"),
-])
-def test_unsupported_action_space_is_rejected_with_the_supported_ones(action_space, name):
-    env = IdentityEnv(2)
-    env.single_action_space = action_space  # on the instance: the agent reads the space, never steps here
-    with pytest.raises(ValueError) as error:
-        PPO(env, device="cpu", n_steps=4, batch_size=8)
-    message = str(error.value)
-    assert name in message and "Discrete" in message and "1-D Box" in message, message
-
-
 class _DictActionEnv(IdentityEnv):
     single_action_space = spaces.Dict({"move": spaces.Discrete(2)})
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from agent_checks import assert_equal_tree, scalar_tags, train_with_the_cli
-from gymnasium import spaces
 from identity_envs import IdentityEnv, MaskedIdentityEnv, mean_step_reward
 from rlcourse.agents import REINFORCE
 from rlcourse.agents.reinforce import policy_gradient_weights
@@ -249,25 +247,6 @@ def test_preset_and_the_cli_run(tmp_path):
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         REINFORCE(CARTPOLE, num_envs=2, device="cpu", **overrides)
-
-
-@pytest.mark.parametrize("action_space, name", [
-    (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
-    (spaces.MultiBinary(3), "MultiBinary"),
-])
-def test_unsupported_action_space_names_the_supported_ones(action_space, name):
-    env = IdentityEnv(2)
-    env.single_action_space = action_space
-    with pytest.raises(ValueError) as error:
-        REINFORCE(env, device="cpu")
-    assert name in str(error.value) and "Discrete" in str(error.value) and "1-D Box" in str(error.value)
-
-
-def test_image_observations_are_refused():
-    env = IdentityEnv(2)
-    env.single_observation_space = spaces.Box(0.0, 1.0, (2, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match="flat Box observation"):
-        REINFORCE(env, device="cpu")
 
 
 def test_logs_hold_the_policy_gradient_statistics():

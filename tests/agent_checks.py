@@ -26,6 +26,28 @@ def log_without_time(agent) -> dict[str, float]:
     return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
 
 
+def assert_resume_matches_an_uninterrupted_run(make, tmp_path, total: int, half: int, straight_callbacks=(),
+                                               after_load=None, **load_kwargs):
+    """Train ``make()`` for ``total`` env steps straight; train ``make(run_dir=...)`` again but stop it at ``half``,
+    load its checkpoint (``load_kwargs`` go to ``load``; ``after_load(agent)`` may inspect it) and finish. Both must
+    end identical: every checkpointed tensor (networks, optimizer, replay, RNGs, env, counters) bit for bit, and the
+    last log. Returns both agents."""
+    straight = make()
+    straight.learn(total, callbacks=list(straight_callbacks))
+    first = make(run_dir=tmp_path / "run")
+    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
+    assert first.num_timesteps == half and first.interrupted_by is None
+    resumed = type(first).load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run", **load_kwargs)
+    assert resumed.num_timesteps == half
+    if after_load is not None:
+        after_load(resumed)
+    resumed.learn(total - half, reset_num_timesteps=False)
+    assert resumed.num_timesteps == straight.num_timesteps == total
+    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
+    assert log_without_time(straight) == log_without_time(resumed)
+    return straight, resumed
+
+
 def scalar_tags(run_dir) -> set[str]:
     """The scalar tags in a run folder's TensorBoard event files (read back with tensorboard's EventAccumulator)."""
     from pathlib import Path

@@ -7,7 +7,8 @@ import math
 
 import pytest
 import torch
-from agent_checks import assert_equal_tree, scalar_tags, train_with_the_cli
+from agent_checks import (assert_resume_matches_an_uninterrupted_run, log_without_time, scalar_tags,
+                          train_with_the_cli)
 from identity_envs import (
     ContinuousIdentityEnv,
     IdentityEnv,
@@ -159,16 +160,12 @@ def _small(seed: int, run_dir=None, **overrides) -> A2C:
     return A2C(CARTPOLE, num_envs=4, device="cpu", seed=seed, run_dir=run_dir, **{"n_steps": 8, **overrides})
 
 
-def _log(agent: A2C) -> dict[str, float]:
-    return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
-
-
 def test_same_seed_same_curve_and_another_seed_another():
     curves = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         agent = _small(seed)
         curve = []
-        agent.learn(1024, callbacks=[lambda a, curve=curve: curve.append(_log(a))], log_interval=1)
+        agent.learn(1024, callbacks=[lambda a, curve=curve: curve.append(log_without_time(a))], log_interval=1)
         curves[name] = curve
     assert curves["a"] == curves["b"]
     assert curves["a"] != curves["c"]
@@ -187,18 +184,8 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, optimizer):
     hparams = {"optimizer": optimizer, "anneal_lr": True, "ent_coef": 0.01, "gae_lambda": 0.9, "normalize_advantage": True}
-    total, half = 2048, 1024
-    straight = _small(5, **hparams)
-    straight.learn(total)
-
-    first = _small(5, run_dir=tmp_path / "run", **hparams)
-    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
-    assert first.num_timesteps == half
-    resumed = A2C.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
-    resumed.learn(total - half, reset_num_timesteps=False)
-    assert resumed.num_timesteps == straight.num_timesteps == total
-    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert _log(straight) == _log(resumed)
+    straight, _ = assert_resume_matches_an_uninterrupted_run(
+        lambda run_dir=None: _small(5, run_dir=run_dir, **hparams), tmp_path, total=2048, half=1024)
     assert straight.optimizer.state  # the optimizer state really was compared
     assert straight.last_log["train/learning_rate"] == 0.0  # annealed to 0 at the last update
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
+from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
 from identity_envs import ContinuousIdentityEnv, mean_step_reward
 from rlcourse.agents import DDPG
 from torch import nn
@@ -158,23 +158,14 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     hparams = dict(SMALL, action_noise="ornstein_uhlenbeck", noise_std=0.3, n_step=2, anneal_lr=True)
-    total, half = 512, 256
 
-    def make(run_dir=None):
-        # 5-step episodes: the cut falls mid-episode, where the OU processes are not at rest
-        return DDPG(ContinuousIdentityEnv(2, ep_length=5), device="cpu", seed=3, run_dir=run_dir, **hparams)
+    def the_ou_state_came_back(resumed):
+        assert not torch.all(resumed.ou_state == 0)
 
-    straight = make()
-    straight.learn(total)
-    first = make(tmp_path / "run")
-    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
-    assert first.num_timesteps == half
-    resumed = DDPG.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run",
-                        env=ContinuousIdentityEnv(2, ep_length=5))
-    assert resumed.num_timesteps == half and not torch.all(resumed.ou_state == 0)  # the OU state came back
-    resumed.learn(total - half, reset_num_timesteps=False)
-    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert log_without_time(straight) == log_without_time(resumed)
+    # 5-step episodes: the cut falls mid-episode, where the OU processes are not at rest
+    assert_resume_matches_an_uninterrupted_run(
+        lambda run_dir=None: DDPG(ContinuousIdentityEnv(2, ep_length=5), device="cpu", seed=3, run_dir=run_dir, **hparams),
+        tmp_path, total=512, half=256, after_load=the_ou_state_came_back, env=ContinuousIdentityEnv(2, ep_length=5))
 
 
 # ============================================================================= bad inputs

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
+from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
 from identity_envs import N_CLASSES, IdentityEnv, MaskedIdentityEnv, mean_step_reward
 from rlcourse.agents import DQN, Rainbow
 from rlcourse.agents.dqn import (
@@ -334,21 +334,10 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 @pytest.mark.parametrize("cls, hparams", [(DQN, dict(TINY, double=True, n_step=2, exploration_fraction=0.5)),
                                           (Rainbow, RAINBOW_TINY)], ids=["dqn", "rainbow"])
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, cls, hparams):
-    total, half = 1024, 512
-
-    def make(run_dir=None):
-        return cls(CARTPOLE, num_envs=2, device="cpu", seed=3, run_dir=run_dir, **hparams, anneal_lr=True)
-
-    straight = make()
-    straight.learn(total)
-    first = make(tmp_path / "run")
-    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
-    assert first.num_timesteps == half
-    resumed = cls.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
-    resumed.learn(total - half, reset_num_timesteps=False)
     # networks, optimizer, replay (rows, priorities), noise, RNGs, env, counters: all bit for bit
-    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert log_without_time(straight) == log_without_time(resumed)
+    straight, _ = assert_resume_matches_an_uninterrupted_run(
+        lambda run_dir=None: cls(CARTPOLE, num_envs=2, device="cpu", seed=3, run_dir=run_dir, **hparams, anneal_lr=True),
+        tmp_path, total=1024, half=512)
     assert straight.last_log["train/learning_rate"] < hparams["learning_rate"]  # annealing was resumed too
 
 

@@ -26,7 +26,7 @@ def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
     return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
 
 
-from agent_checks import assert_equal_tree, log_without_time  # noqa: E402
+from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
 from identity_envs import (
     N_CLASSES,
     ContinuousIdentityEnv,
@@ -284,29 +284,13 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     hparams = dict(n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, anneal_lr=True, anneal_clip_range=True,
                    target_kl=0.001)
-    total, half = 2048, 1024
-
-    def make(run_dir=None):
-        return PPO(CARTPOLE, num_envs=4, device="cpu", seed=3, run_dir=run_dir, **hparams)
-
     updates = []
-    straight = make()
-    straight.learn(total, callbacks=[lambda a: updates.append(a.last_log["train/n_updates"])])
+    # kl_beta, RNGs, env state, observation, episode sums, counters: all in the checkpoint, all compared
+    straight, resumed = assert_resume_matches_an_uninterrupted_run(
+        lambda run_dir=None: PPO(CARTPOLE, num_envs=4, device="cpu", seed=3, run_dir=run_dir, **hparams), tmp_path,
+        total=2048, half=1024, straight_callbacks=[lambda a: updates.append(a.last_log["train/n_updates"])])
     assert any(n < 16 for n in updates), updates  # the masked target_kl early stop happened
-
-    first = make(tmp_path / "run")
-    first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
-    assert first.num_timesteps == half and first.interrupted_by is None
-    resumed = PPO.load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run")
-    assert resumed.num_timesteps == half
-    resumed.learn(total - half, reset_num_timesteps=False)
-    assert resumed.num_timesteps == straight.num_timesteps == total
-
-    _assert_same_state(straight, resumed)
-    assert torch.equal(straight.kl_beta, resumed.kl_beta) and torch.equal(straight.clip_range, resumed.clip_range)
-    # everything else a checkpoint holds too: RNGs, env state, observation, episode sums, counters
-    assert_equal_tree(straight.checkpoint_state(), resumed.checkpoint_state())
-    assert log_without_time(straight) == log_without_time(resumed)
+    assert torch.equal(straight.clip_range, resumed.clip_range)  # annealed from host progress, not checkpointed
     # As in SB3, an update sees the progress after its rollout: the last one runs at a learning rate of 0.
     assert straight.last_log["train/learning_rate"] == 0.0
 

@@ -110,8 +110,9 @@ SB3_ZOO: dict[str, ZooSetup] = {
 
 #: The large-batch rows (``--large-batch``, on by default on CUDA): each algorithm with many envs and
 #: big update batches, the way a GPU wants it, trained on the same task to the same target. Settings
-#: were picked by a sweep of a few candidates per algorithm on an NVIDIA H200 (2026-11-21), for the
-#: shortest wall time to the target; keys as in a preset. PPO's are the cartpole suite's 4,096-env ones.
+#: were picked by a sweep of a few candidates per algorithm on an NVIDIA H200 (2026-11-21, before the
+#: optimizer-state fix: to be swept again), for the shortest wall time to the target; keys as in a preset.
+#: PPO's are the cartpole suite's 4,096-env ones.
 LARGE_BATCH: dict[str, dict[str, Any]] = {
     "dqn": {"num_envs": 16, "total_timesteps": 200_000, "learning_rate": 2.3e-3, "anneal_lr": True, "batch_size": 512,
             "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.98, "target_update_interval": 256, "train_freq": 16,

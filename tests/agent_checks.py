@@ -48,6 +48,16 @@ def assert_resume_matches_an_uninterrupted_run(make, tmp_path, total: int, half:
     return straight, resumed
 
 
+def learning_curves(agents, steps: int, **learn_kwargs) -> list[list[dict[str, float]]]:
+    """Train each agent for ``steps`` env steps; returns each one's logs (without wall-clock entries), one per log."""
+    curves = []
+    for agent in agents:
+        curve: list[dict[str, float]] = []
+        agent.learn(steps, callbacks=[lambda a, curve=curve: curve.append(log_without_time(a))], **learn_kwargs)
+        curves.append(curve)
+    return curves
+
+
 def scalar_tags(run_dir) -> set[str]:
     """The scalar tags in a run folder's TensorBoard event files (read back with tensorboard's EventAccumulator)."""
     from pathlib import Path

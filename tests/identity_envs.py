@@ -115,6 +115,13 @@ class ContinuousIdentityEnv(TensorVecEnv):
         return self.target.clone()
 
 
+def reward_before_and_after(agent, env_class: type[TensorVecEnv], steps: int) -> tuple[float, float]:
+    """The deterministic policy's mean step reward on a fresh 32-env ``env_class``, before and after ``learn(steps)``."""
+    before = mean_step_reward(agent, env_class(32))
+    agent.learn(steps)
+    return before, mean_step_reward(agent, env_class(32))
+
+
 def mean_step_reward(agent, env: TensorVecEnv, steps: int = 32, seed: int = 123) -> float:
     """Mean per-step reward of the deterministic policy on a fresh env (evaluate() needs a registered id)."""
     obs, _ = env.reset(seed=seed)

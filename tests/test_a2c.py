@@ -7,13 +7,18 @@ import math
 
 import pytest
 import torch
-from agent_checks import (assert_resume_matches_an_uninterrupted_run, log_without_time, scalar_tags,
-                          train_with_the_cli)
+from agent_checks import (
+    assert_resume_matches_an_uninterrupted_run,
+    learning_curves,
+    scalar_tags,
+    train_with_the_cli,
+)
 from identity_envs import (
     ContinuousIdentityEnv,
     IdentityEnv,
     MaskedIdentityEnv,
     mean_step_reward,
+    reward_before_and_after,
 )
 from rlcourse.agents import A2C
 from rlcourse.agents.a2c import actor_critic_loss
@@ -113,10 +118,7 @@ IDENTITY_HP = {"n_steps": 8, "learning_rate": 3e-3, "gamma": 0.5}
 
 
 def test_identity_env_is_learned():
-    agent = A2C(IdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
-    before = mean_step_reward(agent, IdentityEnv(32))
-    agent.learn(4096)
-    after = mean_step_reward(agent, IdentityEnv(32))
+    before, after = reward_before_and_after(A2C(IdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP), IdentityEnv, 4096)
     assert before < 0.6
     assert after >= 0.9, (before, after)
 
@@ -142,9 +144,7 @@ def test_masked_env_control_without_masks_takes_invalid_actions():
 
 def test_continuous_actions_learn_through_the_gaussian_head():
     agent = A2C(ContinuousIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP, optimizer="adam")
-    before = mean_step_reward(agent, ContinuousIdentityEnv(32))
-    agent.learn(8192)
-    after = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    before, after = reward_before_and_after(agent, ContinuousIdentityEnv, 8192)
     assert after > before + 0.15, (before, after)
 
 
@@ -161,14 +161,9 @@ def _small(seed: int, run_dir=None, **overrides) -> A2C:
 
 
 def test_same_seed_same_curve_and_another_seed_another():
-    curves = {}
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        agent = _small(seed)
-        curve = []
-        agent.learn(1024, callbacks=[lambda a, curve=curve: curve.append(log_without_time(a))], log_interval=1)
-        curves[name] = curve
-    assert curves["a"] == curves["b"]
-    assert curves["a"] != curves["c"]
+    a, b, c = learning_curves([_small(seed) for seed in (7, 7, 8)], 1024, log_interval=1)
+    assert a == b
+    assert a != c
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):

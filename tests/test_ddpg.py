@@ -8,9 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from agent_checks import (  # noqa: E402
+    assert_equal_tree,
+    assert_resume_matches_an_uninterrupted_run,
+    learning_curves,
+)
 from gymnasium import spaces
-from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
-from identity_envs import ContinuousIdentityEnv, mean_step_reward
+from identity_envs import ContinuousIdentityEnv, reward_before_and_after
 from rlcourse.agents import DDPG
 from torch import nn
 
@@ -100,9 +104,7 @@ def test_target_networks_follow_by_polyak_averaging():
 # ============================================================================= learning
 def test_continuous_identity_env_is_learned():
     agent = DDPG(ContinuousIdentityEnv(4), device="cpu", seed=0, **IDENTITY)
-    before = mean_step_reward(agent, ContinuousIdentityEnv(32))
-    agent.learn(2048)
-    after = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    before, after = reward_before_and_after(agent, ContinuousIdentityEnv, 2048)
     # untrained: a ≈ 0, so the reward is about −E[t²] = −1/3; trained: a ≈ target
     assert before < -0.2
     assert after > -0.02, (before, after)
@@ -137,11 +139,7 @@ def test_shipped_pendulum_preset_is_rl_zoo_s():
 
 def test_same_seed_same_run_and_different_seed_different_run():
     runs = [DDPG(ContinuousIdentityEnv(2), device="cpu", seed=seed, **SMALL) for seed in (4, 4, 5)]
-    curves = []
-    for agent in runs:
-        curve = []
-        agent.learn(256, log_interval=4, callbacks=[lambda a, c=curve: c.append(log_without_time(a))])
-        curves.append(curve)
+    curves = learning_curves(runs, 256, log_interval=4)
     assert curves[0] == curves[1] and curves[0] != curves[2]
     assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
 

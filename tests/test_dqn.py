@@ -8,8 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
-from identity_envs import N_CLASSES, IdentityEnv, MaskedIdentityEnv, mean_step_reward
+from agent_checks import (  # noqa: E402
+    assert_equal_tree,
+    assert_resume_matches_an_uninterrupted_run,
+    learning_curves,
+)
+from identity_envs import (
+    N_CLASSES,
+    IdentityEnv,
+    MaskedIdentityEnv,
+    mean_step_reward,
+    reward_before_and_after,
+)
 from rlcourse.agents import DQN, Rainbow
 from rlcourse.agents.dqn import (
     DQNConfig,
@@ -231,10 +241,9 @@ def test_predict_with_masks_never_returns_a_masked_action():
 # ============================================================================= learning
 def test_identity_env_is_learned():
     agent = DQN(IdentityEnv(8), device="cpu", seed=0, **IDENTITY)
-    before = mean_step_reward(agent, IdentityEnv(32))
-    agent.learn(2048)
+    before, after = reward_before_and_after(agent, IdentityEnv, 2048)
     assert before < 0.6
-    assert mean_step_reward(agent, IdentityEnv(32)) >= 0.95
+    assert after >= 0.95
     assert agent.last_log["rollout/exploration_rate"] == pytest.approx(0.05)
     assert agent.last_log["train/n_updates"] == (2048 - 128) // 32 * 4 + 4
 
@@ -296,11 +305,7 @@ RAINBOW_TINY = dict(TINY, v_min=0.0, v_max=50.0, n_atoms=11, noise_resample="epi
 
 def test_same_seed_same_run_and_different_seed_different_run():
     runs = [Rainbow(CARTPOLE, num_envs=2, device="cpu", seed=seed, **RAINBOW_TINY) for seed in (7, 7, 8)]
-    curves = []
-    for agent in runs:
-        curve = []
-        agent.learn(512, callbacks=[lambda a, c=curve: c.append(log_without_time(a))])
-        curves.append(curve)
+    curves = learning_curves(runs, 512)
     assert curves[0] == curves[1]
     assert_equal_tree(runs[0].checkpoint_state()["modules"], runs[1].checkpoint_state()["modules"])
     assert curves[0] != curves[2]

@@ -26,13 +26,18 @@ def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
     return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
 
 
-from agent_checks import assert_equal_tree, assert_resume_matches_an_uninterrupted_run, log_without_time  # noqa: E402
+from agent_checks import (  # noqa: E402
+    assert_equal_tree,
+    assert_resume_matches_an_uninterrupted_run,
+    log_without_time,
+)
 from identity_envs import (
     N_CLASSES,
     ContinuousIdentityEnv,
     IdentityEnv,
     MaskedIdentityEnv,
     mean_step_reward,
+    reward_before_and_after,
 )
 
 IDENTITY_HP = dict(n_steps=16, batch_size=32, n_epochs=4, learning_rate=3e-3)
@@ -147,9 +152,7 @@ def test_cartpole_preset_reaches_475():
 
 def test_identity_env_is_learned():
     agent = PPO(IdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
-    before = mean_step_reward(agent, IdentityEnv(32))
-    agent.learn(2048)
-    after = mean_step_reward(agent, IdentityEnv(32))
+    before, after = reward_before_and_after(agent, IdentityEnv, 2048)
     assert before < 0.6
     assert after >= 0.9, (before, after)
     assert agent.last_log["rollout/ep_len_mean"] == 4.0
@@ -158,9 +161,7 @@ def test_identity_env_is_learned():
 
 def test_continuous_identity_env_is_learned_through_the_gaussian_policy():
     agent = PPO(ContinuousIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
-    before = mean_step_reward(agent, ContinuousIdentityEnv(32))
-    agent.learn(4096)
-    after = mean_step_reward(agent, ContinuousIdentityEnv(32))
+    before, after = reward_before_and_after(agent, ContinuousIdentityEnv, 4096)
     # untrained: a ≈ 0 so the reward is about -E[t²] = -1/3; trained: a ≈ target
     assert before < -0.2
     assert after > -0.05 and after > before + 0.2, (before, after)

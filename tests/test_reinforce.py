@@ -7,9 +7,13 @@ import math
 
 import pytest
 import torch
-from agent_checks import (assert_resume_matches_an_uninterrupted_run, log_without_time, scalar_tags,
-                          train_with_the_cli)
-from identity_envs import IdentityEnv, MaskedIdentityEnv, mean_step_reward
+from agent_checks import (
+    assert_resume_matches_an_uninterrupted_run,
+    learning_curves,
+    scalar_tags,
+    train_with_the_cli,
+)
+from identity_envs import IdentityEnv, MaskedIdentityEnv, reward_before_and_after
 from rlcourse.agents import REINFORCE
 from rlcourse.agents.reinforce import policy_gradient_weights
 
@@ -149,9 +153,7 @@ def test_a_batch_that_finishes_no_episode_changes_nothing_without_a_critic():
 @pytest.mark.parametrize("baseline", ["none", "mean", "value"])
 def test_identity_env_is_learned(baseline):
     agent = REINFORCE(IdentityEnv(8), device="cpu", seed=0, n_steps=16, learning_rate=3e-3, gamma=0.5, baseline=baseline)
-    before = mean_step_reward(agent, IdentityEnv(32))
-    agent.learn(4096)
-    after = mean_step_reward(agent, IdentityEnv(32))
+    before, after = reward_before_and_after(agent, IdentityEnv, 4096)
     assert before < 0.6 and after >= 0.9, (before, after)
 
 
@@ -176,14 +178,9 @@ def _small(seed: int, run_dir=None, **overrides) -> REINFORCE:
 
 
 def test_same_seed_same_curve_and_another_seed_another():
-    curves = {}
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        agent = _small(seed)
-        curve = []
-        agent.learn(1024, callbacks=[lambda a, curve=curve: curve.append(log_without_time(a))])
-        curves[name] = curve
-    assert curves["a"] == curves["b"]
-    assert curves["a"] != curves["c"]
+    a, b, c = learning_curves([_small(seed) for seed in (7, 7, 8)], 1024)
+    assert a == b
+    assert a != c
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):

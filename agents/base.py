@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlcourse.agents import graphs
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, load_checkpoint, restore_global_rng, save_checkpoint
 from rlcourse.config import config_to_dict, make_config
 from rlcourse.device import resolve_device
@@ -217,6 +218,8 @@ class Agent(abc.ABC):
         if cuda_graphs is None:
             cuda_graphs = self.device.type == "cuda" and self.env.graph_safe
         self.cuda_graphs = bool(cuda_graphs)
+        self._graph: torch.cuda.CUDAGraph | None = None  # the captured iteration (see _replay_captured)
+        self._graph_stats: dict[str, torch.Tensor] = {}
         if self.cuda_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
         if self.cuda_graphs and not self.env.graph_safe:
@@ -284,7 +287,28 @@ class Agent(abc.ABC):
             getattr(self, name).copy_(value)
 
     def _on_state_loaded(self) -> None:
-        """Called after a checkpoint was loaded (e.g. to drop captured CUDA graphs)."""
+        """Called after a checkpoint was loaded: the loaded RNG and env state are read anew, so capture again."""
+        self._graph = None
+
+    def _apply_schedules(self) -> None:
+        """Set this iteration's host-known schedules (learning rates, ...) on the device; ``fill_`` only, graph safe."""
+
+    def _replay_captured(self, iteration: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Run ``iteration`` as a CUDA graph, captured on the first call (and again after a load), replayed after.
+
+        Capture starts from the state before its warm-up runs (``graphs.capture``), with this iteration's
+        schedules; the returned statistics are the graph's output tensors, refreshed by each replay.
+        """
+        if self._graph is None:
+            self._graph, self._graph_stats = graphs.capture(
+                iteration, snapshot=self.checkpoint_state, restore=self._restore_for_capture,
+                generators=[self.generator, self.env.generator])
+        self._graph.replay()
+        return self._graph_stats
+
+    def _restore_for_capture(self, state: dict[str, Any]) -> None:
+        self.load_state(state)
+        self._apply_schedules()
 
     # ----------------------------------------------------------------- training
     def learn(self, total_timesteps: int, progress_bar: bool = False, callbacks: Iterable[Callback] = (),

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
-from rlcourse.agents import graphs
 from rlcourse.agents.base import Agent
 from rlcourse.agents.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rlcourse.config import check_fields
@@ -80,8 +79,6 @@ class OffPolicyAgent(Agent):
         self._total_steps = torch.ones((), dtype=torch.float64, device=self.device)
         self.n_updates = torch.zeros((), dtype=torch.int64, device=self.device)
         self._learning_rate = torch.zeros((), device=self.device)  # for the log: a host float would need an upload
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_stats: dict[str, torch.Tensor] = {}
 
     def _make_optimizer(self, module: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads.
@@ -139,19 +136,7 @@ class OffPolicyAgent(Agent):
         updates = self.num_timesteps + self.steps_per_iteration >= self.config.learning_starts
         if not (self.cuda_graphs and updates):  # warm-up iterations (no updates) run eagerly
             return self._collect_and_update(updates)
-        if self._graph is None:
-            self._graph, self._graph_stats = graphs.capture(
-                lambda: self._collect_and_update(True), snapshot=self.checkpoint_state,
-                restore=self._restore_for_capture, generators=[self.generator, self.env.generator])
-        self._graph.replay()
-        return self._graph_stats
-
-    def _restore_for_capture(self, state: dict[str, Any]) -> None:
-        self.load_state(state)
-        self._apply_schedules()
-
-    def _on_state_loaded(self) -> None:
-        self._graph = None  # optimizer and buffer tensors were refilled; capture again
+        return self._replay_captured(lambda: self._collect_and_update(True))
 
     def _collect_and_update(self, updates: bool) -> dict[str, torch.Tensor]:
         stats = self._collect()

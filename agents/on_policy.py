@@ -21,11 +21,9 @@ the agent has a critic).
 from __future__ import annotations
 
 import abc
-from typing import Any
 
 import torch
 from gymnasium import spaces
-from rlcourse.agents import graphs
 from rlcourse.agents.base import Agent
 from rlcourse.agents.distributions import mask_logits
 from rlcourse.agents.rollout import (
@@ -51,11 +49,7 @@ class OnPolicyAgent(Agent):
                                              action_dtype, mask_dim, self.device)
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_stats: dict[str, torch.Tensor] = {}
 
-    def _on_state_loaded(self) -> None:
-        self._graph = None  # the loaded RNG and env state are read anew: capture again
 
     # ----------------------------------------------------------------- acting
     def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
@@ -79,16 +73,7 @@ class OnPolicyAgent(Agent):
         self._apply_schedules()
         if not self.cuda_graphs:
             return self._collect_and_update()
-        if self._graph is None:
-            self._graph, self._graph_stats = graphs.capture(
-                self._collect_and_update, snapshot=self.checkpoint_state, restore=self._restore_for_capture,
-                generators=[self.generator, self.env.generator])
-        self._graph.replay()
-        return self._graph_stats
-
-    def _restore_for_capture(self, state: dict[str, Any]) -> None:
-        self.load_state(state)
-        self._apply_schedules()
+        return self._replay_captured(self._collect_and_update)
 
     def _progress_remaining(self) -> float:
         """1 → 0 over training, from host-side counters (no device read).

@@ -1,8 +1,8 @@
 """rlcourse's agents: one module per algorithm, all behind the :class:`~rlcourse.agents.base.Agent` API."""
 
-from rlcourse.agents.base import Agent
 from rlcourse.agents.a2c import A2C, A2CConfig
 from rlcourse.agents.a3c import A3C, A3CConfig
+from rlcourse.agents.base import Agent
 from rlcourse.agents.ddpg import DDPG, DDPGConfig
 from rlcourse.agents.dqn import DQN, DQNConfig
 from rlcourse.agents.ppo import PPO, PPOConfig
@@ -10,8 +10,31 @@ from rlcourse.agents.rainbow import Rainbow, RainbowConfig
 from rlcourse.agents.reinforce import REINFORCE, REINFORCEConfig
 
 #: CLI name -> agent class.
-ALGOS: dict[str, type[Agent]] = {"ppo": PPO, "reinforce": REINFORCE, "a2c": A2C, "a3c": A3C,
-                               "dqn": DQN, "rainbow": Rainbow, "ddpg": DDPG}
+ALGOS: dict[str, type[Agent]] = {
+    "ppo": PPO,
+    "reinforce": REINFORCE,
+    "a2c": A2C,
+    "a3c": A3C,
+    "dqn": DQN,
+    "rainbow": Rainbow,
+    "ddpg": DDPG,
+}
 
-__all__ = ["Agent", "PPO", "PPOConfig", "REINFORCE", "REINFORCEConfig", "A2C", "A2CConfig", "A3C", "A3CConfig",
-           "DQN", "DQNConfig", "Rainbow", "RainbowConfig", "DDPG", "DDPGConfig", "ALGOS"]
+__all__ = [
+    "Agent",
+    "PPO",
+    "PPOConfig",
+    "REINFORCE",
+    "REINFORCEConfig",
+    "A2C",
+    "A2CConfig",
+    "A3C",
+    "A3CConfig",
+    "DQN",
+    "DQNConfig",
+    "Rainbow",
+    "RainbowConfig",
+    "DDPG",
+    "DDPGConfig",
+    "ALGOS",
+]

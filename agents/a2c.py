@@ -36,10 +36,10 @@ from typing import Literal
 
 import torch
 from gymnasium import spaces
+
 from rlcourse.agents.distributions import make_distribution, mask_logits
 from rlcourse.agents.networks import SharedActorCritic
 from rlcourse.agents.on_policy import OnPolicyAgent
-
 from rlcourse.config import check_fields, hp
 
 
@@ -51,7 +51,9 @@ class A2CConfig:
     learning_rate: float = hp(7e-4, "optimizer step size")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
     gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
-    gae_lambda: float = hp(1.0, "λ of GAE: 1 is the n-step advantage, 0 the one-step r + γV(s') − V(s) of notes:13706-13740")
+    gae_lambda: float = hp(
+        1.0, "λ of GAE: 1 is the n-step advantage, 0 the one-step r + γV(s') − V(s) of notes:13706-13740"
+    )
     ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758)")
     vf_coef: float = hp(0.5, "weight of the value loss")
     max_grad_norm: float | None = hp(0.5, "clip the global gradient norm to this (null: off)")
@@ -59,8 +61,12 @@ class A2CConfig:
     optimizer: Literal["rmsprop", "adam"] = hp("rmsprop", "rmsprop (SB3's A2C) or adam")
     rms_prop_alpha: float = hp(0.99, "RMSprop's smoothing constant α")
     optimizer_eps: float = hp(1e-5, "ε of RMSprop or Adam")
-    net_arch: tuple[int, ...] = hp((64, 64), "hidden sizes of the trunk shared by the policy and value heads (notes:13744-13752)")
-    head_arch: tuple[int, ...] = hp((), "hidden sizes of each head on top of the trunk ([]: each head is one linear layer)")
+    net_arch: tuple[int, ...] = hp(
+        (64, 64), "hidden sizes of the trunk shared by the policy and value heads (notes:13744-13752)"
+    )
+    head_arch: tuple[int, ...] = hp(
+        (), "hidden sizes of each head on top of the trunk ([]: each head is one linear layer)"
+    )
     activation: Literal["tanh", "relu", "elu"] = hp("tanh", "hidden-layer activation")
     log_std_init: float = hp(0.0, "initial log standard deviation of Gaussian policies")
 
@@ -77,8 +83,15 @@ class A2CConfig:
             raise ValueError(f"head_arch must hold positive sizes, got {list(self.head_arch)!r}")
 
 
-def actor_critic_loss(log_prob: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor, advantages: torch.Tensor,
-                      returns: torch.Tensor, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def actor_critic_loss(
+    log_prob: torch.Tensor,
+    entropy: torch.Tensor,
+    values: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The A2C loss to minimise and its parts ``[policy, value, entropy, total]`` (see the module docstring)."""
     policy_loss = -(advantages * log_prob).mean()
     value_loss = (returns - values).square().mean()
@@ -102,10 +115,13 @@ class A2C(OnPolicyAgent):
         if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
             raise ValueError(f"{self.algo.upper()} needs a flat Box observation space, got {obs_space}")
         if c.normalize_advantage and self.steps_per_iteration < 2:
-            raise ValueError("normalize_advantage needs a rollout of at least 2 steps (n_steps * num_envs); a single advantage has no spread")
+            raise ValueError(
+                "normalize_advantage needs a rollout of at least 2 steps (n_steps * num_envs); a single advantage has no spread"
+            )
         self.distribution = make_distribution(action_space)
-        self.policy = SharedActorCritic(obs_space.shape[0], self.distribution, c.net_arch, c.activation,
-                                        c.log_std_init, c.head_arch).to(self.device)
+        self.policy = SharedActorCritic(
+            obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init, c.head_arch
+        ).to(self.device)
         self.optimizer = self._make_optimizer(self.policy.parameters())
         self._setup_rollout()
         self._loss_fn = torch.compile(self._loss) if self.compile else self._loss
@@ -116,7 +132,9 @@ class A2C(OnPolicyAgent):
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=lr, eps=c.optimizer_eps, capturable=self.cuda_graphs)
-        return torch.optim.RMSprop(params, lr=lr, alpha=c.rms_prop_alpha, eps=c.optimizer_eps, capturable=self.cuda_graphs)
+        return torch.optim.RMSprop(
+            params, lr=lr, alpha=c.rms_prop_alpha, eps=c.optimizer_eps, capturable=self.cuda_graphs
+        )
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy}
@@ -143,14 +161,19 @@ class A2C(OnPolicyAgent):
         """One gradient step on the whole rollout (the batch is used once, then discarded)."""
         c, buf = self.config, self.buffer
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
-        loss, parts = self._loss_fn(buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"), masks)
+        loss, parts = self._loss_fn(
+            buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"), masks
+        )
         self.policy.zero_grad(set_to_none=False)
         loss.backward()
         if c.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
         self._apply_gradients()
         return {
-            "train/policy_loss": parts[0], "train/value_loss": parts[1], "train/entropy_loss": parts[2], "train/loss": parts[3],
+            "train/policy_loss": parts[0],
+            "train/value_loss": parts[1],
+            "train/entropy_loss": parts[2],
+            "train/loss": parts[3],
             "train/learning_rate": self._learning_rate_stat(),
         }
 

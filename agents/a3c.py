@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-from rlcourse.agents.a2c import A2C, A2CConfig
-from rlcourse.agents.base import Callback
 
+from rlcourse.agents.a2c import A2C, A2CConfig
+from rlcourse.agents.training import TrainingLoop
+from rlcourse.callbacks import RolloutBatch
 from rlcourse.config import hp
-from rlcourse.logger import RunLogger
 from rlcourse.vec_env import TensorVecEnv
 
 #: Seconds the main process waits for the workers to finish their rollout once asked to stop.
@@ -105,22 +105,42 @@ class A3C(A2C):
     config: A3CConfig
     cpu_only = True
 
-    def __init__(self, env: str | TensorVecEnv, num_envs: int = 1, device: str | torch.device = "cpu", seed: int = 0,
-                 run_dir: str | Path | None = None, compile: bool = False, cuda_graphs: bool | None = None,
-                 env_kwargs: dict[str, Any] | None = None, **hparams: Any):
+    def __init__(
+        self,
+        env: str | TensorVecEnv,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        compile: bool = False,
+        cuda_graphs: bool | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        **hparams: Any,
+    ):
         try:
             requested = torch.device("cpu" if str(device) == "auto" else str(device))
         except RuntimeError:  # not a device name at all: the usual device check below says so
             requested = None
         if requested is not None and requested.type != "cpu":
-            raise ValueError(f"A3C runs its workers as CPU processes (notes:13760-13772), so device {str(device)!r} is not "
-                             "supported; use device='cpu' (--device cpu), or A2C, the synchronous form, on a GPU")
+            raise ValueError(
+                f"A3C runs its workers as CPU processes (notes:13760-13772), so device {str(device)!r} is not "
+                "supported; use device='cpu' (--device cpu), or A2C, the synchronous form, on a GPU"
+            )
         if cuda_graphs:
             raise ValueError("A3C does not capture CUDA graphs: its workers run on the CPU")
         if isinstance(env, TensorVecEnv) and env.device.type != "cpu":
             raise ValueError(f"A3C needs an env on the CPU, got one on {env.device}")
-        super().__init__(env, num_envs=num_envs, device="cpu" if requested is not None else device, seed=seed,
-                         run_dir=run_dir, compile=compile, cuda_graphs=False, env_kwargs=env_kwargs, **hparams)
+        super().__init__(
+            env,
+            num_envs=num_envs,
+            device="cpu" if requested is not None else device,
+            seed=seed,
+            run_dir=run_dir,
+            compile=compile,
+            cuda_graphs=False,
+            env_kwargs=env_kwargs,
+            **hparams,
+        )
 
     def _build(self) -> None:
         super()._build()
@@ -137,49 +157,73 @@ class A3C(A2C):
                     value.share_memory_()
 
     # ----------------------------------------------------------------- training: the main process
-    def _train_loop(self, logger: RunLogger, stop: Any, callbacks: list[Callback], log_interval: int,
-                    checkpoint_interval_s: float) -> None:
+    def _allocate_batch(self) -> RolloutBatch:
+        raise ValueError(
+            "A3C's rollouts happen in its worker processes, so a callback cannot read them "
+            "(needs_batch); use A2C, whose rollouts the main process makes"
+        )
+
+    def _train_loop(self, loop: TrainingLoop) -> None:
         c = self.config
         ctx = mp.get_context("spawn")
         messages = ctx.Queue()
         stop_event = ctx.Event()
         counter = ctx.Value("q", self.num_timesteps)  # env steps handed out to workers so far
         a2c_fields = {f.name for f in dataclasses.fields(A2CConfig)}
-        spec = _WorkerSpec(env=self.env_id if self.env_id is not None else type(self.env), env_kwargs=self.env.options(),
-                           num_envs=self.num_envs, hparams={k: v for k, v in dataclasses.asdict(c).items() if k in a2c_fields},
-                           total_timesteps=self.total_timesteps, threads=c.worker_threads, compile=self.compile)
+        spec = _WorkerSpec(
+            env=self.env_id if self.env_id is not None else type(self.env),
+            env_kwargs=self.env.options(),
+            num_envs=self.num_envs,
+            hparams={k: v for k, v in dataclasses.asdict(c).items() if k in a2c_fields},
+            total_timesteps=self.total_timesteps,
+            threads=c.worker_threads,
+            compile=self.compile,
+        )
         # Fresh, independent streams per worker, and per training session (a resumed run does not replay its start).
-        seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence([self.seed, self.num_timesteps, 0xA3C]).spawn(c.num_workers)]
+        seeds = [
+            int(s.generate_state(1)[0])
+            for s in np.random.SeedSequence([self.seed, self.num_timesteps, 0xA3C]).spawn(c.num_workers)
+        ]
         shared_state = [self.optimizer.state[p] for p in self.policy.parameters()]
-        workers = [ctx.Process(target=_worker_main, name=f"a3c-worker-{rank}", daemon=True,
-                               args=(rank, seeds[rank], spec, self.policy, shared_state, counter, stop_event, messages, os.getpid()))
-                   for rank in range(c.num_workers)]
+        workers = [
+            ctx.Process(
+                target=_worker_main,
+                name=f"a3c-worker-{rank}",
+                daemon=True,
+                args=(rank, seeds[rank], spec, self.policy, shared_state, counter, stop_event, messages, os.getpid()),
+            )
+            for rank in range(c.num_workers)
+        ]
         try:
             _start_ignoring_ctrl_c(workers)
-            self._drive_workers(workers, messages, stop_event, logger, stop, callbacks, log_interval, checkpoint_interval_s)
+            self._drive_workers(workers, messages, stop_event, loop)
         finally:
             stop_event.set()
             _shut_down(workers, messages)
 
-    def _drive_workers(self, workers: list[Any], messages: Any, stop_event: Any, logger: RunLogger, stop: Any,
-                       callbacks: list[Callback], log_interval: int, checkpoint_interval_s: float) -> None:
-        """Turn worker reports into the usual logs, callbacks and checkpoints until every worker is done."""
+    def _drive_workers(self, workers: list[Any], messages: Any, stop_event: Any, loop: TrainingLoop) -> None:
+        """Turn worker reports into iterations of the shared training loop until every worker is done.
+
+        Each report is one worker's rollout and update; the loop logs (the mean of each statistic over the
+        reports since the last log), runs the callbacks and writes the timed checkpoints (while the workers
+        keep writing: a Hogwild snapshot). When it says stop, the workers finish their current rollout.
+        """
         running = set(range(len(workers)))
         stat_sums: dict[str, float] = {}
         stat_counts: dict[str, int] = {}
-        last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
-        last_checkpoint = time.monotonic()
-        stopping = False
 
-        def request_stop() -> None:
-            nonlocal stopping
-            stopping = True
-            stop_event.set()
+        def mean_stats() -> dict[str, torch.Tensor]:
+            means = {tag: torch.tensor(stat_sums[tag] / stat_counts[tag]) for tag in stat_sums}
+            stat_sums.clear()
+            stat_counts.clear()
+            return means
 
         while running:
-            if not stopping and stop.signum is not None:
-                self.interrupted_by = stop.signum
-                request_stop()
+            if not loop.stopped and loop.stop.signum is not None:
+                self.interrupted_by = loop.stop.signum
+                loop.stopped = True
+            if loop.stopped:
+                stop_event.set()
             try:
                 message = messages.get(timeout=0.2)
             except queue_module.Empty:
@@ -189,10 +233,12 @@ class A3C(A2C):
                             message = messages.get(timeout=1.0)
                             break
                         except queue_module.Empty:
-                            if stopping:  # e.g. a SIGTERM sent to the whole process group: it is over anyway
+                            if loop.stopped:  # e.g. a SIGTERM sent to the whole process group: it is over anyway
                                 running.discard(rank)
                                 continue
-                            raise RuntimeError(f"A3C worker {rank} exited without finishing (exit code {workers[rank].exitcode})") from None
+                            raise RuntimeError(
+                                f"A3C worker {rank} exited without finishing (exit code {workers[rank].exitcode})"
+                            ) from None
                 else:
                     continue
             kind, rank = message["kind"], message["rank"]
@@ -201,25 +247,11 @@ class A3C(A2C):
             if kind == "done":
                 running.discard(rank)
                 continue
-            self.num_timesteps += message["steps"]
-            self.iteration += 1
             for tag, value in message["stats"].items():
                 stat_sums[tag] = stat_sums.get(tag, 0.0) + value
                 stat_counts[tag] = stat_counts.get(tag, 0) + 1
-            self.episodes.sums += torch.tensor(message["episodes"], dtype=self.episodes.sums.dtype)
-            self.episodes.has_success = self.episodes.has_success or message["has_success"]
-            if self.iteration % log_interval == 0 or self.num_timesteps >= self.total_timesteps:
-                now = time.perf_counter()
-                fps = (self.num_timesteps - last_log_steps) / max(now - last_log_time, 1e-9)
-                self._log(logger, {tag: torch.tensor(stat_sums[tag] / stat_counts[tag]) for tag in stat_sums}, fps)
-                stat_sums.clear()
-                stat_counts.clear()
-                last_log_time, last_log_steps = time.perf_counter(), self.num_timesteps
-            if not stopping and any(callback(self) is False for callback in callbacks):
-                request_stop()
-            if self.run_dir is not None and time.monotonic() - last_checkpoint > checkpoint_interval_s:
-                self.save_checkpoint()  # the workers keep writing meanwhile: a Hogwild snapshot
-                last_checkpoint = time.monotonic()
+            self.episodes.add(message["episodes"])
+            loop.iteration_done(message["steps"], mean_stats)
 
 
 @dataclass
@@ -244,7 +276,7 @@ class _Worker(A2C):
         for param, state in zip(shared_policy.parameters(), shared_state):
             self.optimizer.state[param] = state  # the tensors live in shared memory: every worker updates the same ones
 
-    def iterate(self) -> tuple[dict[str, float], list[float], bool]:
+    def iterate(self) -> tuple[dict[str, float], list[float]]:
         """Copy the global parameters, play one rollout, send the gradient; return the statistics."""
         with torch.no_grad():
             for local, shared in zip(self.policy.parameters(), self.shared_policy.parameters()):
@@ -252,7 +284,7 @@ class _Worker(A2C):
         stats = self._train_iteration()
         episodes = self.episodes.sums.tolist()
         self.episodes.sums.zero_()
-        return {tag: float(value) for tag, value in stats.items()}, episodes, self.episodes.has_success
+        return {tag: float(value) for tag, value in stats.items()}, episodes
 
     def _apply_gradients(self) -> None:
         # The gradient was computed on the local copy (θ1); it is applied to the global θ, whatever it is now.
@@ -261,9 +293,17 @@ class _Worker(A2C):
         self.optimizer.step()
 
 
-def _worker_main(rank: int, seed: int, spec: _WorkerSpec, shared_policy: torch.nn.Module,
-                 shared_state: list[dict[str, torch.Tensor]], counter: Any, stop_event: Any, messages: Any,
-                 parent_pid: int) -> None:
+def _worker_main(
+    rank: int,
+    seed: int,
+    spec: _WorkerSpec,
+    shared_policy: torch.nn.Module,
+    shared_state: list[dict[str, torch.Tensor]],
+    counter: Any,
+    stop_event: Any,
+    messages: Any,
+    parent_pid: int,
+) -> None:
     """A worker process: take rollouts from the global counter until the budget is spent or the main process says stop."""
     # Ctrl-C reaches the whole process group; the main process decides when to stop and tells the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -275,8 +315,15 @@ def _worker_main(rank: int, seed: int, spec: _WorkerSpec, shared_policy: torch.n
             env, env_kwargs = spec.env, spec.env_kwargs
         else:  # an unregistered env class, built here as evaluate() builds one
             env, env_kwargs = spec.env(num_envs=spec.num_envs, device="cpu", **spec.env_kwargs), None
-        worker = _Worker(env, num_envs=spec.num_envs, device="cpu", seed=seed, compile=spec.compile, env_kwargs=env_kwargs,
-                         **spec.hparams)
+        worker = _Worker(
+            env,
+            num_envs=spec.num_envs,
+            device="cpu",
+            seed=seed,
+            compile=spec.compile,
+            env_kwargs=env_kwargs,
+            **spec.hparams,
+        )
         worker.attach(shared_policy, shared_state)
         while not (stop_event.is_set() or terminated or os.getppid() != parent_pid):
             with counter.get_lock():
@@ -285,11 +332,18 @@ def _worker_main(rank: int, seed: int, spec: _WorkerSpec, shared_policy: torch.n
                     break
                 counter.value = start + worker.steps_per_iteration
             worker.num_timesteps, worker.total_timesteps = start, spec.total_timesteps  # for the learning-rate schedule
-            stats, episodes, has_success = worker.iterate()
-            messages.put({"kind": "iteration", "rank": rank, "steps": worker.steps_per_iteration, "stats": stats,
-                          "episodes": episodes, "has_success": has_success})
+            stats, episodes = worker.iterate()
+            messages.put(
+                {
+                    "kind": "iteration",
+                    "rank": rank,
+                    "steps": worker.steps_per_iteration,
+                    "stats": stats,
+                    "episodes": episodes,
+                }
+            )
         messages.put({"kind": "done", "rank": rank})
-    except BaseException:  # noqa: BLE001 - whatever ends a worker is reported, so the main process can stop the others and raise
+    except BaseException:
         messages.put({"kind": "error", "rank": rank, "traceback": traceback.format_exc()})
     # Deliver the reports, then leave without the interpreter's teardown of torch (seconds per worker, nothing to save).
     messages.close()

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from torch import nn
+
 from rlcourse.agents.networks import mlp, polyak_update_
 from rlcourse.agents.off_policy import OffPolicyAgent, check_off_policy_config
 from rlcourse.agents.replay import Batch
-from torch import nn
-
 from rlcourse.config import hp
 
 
@@ -127,8 +127,12 @@ class DDPG(OffPolicyAgent):
             self._step_state_names = ("ou_state",)
 
     def _modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "critic": self.critic,
-                "actor_target": self.actor_target, "critic_target": self.critic_target}
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "actor_target": self.actor_target,
+            "critic_target": self.critic_target,
+        }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer}

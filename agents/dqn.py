@@ -49,12 +49,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from torch import nn
+
 from rlcourse.agents.distributions import Categorical, mask_logits
 from rlcourse.agents.networks import ACTIVATIONS, polyak_update_
 from rlcourse.agents.off_policy import OffPolicyAgent, check_off_policy_config
 from rlcourse.agents.replay import Batch
-from torch import nn
-
 from rlcourse.config import hp
 
 
@@ -71,12 +71,15 @@ class DQNConfig:
     gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
     train_freq: int = hp(4, "env steps per env between update phases")
     gradient_steps: int = hp(1, "updates in each update phase")
-    target_update_interval: int = hp(2500, "updates between target syncs (notes:13318: c ≈ 100; SB3 counts 10000 env steps ≈ 2500 updates)")
+    target_update_interval: int = hp(
+        2500, "updates between target syncs (notes:13318: c ≈ 100; SB3 counts 10000 env steps ≈ 2500 updates)"
+    )
     exploration_fraction: float = hp(0.1, "fraction of training over which ε decays linearly (notes:13244-13250)")
     exploration_initial_eps: float | None = hp(None, "ε at the start (null: 1.0, or 0 with noisy nets)")
     exploration_final_eps: float | None = hp(None, "ε after the decay (null: 0.05, or 0 with noisy nets)")
     exploration: Literal["epsilon_greedy", "boltzmann"] = hp(
-        "epsilon_greedy", "ε-greedy (notes:13218-13250) or Boltzmann sampling ∝ exp(Q/T) (notes:13252-13258)")
+        "epsilon_greedy", "ε-greedy (notes:13218-13250) or Boltzmann sampling ∝ exp(Q/T) (notes:13252-13258)"
+    )
     temperature: float = hp(1.0, "temperature T of Boltzmann exploration")
     max_grad_norm: float | None = hp(10.0, "clip the global gradient norm to this (null: off)")
     net_arch: tuple[int, ...] = hp((64, 64), "hidden layer sizes of the Q-network")
@@ -90,7 +93,9 @@ class DQNConfig:
     n_step: int = hp(1, "N of multi-step targets (notes:13434-13446)")
     noisy: bool = hp(False, "NoisyNet layers: exploration by parameter noise (notes:13448-13474)")
     noisy_sigma0: float = hp(0.5, "σ0 of factorised NoisyNet layers (σ starts at σ0/√fan_in)")
-    noise_resample: Literal["step", "episode"] = hp("step", "draw acting noise every step (paper) or once per episode (notes:13458-13474)")
+    noise_resample: Literal["step", "episode"] = hp(
+        "step", "draw acting noise every step (paper) or once per episode (notes:13458-13474)"
+    )
     distributional: bool = hp(False, "C51 distributional Q (notes:13476-13512)")
     n_atoms: int = hp(51, "atoms of the C51 return distribution")
     v_min: float = hp(-10.0, "lowest return on the C51 support")
@@ -122,8 +127,20 @@ class DQNConfig:
     def epsilons(self) -> tuple[float, float]:
         """(initial, final) ε, with the NoisyNet default of no ε-randomness."""
         default = 0.0 if self.noisy else None
-        initial = self.exploration_initial_eps if self.exploration_initial_eps is not None else default if default is not None else 1.0
-        final = self.exploration_final_eps if self.exploration_final_eps is not None else default if default is not None else 0.05
+        initial = (
+            self.exploration_initial_eps
+            if self.exploration_initial_eps is not None
+            else default
+            if default is not None
+            else 1.0
+        )
+        final = (
+            self.exploration_final_eps
+            if self.exploration_final_eps is not None
+            else default
+            if default is not None
+            else 0.05
+        )
         return initial, final
 
 
@@ -165,7 +182,9 @@ class NoisyLinear(nn.Module):
         if noise[0].shape[0] == 1:  # one network for the whole batch: forming W is cheaper than a second matmul
             return F.linear(x, *self.noisy_parameters(noise))
         f_in, f_out = noise
-        return F.linear(x, self.weight_mu, self.bias_mu) + f_out * (F.linear(x * f_in, self.weight_sigma) + self.bias_sigma)
+        return F.linear(x, self.weight_mu, self.bias_mu) + f_out * (
+            F.linear(x * f_in, self.weight_sigma) + self.bias_sigma
+        )
 
 
 def dueling_aggregate(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
@@ -180,8 +199,17 @@ class QNetwork(nn.Module):
     where the aggregation is applied to the logits as in Rainbow).
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...], activation: str, dueling: bool = False,
-                 noisy: bool = False, n_atoms: int = 1, sigma0: float = 0.5):
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden: tuple[int, ...],
+        activation: str,
+        dueling: bool = False,
+        noisy: bool = False,
+        n_atoms: int = 1,
+        sigma0: float = 0.5,
+    ):
         super().__init__()
 
         def linear(fan_in: int, fan_out: int) -> nn.Module:
@@ -216,7 +244,11 @@ class QNetwork(nn.Module):
         for layer in self.hidden:
             x = self.activation(apply(layer, x))
         advantage = apply(self.advantage, x).view(-1, self.n_actions, self.n_atoms)
-        out = advantage if self.value is None else dueling_aggregate(apply(self.value, x).view(-1, 1, self.n_atoms), advantage)
+        out = (
+            advantage
+            if self.value is None
+            else dueling_aggregate(apply(self.value, x).view(-1, 1, self.n_atoms), advantage)
+        )
         return out.squeeze(-1) if self.n_atoms == 1 else out
 
 
@@ -226,8 +258,13 @@ def greedy_actions(q_values: torch.Tensor, masks: torch.Tensor | None) -> torch.
     return mask_logits(q_values, masks).argmax(dim=-1)
 
 
-def q_learning_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_target: torch.Tensor,
-                      next_q_online: torch.Tensor | None = None, next_masks: torch.Tensor | None = None) -> torch.Tensor:
+def q_learning_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None = None,
+    next_masks: torch.Tensor | None = None,
+) -> torch.Tensor:
     """y = G + γ^m · Q̂(s', a*) with a* = argmax over valid a of Q̂(s', a) (DQN, notes:13298-13318) or,
     given ``next_q_online``, of the online Q(s', a) (Double DQN, notes:13356-13362)."""
     selector = next_q_online if next_q_online is not None else next_q_target
@@ -235,8 +272,9 @@ def q_learning_target(returns: torch.Tensor, discounts: torch.Tensor, next_q_tar
     return returns + discounts * next_q_target.gather(1, best[:, None]).squeeze(1)
 
 
-def categorical_projection(next_probs: torch.Tensor, returns: torch.Tensor, discounts: torch.Tensor,
-                           support: torch.Tensor) -> torch.Tensor:
+def categorical_projection(
+    next_probs: torch.Tensor, returns: torch.Tensor, discounts: torch.Tensor, support: torch.Tensor
+) -> torch.Tensor:
     """Project the Bellman-updated distribution of G + γ^m·Z onto the fixed support (C51).
 
     Each atom z_i moves to T z_i = clamp(G + γ^m z_i, v_min, v_max), at fractional position
@@ -247,7 +285,9 @@ def categorical_projection(next_probs: torch.Tensor, returns: torch.Tensor, disc
     delta = (v_max - v_min) / (support.numel() - 1)
     moved = (returns[:, None] + discounts[:, None] * support).clamp(v_min, v_max)
     position = (moved - v_min) / delta  # [B, atoms]
-    closeness = (1.0 - (position[:, :, None] - torch.arange(support.numel(), device=support.device)).abs()).clamp_min(0.0)
+    closeness = (1.0 - (position[:, :, None] - torch.arange(support.numel(), device=support.device)).abs()).clamp_min(
+        0.0
+    )
     return (next_probs[:, :, None] * closeness).sum(dim=1)
 
 
@@ -266,8 +306,16 @@ class DQN(OffPolicyAgent):
             raise ValueError(f"{self.algo.upper()} supports Discrete action spaces only, got {action_space}")
         obs_dim = self._check_flat_box_obs()
         n_actions = int(action_space.n)
-        self.q_net = QNetwork(obs_dim, n_actions, c.net_arch, c.activation, c.dueling, c.noisy,
-                              c.n_atoms if c.distributional else 1, c.noisy_sigma0).to(self.device)
+        self.q_net = QNetwork(
+            obs_dim,
+            n_actions,
+            c.net_arch,
+            c.activation,
+            c.dueling,
+            c.noisy,
+            c.n_atoms if c.distributional else 1,
+            c.noisy_sigma0,
+        ).to(self.device)
         self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = self._make_optimizer(self.q_net, c.learning_rate)
         self._build_replay((), torch.int64, c.prioritized, c.alpha)
@@ -307,11 +355,14 @@ class DQN(OffPolicyAgent):
         c = self.config
         initial, final = c.epsilons
         decayed = (self._step_number(step) / (c.exploration_fraction * self._total_steps)).clamp(max=1.0)
-        scheduled = initial + (final - initial) * decayed if c.exploration == "epsilon_greedy" else torch.zeros_like(decayed)
+        scheduled = (
+            initial + (final - initial) * decayed if c.exploration == "epsilon_greedy" else torch.zeros_like(decayed)
+        )
         return torch.where(self._warming_up(step), 1.0, scheduled).float()
 
-    def _explore(self, q: torch.Tensor, masks: torch.Tensor | None, epsilon: torch.Tensor,
-                 generator: torch.Generator | None) -> torch.Tensor:
+    def _explore(
+        self, q: torch.Tensor, masks: torch.Tensor | None, epsilon: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """With probability ε a uniformly random *valid* action, else greedy (or a Boltzmann sample)."""
         if self.config.exploration == "boltzmann":
             chosen = self._boltzmann.sample(mask_logits(q / self.config.temperature, masks), generator)
@@ -325,7 +376,9 @@ class DQN(OffPolicyAgent):
 
     def _fresh_noise(self, rows: int, generator: torch.Generator | None) -> list | None:
         """Noise for ``rows`` independent noisy networks (None without NoisyNet: the plain network)."""
-        return self.q_net.split_noise(self.q_net.draw_noise(rows, generator, self.device)) if self.config.noisy else None
+        return (
+            self.q_net.split_noise(self.q_net.draw_noise(rows, generator, self.device)) if self.config.noisy else None
+        )
 
     def _behaviour_actions(self, obs, masks, step):
         self.exploration_rate.copy_(self._epsilon(step))
@@ -363,8 +416,9 @@ class DQN(OffPolicyAgent):
         if c.prioritized:
             self.replay.update_priorities(batch.indices, priority)
         # Q̂ ← Q every target_update_interval updates (notes:13188-13216), decided on the device.
-        polyak_update_(self.q_target, self.q_net,
-                       torch.where(self.n_updates % c.target_update_interval == 0, c.tau, 0.0))
+        polyak_update_(
+            self.q_target, self.q_net, torch.where(self.n_updates % c.target_update_interval == 0, c.tau, 0.0)
+        )
         return {"train/loss": loss.detach()}
 
     def _loss(self, batch: Batch, noise: list | None, target_noise: list | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -376,10 +430,12 @@ class DQN(OffPolicyAgent):
             next_online = self.q_values(batch.next_obs, noise) if c.double else None
         out = self.q_net(batch.obs, noise)
         if c.distributional:
-            best = greedy_actions(next_online if next_online is not None else self._expected_q(next_target),
-                                  batch.next_masks)
-            target_probs = categorical_projection(next_target[rows, best].softmax(dim=-1), batch.returns,
-                                                  batch.discounts, self.support)
+            best = greedy_actions(
+                next_online if next_online is not None else self._expected_q(next_target), batch.next_masks
+            )
+            target_probs = categorical_projection(
+                next_target[rows, best].softmax(dim=-1), batch.returns, batch.discounts, self.support
+            )
             per_sample = -(target_probs * out[rows, batch.actions].log_softmax(dim=-1)).sum(dim=-1)
             priority = per_sample.detach()  # Rainbow: the distribution's cross-entropy, not |δ|
         else:

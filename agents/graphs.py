@@ -9,14 +9,20 @@ the same code runs eagerly on the CPU and captured on CUDA.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 
-def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callable[[Any], None],
-            generators: list[torch.Generator], warmup: int = 2) -> tuple[torch.cuda.CUDAGraph, Any]:
+def capture(
+    fn: Callable[[], Any],
+    snapshot: Callable[[], Any],
+    restore: Callable[[Any], None],
+    generators: list[torch.Generator],
+    warmup: int = 2,
+) -> tuple[torch.cuda.CUDAGraph, Any]:
     """Capture ``fn`` and return ``(graph, outputs)``; ``graph.replay()`` reruns it and refreshes ``outputs``.
 
     ``fn`` runs ``warmup`` times first on a side stream (cuBLAS workspaces, lazily created optimizer
@@ -38,9 +44,28 @@ def capture(fn: Callable[[], Any], snapshot: Callable[[], Any], restore: Callabl
     graph = torch.cuda.CUDAGraph()
     for generator in generators:
         graph.register_generator_state(generator)
-    with torch.cuda.graph(graph):
+    with no_garbage_collection(), torch.cuda.graph(graph):
         outputs = fn()
     return graph, outputs
+
+
+class no_garbage_collection:
+    """Collect garbage now, then keep the collector off until the block ends.
+
+    An agent that is no longer used is often only freed by the cyclic collector (its bound methods and
+    compiled functions refer back to it). Were the collector to run during another agent's capture, it
+    would destroy the dead agent's graph, a CUDA call that is illegal while a stream captures and that
+    invalidates the capture (``cudaErrorStreamCaptureInvalidated``). So nothing is collected inside one.
+    """
+
+    def __enter__(self) -> None:
+        gc.collect()
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._was_enabled:
+            gc.enable()
 
 
 def _clone_tree(tree: Any) -> Any:

@@ -40,8 +40,14 @@ class ActorCritic(nn.Module):
     ``(mean, log_std)`` for ``DiagGaussian``.
     """
 
-    def __init__(self, obs_dim: int, distribution: Categorical | DiagGaussian, hidden: tuple[int, ...],
-                 activation: str, log_std_init: float = 0.0):
+    def __init__(
+        self,
+        obs_dim: int,
+        distribution: Categorical | DiagGaussian,
+        hidden: tuple[int, ...],
+        activation: str,
+        log_std_init: float = 0.0,
+    ):
         super().__init__()
         self.distribution = distribution
         self.policy_net = mlp(obs_dim, hidden, distribution.param_dim, activation, out_gain=0.01)
@@ -66,8 +72,14 @@ def _log_std_parameter(distribution: Categorical | DiagGaussian, log_std_init: f
 class Actor(nn.Module):
     """A policy MLP alone, π(a|s), for policy gradient without a learned baseline (notes:12713-12733)."""
 
-    def __init__(self, obs_dim: int, distribution: Categorical | DiagGaussian, hidden: tuple[int, ...],
-                 activation: str, log_std_init: float = 0.0):
+    def __init__(
+        self,
+        obs_dim: int,
+        distribution: Categorical | DiagGaussian,
+        hidden: tuple[int, ...],
+        activation: str,
+        log_std_init: float = 0.0,
+    ):
         super().__init__()
         self.distribution = distribution
         self.policy_net = mlp(obs_dim, hidden, distribution.param_dim, activation, out_gain=0.01)
@@ -86,15 +98,23 @@ class SharedActorCritic(nn.Module):
     trunk, so features learnt for V(s) serve π(a|s) and the other way round.
     """
 
-    def __init__(self, obs_dim: int, distribution: Categorical | DiagGaussian, trunk: tuple[int, ...],
-                 activation: str, log_std_init: float = 0.0, head_hidden: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        obs_dim: int,
+        distribution: Categorical | DiagGaussian,
+        trunk: tuple[int, ...],
+        activation: str,
+        log_std_init: float = 0.0,
+        head_hidden: tuple[int, ...] = (),
+    ):
         super().__init__()
         if not trunk:
             raise ValueError("a shared trunk needs at least one hidden layer")
         self.distribution = distribution
         # mlp() ends in a linear layer; the trunk's last layer is a hidden one, so it gets the hidden gain and an activation.
-        self.trunk = nn.Sequential(*mlp(obs_dim, trunk[:-1], trunk[-1], activation, out_gain=math.sqrt(2)),
-                                   ACTIVATIONS[activation]())
+        self.trunk = nn.Sequential(
+            *mlp(obs_dim, trunk[:-1], trunk[-1], activation, out_gain=math.sqrt(2)), ACTIVATIONS[activation]()
+        )
         self.policy_head = mlp(trunk[-1], head_hidden, distribution.param_dim, activation, out_gain=0.01)
         self.value_head = mlp(trunk[-1], head_hidden, 1, activation, out_gain=1.0)
         self.log_std = _log_std_parameter(distribution, log_std_init)

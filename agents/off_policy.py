@@ -26,8 +26,10 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
+
 from rlcourse.agents.base import Agent
 from rlcourse.agents.replay import PrioritizedReplayBuffer, ReplayBuffer
+from rlcourse.callbacks import RolloutBatch
 from rlcourse.config import check_fields
 
 REPLAY_PREFIX = "replay."
@@ -35,8 +37,12 @@ REPLAY_PREFIX = "replay."
 
 def check_off_policy_config(config: Any) -> None:
     """Checks every off-policy config shares (``ValueError`` naming the field)."""
-    check_fields(config, positive=("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step", "adam_eps"),
-                 nonnegative=("learning_starts",), positive_or_none=("max_grad_norm",))
+    check_fields(
+        config,
+        positive=("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps", "n_step", "adam_eps"),
+        nonnegative=("learning_starts",),
+        positive_or_none=("max_grad_norm",),
+    )
     if not 0.0 < config.gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {config.gamma!r}")
     if not 0.0 < config.tau <= 1.0:
@@ -65,13 +71,23 @@ class OffPolicyAgent(Agent):
             raise ValueError(f"{self.algo.upper()} needs a flat Box observation space, got {obs_space}")
         return int(obs_space.shape[0])
 
-    def _build_replay(self, action_shape: tuple[int, ...], action_dtype: torch.dtype, prioritized: bool = False,
-                      alpha: float = 0.0) -> None:
+    def _build_replay(
+        self, action_shape: tuple[int, ...], action_dtype: torch.dtype, prioritized: bool = False, alpha: float = 0.0
+    ) -> None:
         """The replay buffer, the device scalars that drive the per-step schedules, and the update counter."""
         c = self.config
         mask_dim = int(self.env.single_action_space.n) if self.has_action_masks else None
-        args = (c.buffer_size, self.num_envs, self.env.single_observation_space.shape, action_shape, action_dtype,
-                mask_dim, c.gamma, c.n_step, self.device)
+        args = (
+            c.buffer_size,
+            self.num_envs,
+            self.env.single_observation_space.shape,
+            action_shape,
+            action_dtype,
+            mask_dim,
+            c.gamma,
+            c.n_step,
+            self.device,
+        )
         self.replay = PrioritizedReplayBuffer(*args, alpha=alpha) if prioritized else ReplayBuffer(*args)
         # Env steps (summed over envs) done before this iteration, and the run's length: refreshed with
         # fill_ each iteration, so the same captured graph serves every iteration.
@@ -80,14 +96,32 @@ class OffPolicyAgent(Agent):
         self.n_updates = torch.zeros((), dtype=torch.int64, device=self.device)
         self._learning_rate = torch.zeros((), device=self.device)  # for the log: a host float would need an upload
 
+    def _allocate_batch(self) -> RolloutBatch:
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
+        mask_dim = int(action_space.n) if self.has_action_masks else None
+        return RolloutBatch.allocate(
+            self.config.train_freq,
+            self.num_envs,
+            obs_space.shape,
+            action_space.shape,
+            action_dtype,
+            mask_dim,
+            self.device,
+        )
+
     def _make_optimizer(self, module: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads.
         lr = torch.tensor(learning_rate, device=self.device) if self.cuda_graphs else learning_rate
-        return torch.optim.Adam(module.parameters(), lr=lr, eps=self.config.adam_eps, capturable=self.cuda_graphs, fused=True)
+        return torch.optim.Adam(
+            module.parameters(), lr=lr, eps=self.config.adam_eps, capturable=self.cuda_graphs, fused=True
+        )
 
     # ----------------------------------------------------------------- what an algorithm writes
     @abc.abstractmethod
-    def _behaviour_actions(self, obs: torch.Tensor, masks: torch.Tensor | None, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _behaviour_actions(
+        self, obs: torch.Tensor, masks: torch.Tensor | None, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Exploring actions for step ``step`` of the iteration: ``(policy actions, what the buffer stores)``."""
 
     @abc.abstractmethod
@@ -151,7 +185,8 @@ class OffPolicyAgent(Agent):
         masks = self.env.action_masks() if self.has_action_masks else None
         for step in range(self.config.train_freq):
             actions, stored = self._behaviour_actions(self.obs, masks, step)
-            next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(actions))
+            env_actions, masks_before = self._env_action(actions), masks
+            next_obs, reward, terminated, truncated, info = self.env.step(env_actions)
             dones = terminated | truncated
             # The true next state of a finished episode is its final observation, not the reset one.
             final = info["_final_obs"].view(-1, *[1] * (next_obs.dim() - 1))
@@ -165,6 +200,8 @@ class OffPolicyAgent(Agent):
                 final_masks = info["final_info"].get("action_masks", torch.ones_like(masks))
                 next_masks = torch.where(dones[:, None], final_masks, masks)
             self.replay.add(self.obs, stored, reward, true_next_obs, terminated, dones, next_masks)
+            if self.batch is not None:
+                self.batch.record(step, self.obs, env_actions, reward, true_next_obs, terminated, dones, masks_before)
             self.episodes.record(info)
             self._on_env_step(dones)
             self.obs.copy_(next_obs)
@@ -197,7 +234,7 @@ class OffPolicyAgent(Agent):
         return state
 
     def _split_extra(self, extra: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        replay = {k[len(REPLAY_PREFIX):]: v for k, v in extra.items() if k.startswith(REPLAY_PREFIX)}
+        replay = {k[len(REPLAY_PREFIX) :]: v for k, v in extra.items() if k.startswith(REPLAY_PREFIX)}
         return replay, {k: v for k, v in extra.items() if not k.startswith(REPLAY_PREFIX)}
 
     def _check_fits(self, payload: dict[str, Any], restores_env: bool) -> None:
@@ -209,8 +246,10 @@ class OffPolicyAgent(Agent):
             raise ValueError(f"extra state has entries {sorted(own)}, expected {sorted(expected)}")
         for name in expected:
             if own[name].shape != getattr(self, name).shape:
-                raise ValueError(f"{name} has shape {tuple(own[name].shape)} in the checkpoint, "
-                                 f"{tuple(getattr(self, name).shape)} here (another num_envs?)")
+                raise ValueError(
+                    f"{name} has shape {tuple(own[name].shape)} in the checkpoint, "
+                    f"{tuple(getattr(self, name).shape)} here (another num_envs?)"
+                )
 
     def _load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         replay, own = self._split_extra(state)

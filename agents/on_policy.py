@@ -24,6 +24,7 @@ import abc
 
 import torch
 from gymnasium import spaces
+
 from rlcourse.agents.base import Agent
 from rlcourse.agents.distributions import mask_logits
 from rlcourse.agents.rollout import (
@@ -31,6 +32,7 @@ from rlcourse.agents.rollout import (
     explained_variance,
     generalized_advantages,
 )
+from rlcourse.callbacks import RolloutBatch
 
 
 class OnPolicyAgent(Agent):
@@ -45,11 +47,23 @@ class OnPolicyAgent(Agent):
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         mask_dim = int(action_space.n) if self.has_action_masks else None
         action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
-        self.buffer = RolloutBuffer.allocate(self.config.n_steps, self.num_envs, obs_space.shape, action_space.shape,
-                                             action_dtype, mask_dim, self.device)
+        self.buffer = RolloutBuffer.allocate(
+            self.config.n_steps, self.num_envs, obs_space.shape, action_space.shape, action_dtype, mask_dim, self.device
+        )
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
 
+    def _allocate_batch(self) -> RolloutBatch:
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        return RolloutBatch.allocate(
+            self.config.n_steps,
+            self.num_envs,
+            obs_space.shape,
+            action_space.shape,
+            self.buffer.actions.dtype,
+            self.buffer.action_masks.shape[-1] if self.has_action_masks else None,
+            self.device,
+        )
 
     # ----------------------------------------------------------------- acting
     def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
@@ -109,19 +123,21 @@ class OnPolicyAgent(Agent):
         params, value = self._policy_and_value(obs, action_masks)
         actions = self.distribution.sample(params, self.generator)
         log_prob = self.distribution.log_prob(params, actions)
-        next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(actions))
+        env_actions = self._env_action(actions)
+        next_obs, env_reward, terminated, truncated, info = self.env.step(env_actions)
         # A truncated episode did not end in the MDP: its last reward gets γ·V(final state) added,
         # so the return estimate bootstraps from where the time limit cut it off.
         final_value = self._value(info["final_obs"])
-        reward = reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
-        return actions, log_prob, value, next_obs, reward, terminated | truncated, info
+        reward = env_reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
+        step = (env_actions, env_reward, terminated)  # what the env saw, for the callbacks' batch
+        return actions, log_prob, value, next_obs, reward, terminated | truncated, info, step
 
     @torch.no_grad()
     def _collect_rollout(self) -> dict[str, torch.Tensor]:
         buf = self.buffer
         for t in range(self.config.n_steps):
             masks = self.env.action_masks() if self.has_action_masks else None
-            actions, log_prob, value, next_obs, reward, done, info = self._rollout_step(self.obs, masks)
+            actions, log_prob, value, next_obs, reward, done, info, env_step = self._rollout_step(self.obs, masks)
             buf.obs[t].copy_(self.obs)
             buf.actions[t].copy_(actions)
             buf.log_probs[t].copy_(log_prob)
@@ -130,6 +146,10 @@ class OnPolicyAgent(Agent):
             buf.dones[t].copy_(done)
             if masks is not None:
                 buf.action_masks[t].copy_(masks)
+            if self.batch is not None:
+                env_actions, env_reward, terminated = env_step
+                true_next_obs = torch.where(done.view(-1, *[1] * (next_obs.dim() - 1)), info["final_obs"], next_obs)
+                self.batch.record(t, self.obs, env_actions, env_reward, true_next_obs, terminated, done, masks)
             self.episodes.record(info)
             self.obs.copy_(next_obs)
         return self._compute_targets()

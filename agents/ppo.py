@@ -27,6 +27,14 @@ Everything stays on the device: storage is preallocated, statistics are tensors,
 stop is a mask rather than a Python ``break``, so one whole iteration can be captured as a CUDA graph.
 The rollout collection, GAE targets, schedules and graph capture are shared with A2C and REINFORCE
 (:class:`~rlcourse.agents.on_policy.OnPolicyAgent`); this module holds what is PPO's own.
+
+Reading order, one iteration top to bottom:
+
+1. ``agents/base.py: Agent.learn`` → ``agents/training.py: TrainingLoop.iteration_done`` (the loop);
+2. ``agents/on_policy.py: OnPolicyAgent._train_iteration`` (schedules, then collect-and-update, or its graph);
+3. ``agents/on_policy.py: _collect_rollout`` and ``_policy_and_env_step`` (interact with θᵏ);
+4. ``agents/on_policy.py: _compute_targets`` → ``agents/rollout.py: generalized_advantages`` (A^{θᵏ});
+5. ``agents/ppo.py: PPO._update`` → ``_loss`` → ``ppo_losses`` (many updates on that batch), ``_adapt_kl_beta``.
 """
 
 from __future__ import annotations
@@ -54,10 +62,14 @@ class PPOConfig:
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
     gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
     gae_lambda: float = hp(0.95, "λ of GAE: 0 is one-step TD, 1 is Monte Carlo minus the baseline")
-    objective: Literal["clip", "kl_penalty"] = hp("clip", "clip = PPO2 (notes:12965-12991); kl_penalty = adaptive-β PPO (notes:12919-12963)")
+    objective: Literal["clip", "kl_penalty"] = hp(
+        "clip", "clip = PPO2 (notes:12965-12991); kl_penalty = adaptive-β PPO (notes:12919-12963)"
+    )
     clip_range: float = hp(0.2, "ε of the clip objective: the ratio counts only within [1−ε, 1+ε] (notes:12973)")
     anneal_clip_range: bool = hp(False, "decay ε linearly to 0 over training")
-    clip_range_vf: float | None = hp(None, "clip each value prediction to within this of the rollout's value (null: off)")
+    clip_range_vf: float | None = hp(
+        None, "clip each value prediction to within this of the rollout's value (null: off)"
+    )
     kl_beta: float = hp(1.0, "initial β of the KL penalty (kl_penalty objective)")
     kl_max: float = hp(0.015, "raise β when the KL after an update is above this (notes:12961-12963)")
     kl_min: float = hp(0.0067, "lower β when the KL after an update is below this (notes:12961-12963)")
@@ -85,15 +97,27 @@ class PPOConfig:
             raise ValueError(f"kl_min must be in [0, kl_max), got kl_min={self.kl_min!r}, kl_max={self.kl_max!r}")
         if self.kl_beta_factor <= 1.0:
             raise ValueError(f"kl_beta_factor must be > 1, got {self.kl_beta_factor!r}")
-        check_fields(self, nonnegative=("ent_coef", "vf_coef", "max_grad_norm"), positive_or_none=("clip_range_vf", "target_kl"),
-                     net_arch=None)
+        check_fields(
+            self,
+            nonnegative=("ent_coef", "vf_coef", "max_grad_norm"),
+            positive_or_none=("clip_range_vf", "target_kl"),
+            net_arch=None,
+        )
         if self.normalize_advantage and self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 when normalize_advantage is true (a single advantage has no spread)")
+            raise ValueError(
+                "batch_size must be >= 2 when normalize_advantage is true (a single advantage has no spread)"
+            )
         check_fields(self)
 
 
-def ppo_losses(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
-               clip_range: torch.Tensor, objective: str, kl_beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ppo_losses(
+    new_log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: torch.Tensor,
+    objective: str,
+    kl_beta: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The policy loss to *minimise* (−J), the approximate KL(θᵏ‖θ) and the clip fraction of one minibatch.
 
     KL is estimated from the samples as E[(r − 1) − log r] (non-negative, unbiased for KL(θᵏ‖θ)).
@@ -123,14 +147,20 @@ class PPO(OnPolicyAgent):
         if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
             raise ValueError(f"PPO needs a flat Box observation space, got {obs_space}")
         if self.steps_per_iteration % c.batch_size:
-            raise ValueError(f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})")
+            raise ValueError(
+                f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})"
+            )
         self.distribution = make_distribution(action_space)
-        self.policy = ActorCritic(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(self.device)
+        self.policy = ActorCritic(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(
+            self.device
+        )
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads, not a constant baked into it.
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
-        # The fused Adam kernel updates every parameter in one launch (CPU and CUDA), instead of a chain of
-        # per-tensor ops: measured at 59 µs against 1.7 ms per step for this network on a 2-core CPU.
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True)
+        # The fused Adam kernel updates every parameter in one launch (CPU and CUDA) instead of a chain of
+        # per-tensor ops, many times cheaper per step for these small networks (figures: docs/bench/).
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True
+        )
         self._setup_rollout()
         self.clip_range = torch.tensor(c.clip_range, device=self.device)
         self.kl_beta = torch.tensor(c.kl_beta, device=self.device)
@@ -159,8 +189,9 @@ class PPO(OnPolicyAgent):
         entropy = self.distribution.entropy(params)
         if c.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss, approx_kl, clip_fraction = ppo_losses(new_log_prob, old_log_prob, advantages,
-                                                           self.clip_range, c.objective, self.kl_beta)
+        policy_loss, approx_kl, clip_fraction = ppo_losses(
+            new_log_prob, old_log_prob, advantages, self.clip_range, c.objective, self.kl_beta
+        )
         values = self.policy.value(obs)
         if c.clip_range_vf is not None:
             values = old_values + torch.clamp(values - old_values, -c.clip_range_vf, c.clip_range_vf)
@@ -182,9 +213,16 @@ class PPO(OnPolicyAgent):
         for _ in range(c.n_epochs):
             order = torch.rand(n, generator=self.generator, device=self.device).argsort()
             for start in range(0, n, c.batch_size):
-                idx = order[start:start + c.batch_size]
-                loss, parts = self._minibatch_loss(obs[idx], actions[idx], old_log_prob[idx], old_values[idx],
-                                                   advantages[idx], returns[idx], None if masks is None else masks[idx])
+                idx = order[start : start + c.batch_size]
+                loss, parts = self._minibatch_loss(
+                    obs[idx],
+                    actions[idx],
+                    old_log_prob[idx],
+                    old_values[idx],
+                    advantages[idx],
+                    returns[idx],
+                    None if masks is None else masks[idx],
+                )
                 if c.target_kl is not None:
                     stopped = stopped | (parts[3] > 1.5 * c.target_kl)
                 self.optimizer.zero_grad(set_to_none=False)
@@ -196,9 +234,14 @@ class PPO(OnPolicyAgent):
                 n_applied += applied
         means = sums / n_applied.clamp_min(1.0)
         stats = {
-            "train/policy_gradient_loss": means[0], "train/value_loss": means[1], "train/entropy_loss": means[2],
-            "train/approx_kl": means[3], "train/clip_fraction": means[4], "train/loss": means[5],
-            "train/clip_range": self.clip_range.clone(), "train/n_updates": n_applied,
+            "train/policy_gradient_loss": means[0],
+            "train/value_loss": means[1],
+            "train/entropy_loss": means[2],
+            "train/approx_kl": means[3],
+            "train/clip_fraction": means[4],
+            "train/loss": means[5],
+            "train/clip_range": self.clip_range.clone(),
+            "train/n_updates": n_applied,
             "train/learning_rate": self._learning_rate_stat(),
         }
         if c.objective == "kl_penalty":
@@ -218,4 +261,3 @@ class PPO(OnPolicyAgent):
         c = self.config
         factor = torch.where(kl > c.kl_max, c.kl_beta_factor, torch.where(kl < c.kl_min, 1.0 / c.kl_beta_factor, 1.0))
         self.kl_beta.mul_(factor)
-

@@ -52,11 +52,11 @@ from typing import Literal
 
 import torch
 from gymnasium import spaces
+
 from rlcourse.agents.distributions import make_distribution
 from rlcourse.agents.networks import Actor, ActorCritic
 from rlcourse.agents.on_policy import OnPolicyAgent
 from rlcourse.agents.rollout import ends_within, explained_variance, rewards_to_go
-
 from rlcourse.config import check_fields, hp
 
 
@@ -68,8 +68,12 @@ class REINFORCEConfig:
     learning_rate: float = hp(1e-3, "Adam step size (notes:12713: 'adam, rmsprop')")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
     gamma: float = hp(0.99, "discount γ of the reward-to-go (notes:12777-12779); 1 with reward_to_go: false")
-    reward_to_go: bool = hp(True, "weight by the reward after the action (tip 2, notes:12751-12779); false: the whole-episode R(τ)")
-    baseline: Literal["none", "mean", "value"] = hp("mean", "b subtracted from the weights (tip 1, notes:12735-12749): none, a running mean, or a learned V(s)")
+    reward_to_go: bool = hp(
+        True, "weight by the reward after the action (tip 2, notes:12751-12779); false: the whole-episode R(τ)"
+    )
+    baseline: Literal["none", "mean", "value"] = hp(
+        "mean", "b subtracted from the weights (tip 1, notes:12735-12749): none, a running mean, or a learned V(s)"
+    )
     baseline_decay: float = hp(0.9, "mean baseline: weight of the old running mean when a batch's mean is taken in")
     normalize_advantage: bool = hp(False, "standardise the weights of each batch (after the baseline)")
     ent_coef: float = hp(0.0, "weight of the entropy bonus")
@@ -85,15 +89,22 @@ class REINFORCEConfig:
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if not self.reward_to_go and self.gamma != 1.0:
-            raise ValueError(f"gamma must be 1 with reward_to_go: false (the whole-episode R(τ) of notes:12424 is undiscounted), got {self.gamma!r}")
+            raise ValueError(
+                f"gamma must be 1 with reward_to_go: false (the whole-episode R(τ) of notes:12424 is undiscounted), got {self.gamma!r}"
+            )
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay!r}")
         check_fields(self, nonnegative=("ent_coef", "vf_coef"), positive_or_none=("max_grad_norm",))
 
 
-def policy_gradient_weights(rewards: torch.Tensor, dones: torch.Tensor, gamma: float, reward_to_go: bool,
-                            return_so_far: torch.Tensor, last_value: torch.Tensor | None = None
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def policy_gradient_weights(
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+    reward_to_go: bool,
+    return_so_far: torch.Tensor,
+    last_value: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The weights w_t of log π(a_t|s_t) before the baseline, the returns-to-go, and which steps are usable.
 
     Args:
@@ -132,9 +143,13 @@ class REINFORCE(OnPolicyAgent):
         self.distribution = make_distribution(action_space)
         self.has_critic = c.baseline == "value"
         network = ActorCritic if self.has_critic else Actor
-        self.policy = network(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(self.device)
+        self.policy = network(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(
+            self.device
+        )
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True
+        )
         self._setup_rollout()
         self.used = torch.zeros(c.n_steps, self.num_envs, dtype=torch.bool, device=self.device)
         self.return_so_far = torch.zeros(self.num_envs, device=self.device)
@@ -163,8 +178,9 @@ class REINFORCE(OnPolicyAgent):
     def _compute_targets(self) -> dict[str, torch.Tensor]:
         c, buf = self.config, self.buffer
         last_value = self._value(self.obs) if self.has_critic else None
-        weights, returns, used = policy_gradient_weights(buf.rewards, buf.dones, c.gamma, c.reward_to_go,
-                                                         self.return_so_far, last_value)
+        weights, returns, used = policy_gradient_weights(
+            buf.rewards, buf.dones, c.gamma, c.reward_to_go, self.return_so_far, last_value
+        )
         n_used = used.sum().clamp_min(1)
         stats = {"train/used_fraction": used.float().mean()}
         if c.baseline == "value":
@@ -188,7 +204,9 @@ class REINFORCE(OnPolicyAgent):
     def _update_mean_baseline(self, batch_mean: torch.Tensor, has_data: torch.Tensor) -> None:
         """b ← decay·b + (1 − decay)·(this batch's mean weight); the first batch sets b outright."""
         decay = self.config.baseline_decay
-        blended = torch.where(self.mean_baseline_ready, decay * self.mean_baseline + (1 - decay) * batch_mean, batch_mean)
+        blended = torch.where(
+            self.mean_baseline_ready, decay * self.mean_baseline + (1 - decay) * batch_mean, batch_mean
+        )
         self.mean_baseline.copy_(torch.where(has_data, blended, self.mean_baseline))
         self.mean_baseline_ready.logical_or_(has_data)
 
@@ -211,16 +229,21 @@ class REINFORCE(OnPolicyAgent):
         c, buf = self.config, self.buffer
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
         used = self.used.flatten()
-        loss, parts = self._loss_fn(buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"),
-                                    used, masks)
+        loss, parts = self._loss_fn(
+            buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"), used, masks
+        )
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         if c.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
         # Without a critic a batch may finish no episode: then there is nothing to learn from, and no step is taken.
         self._optimizer_step(skip=None if self.has_critic else ~used.any())
-        stats = {"train/policy_loss": parts[0], "train/entropy_loss": parts[2], "train/loss": parts[3],
-                 "train/learning_rate": self._learning_rate_stat()}
+        stats = {
+            "train/policy_loss": parts[0],
+            "train/entropy_loss": parts[2],
+            "train/loss": parts[3],
+            "train/learning_rate": self._learning_rate_stat(),
+        }
         if self.has_critic:
             stats["train/value_loss"] = parts[1]
         return stats

@@ -71,7 +71,7 @@ class SumTree:
 
     @property
     def leaves(self) -> torch.Tensor:
-        return self.nodes[self.size:]
+        return self.nodes[self.size :]
 
     def update(self, indices: torch.Tensor, values: torch.Tensor) -> None:
         """Set leaves ``indices`` to ``values`` and repair their ancestors, one level per round.
@@ -91,8 +91,8 @@ class SumTree:
         """Recompute every inner node from the leaves, level by level (after leaves were written directly)."""
         for level in reversed(range(self.depth)):
             first = 1 << level
-            children = self.nodes[2 * first:4 * first].view(-1, 2)
-            self.nodes[first:2 * first] = children[:, 0] + children[:, 1]
+            children = self.nodes[2 * first : 4 * first].view(-1, 2)
+            self.nodes[first : 2 * first] = children[:, 0] + children[:, 1]
 
     def find(self, mass: torch.Tensor) -> torch.Tensor:
         """For each ``mass`` in [0, total): the leaf whose prefix-sum interval holds it, all at once.
@@ -122,8 +122,18 @@ class ReplayBuffer:
         gamma, n_step: discount and window length of the n-step return.
     """
 
-    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: torch.dtype, mask_dim: int | None, gamma: float, n_step: int, device: torch.device):
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        action_dtype: torch.dtype,
+        mask_dim: int | None,
+        gamma: float,
+        n_step: int,
+        device: torch.device,
+    ):
         if capacity < num_envs:
             raise ValueError(f"buffer_size ({capacity}) must be at least num_envs ({num_envs})")
         if n_step < 1:
@@ -151,8 +161,16 @@ class ReplayBuffer:
 
     _row_fields = ("obs", "actions", "rewards", "next_obs", "terminated", "dones", "next_masks")
 
-    def add(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
-            terminated: torch.Tensor, dones: torch.Tensor, next_masks: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+        dones: torch.Tensor,
+        next_masks: torch.Tensor | None = None,
+    ) -> None:
         """Write one transition per env at the current row (overwriting the oldest when full).
 
         Without ``next_masks`` a masked buffer keeps what the row held (all valid unless written before).
@@ -183,18 +201,28 @@ class ReplayBuffer:
         in_window = (self._window <= newer[:, None]) & ~ended_before
         steps = in_window.sum(dim=1)  # m >= 1: the sampled transition itself is always in
         rewards = self.rewards[window_rows, env[:, None]] * in_window
-        returns = (rewards * self._discount_powers[:self.n_step]).sum(dim=1)
+        returns = (rewards * self._discount_powers[: self.n_step]).sum(dim=1)
         last = (row + steps - 1) % self.rows
         discounts = self._discount_powers[steps] * (~self.terminated[last, env]).float()
         next_masks = self.next_masks[last, env] if self.next_masks is not None else None
-        return Batch(self.obs[row, env], self.actions[row, env], returns, self.next_obs[last, env], discounts,
-                     next_masks, weights, indices)
+        return Batch(
+            self.obs[row, env],
+            self.actions[row, env],
+            returns,
+            self.next_obs[last, env],
+            discounts,
+            next_masks,
+            weights,
+            indices,
+        )
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The stored rows (only the filled ones: one host read of the fill level) and the write position."""
         filled = int(self.rows_filled)
-        state = {name: getattr(self, name)[:filled].clone() for name in self._row_fields if getattr(self, name) is not None}
+        state = {
+            name: getattr(self, name)[:filled].clone() for name in self._row_fields if getattr(self, name) is not None
+        }
         state["pos"], state["rows_filled"] = self.pos.clone(), self.rows_filled.clone()
         return state
 
@@ -205,16 +233,20 @@ class ReplayBuffer:
             raise ValueError(f"replay state has entries {sorted(state)}, expected {sorted(expected)}")
         filled = int(state["rows_filled"])
         if not 0 <= filled <= self.rows or not 0 <= int(state["pos"]) < self.rows:
-            raise ValueError(f"replay state fills {filled} rows (position {int(state['pos'])}) of a buffer with {self.rows}")
+            raise ValueError(
+                f"replay state fills {filled} rows (position {int(state['pos'])}) of a buffer with {self.rows}"
+            )
         for name in self._row_fields:
             live = getattr(self, name)
             if live is None:
                 continue
             saved = state[name]
             if tuple(saved.shape) != (filled, *live.shape[1:]) or saved.dtype != live.dtype:
-                raise ValueError(f"replay {name} has shape {tuple(saved.shape)} and dtype {saved.dtype} in the checkpoint, "
-                                 f"expected ({filled}, {', '.join(map(str, live.shape[1:]))}) and {live.dtype} "
-                                 "(was it saved with another buffer_size or num_envs?)")
+                raise ValueError(
+                    f"replay {name} has shape {tuple(saved.shape)} and dtype {saved.dtype} in the checkpoint, "
+                    f"expected ({filled}, {', '.join(map(str, live.shape[1:]))}) and {live.dtype} "
+                    "(was it saved with another buffer_size or num_envs?)"
+                )
 
     def state_dict_keys(self) -> list[str]:
         return [name for name in self._row_fields if getattr(self, name) is not None] + ["pos", "rows_filled"]
@@ -283,7 +315,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
-        state["priorities"] = self.tree.leaves[:int(state["rows_filled"]) * self.num_envs].clone()
+        state["priorities"] = self.tree.leaves[: int(state["rows_filled"]) * self.num_envs].clone()
         state["max_priority"] = self.max_priority.clone()
         return state
 
@@ -294,12 +326,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().check_state_dict(state)
         expected = int(state["rows_filled"]) * self.num_envs
         if tuple(state["priorities"].shape) != (expected,) or state["priorities"].dtype != torch.float64:
-            raise ValueError(f"replay priorities have shape {tuple(state['priorities'].shape)}, expected ({expected},) float64")
+            raise ValueError(
+                f"replay priorities have shape {tuple(state['priorities'].shape)}, expected ({expected},) float64"
+            )
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         super().load_state_dict(state)
         self.tree.leaves.zero_()
-        self.tree.leaves[:state["priorities"].shape[0]].copy_(state["priorities"])
+        self.tree.leaves[: state["priorities"].shape[0]].copy_(state["priorities"])
         self.max_priority.copy_(state["max_priority"])
         self.tree.rebuild()  # bitwise the maintained tree: every inner node is left + right
         self._stale = False

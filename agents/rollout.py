@@ -36,8 +36,9 @@ def generalized_advantages(
     return advantages
 
 
-def rewards_to_go(rewards: torch.Tensor, dones: torch.Tensor, gamma: float,
-                  last_value: torch.Tensor | None = None) -> torch.Tensor:
+def rewards_to_go(
+    rewards: torch.Tensor, dones: torch.Tensor, gamma: float, last_value: torch.Tensor | None = None
+) -> torch.Tensor:
     """Σ_{t'≥t} γ^{t'-t} r_{t'} within each episode (tip 2 of notes:12751-12779).
 
     An episode still running after the last step is cut there; ``last_value`` (e.g. V(s_T)) then
@@ -79,8 +80,16 @@ class RolloutBuffer:
     returns: torch.Tensor
 
     @classmethod
-    def allocate(cls, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: torch.dtype, mask_dim: int | None, device: torch.device) -> RolloutBuffer:
+    def allocate(
+        cls,
+        n_steps: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        action_dtype: torch.dtype,
+        mask_dim: int | None,
+        device: torch.device,
+    ) -> RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros((n_steps, num_envs, *shape), dtype=dtype, device=device)
 

@@ -5,12 +5,12 @@
 >>> from rlcourse.agents import PPO
 """
 
-from rlcourse.device import resolve_device
-from rlcourse.registry import list_envs, make_vec, register_env
-from rlcourse.vec_env import TensorVecEnv
-
 __version__ = "0.1.0"
 
-import rlcourse.envs  # noqa: E402,F401  (registers the batched envs)
+from rlcourse.device import resolve_device
+from rlcourse.registry import list_envs, load_env_plugins, make_vec, register_env
+from rlcourse.vec_env import TensorVecEnv
+
+load_env_plugins()  # registers the envs of every installed env package, rlcourse's own included
 
 __all__ = ["TensorVecEnv", "make_vec", "register_env", "list_envs", "resolve_device", "__version__"]

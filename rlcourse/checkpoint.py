@@ -30,7 +30,12 @@ def versions() -> dict[str, str]:
     from rlcourse import __version__
 
     # str(): torch.__version__ is a str subclass that weights_only loading rejects.
-    return {"rlcourse": str(__version__), "torch": str(torch.__version__), "gymnasium": str(gymnasium.__version__), "numpy": str(np.__version__)}
+    return {
+        "rlcourse": str(__version__),
+        "torch": str(torch.__version__),
+        "gymnasium": str(gymnasium.__version__),
+        "numpy": str(np.__version__),
+    }
 
 
 def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
@@ -59,7 +64,9 @@ def _current_umask() -> int:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Save an agent's state with the format marker and versions."""
-    return atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **state}, path)
+    return atomic_torch_save(
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **state}, path
+    )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -75,13 +82,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{str(path)!r} holds objects other than tensors and plain data, so it is refused "
                 f"(checkpoints are loaded with weights_only=True and can never run code): {_first_line(error)}"
             ) from None
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}") from None
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}"
+        ) from None
     except Exception as error:  # any other failure to parse the bytes means the file is damaged or not ours
-        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}") from None
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an rlcourse checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint format {payload.get('format_version')!r}; this rlcourse reads {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint format {payload.get('format_version')!r}; this rlcourse reads {FORMAT_VERSION}"
+        )
     return payload
 
 
@@ -95,7 +108,12 @@ def capture_global_rng() -> dict[str, Any]:
     _, python_key, python_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [torch.from_numpy(numpy_key.astype(np.int64)), int(numpy_pos), int(numpy_has_gauss), float(numpy_cached_gauss)],
+        "numpy": [
+            torch.from_numpy(numpy_key.astype(np.int64)),
+            int(numpy_pos),
+            int(numpy_has_gauss),
+            float(numpy_cached_gauss),
+        ],
         "python": [torch.tensor(python_key, dtype=torch.int64), python_gauss],
     }
     if torch.cuda.is_available():
@@ -107,7 +125,9 @@ def restore_global_rng(state: dict[str, Any]) -> None:
     """Put back what :func:`capture_global_rng` returned."""
     torch.set_rng_state(state["torch"])
     numpy_key, numpy_pos, numpy_has_gauss, numpy_cached_gauss = state["numpy"]
-    np.random.set_state(("MT19937", numpy_key.numpy().astype(np.uint32), numpy_pos, numpy_has_gauss, numpy_cached_gauss))
+    np.random.set_state(
+        ("MT19937", numpy_key.numpy().astype(np.uint32), numpy_pos, numpy_has_gauss, numpy_cached_gauss)
+    )
     python_key, python_gauss = state["python"]
     random.setstate((3, tuple(python_key.tolist()), python_gauss))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():

@@ -3,6 +3,10 @@
 Every config class is a dataclass whose fields are declared with :func:`hp`. Values from presets,
 ``--config`` files and ``--hp key=value`` go through :func:`make_config`, which rejects unknown keys
 and values of the wrong type with a :class:`ConfigError` that names the key.
+
+Presets ship in ``rlcourse/presets/<algo>.yml``: each env id maps to named variants of complete
+settings, ``default`` (applied unless told otherwise) and others such as ``large_batch_4096``
+(:func:`load_preset`, :func:`preset_names`).
 """
 
 from __future__ import annotations
@@ -114,8 +118,13 @@ def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> An
         raise ConfigError(str(error)) from None
 
 
-def check_fields(config: Any, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = (),
-                 positive_or_none: tuple[str, ...] = (), net_arch: str | None = "net_arch") -> None:
+def check_fields(
+    config: Any,
+    positive: tuple[str, ...] = (),
+    nonnegative: tuple[str, ...] = (),
+    positive_or_none: tuple[str, ...] = (),
+    net_arch: str | None = "net_arch",
+) -> None:
     """The range checks every algorithm config shares, raising ``ValueError`` that names the field.
 
     ``positive``: > 0; ``nonnegative``: >= 0; ``positive_or_none``: > 0 or null; ``net_arch``: the name of a
@@ -161,18 +170,52 @@ RUN_KEYS = ("num_envs", "total_timesteps")
 ENV_KWARGS_KEY = "env_kwargs"
 
 
-def _presets(algo: str) -> dict[str, Any]:
+#: The variant of an env's presets that is applied unless another is asked for.
+DEFAULT_PRESET = "default"
+
+
+def _presets(algo: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``rlcourse/presets/<algo>.yml``: env id -> variant name -> complete settings ({} if the file is absent).
+
+    The shape is checked here, so a malformed shipped file fails with its name rather than deep in a run.
+    """
     path = resources.files("rlcourse") / "presets" / f"{algo}.yml"
-    return (yaml_load(path.read_text()) or {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    data = yaml_load(path.read_text()) or {}
+    where = f"rlcourse/presets/{algo}.yml"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must map env ids to their presets")
+    for env_id, variants in data.items():
+        if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+            raise ConfigError(f"{where}: {env_id} must map preset names to mappings of settings")
+    return data
 
 
-def load_preset(algo: str, env_id: str) -> dict[str, Any]:
-    """The shipped preset for ``(algo, env_id)`` from ``rlcourse/presets/<algo>.yml`` ({} if none)."""
-    return dict(_presets(algo).get(env_id) or {})
+def preset_names(algo: str, env_id: str) -> list[str]:
+    """The preset variants shipped for ``(algo, env_id)``: ``default`` first, then the others in the file's order."""
+    names = list(_presets(algo).get(env_id, {}))
+    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+
+
+def load_preset(algo: str, env_id: str, name: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """The preset variant ``name`` for ``(algo, env_id)`` from ``rlcourse/presets/<algo>.yml``.
+
+    A variant is complete (no inheritance from ``default``), so what the file shows is what runs.
+    Returns {} when the env has no presets and ``name`` is ``default``; any other missing variant is a
+    :class:`ConfigError` that lists the variants there are.
+    """
+    variants = _presets(algo).get(env_id, {})
+    if name in variants:
+        return dict(variants[name])
+    if name == DEFAULT_PRESET and not variants:
+        return {}
+    available = ", ".join(preset_names(algo, env_id)) or "none"
+    raise ConfigError(f"unknown preset {name!r} for {algo} on {env_id}; available: {available}")
 
 
 def list_presets(algo: str) -> list[str]:
-    """Env ids that have a shipped preset for ``algo``."""
+    """Env ids that have shipped presets for ``algo``."""
     return sorted(_presets(algo))
 
 

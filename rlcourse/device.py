@@ -19,9 +19,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} was asked for, but CUDA is not available on this machine (use --device cpu or auto)")
+            raise ValueError(
+                f"device {name!r} was asked for, but CUDA is not available on this machine (use --device cpu or auto)"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif resolved.type != "cpu":
         raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
     return canonical_device(resolved)

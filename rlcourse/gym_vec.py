@@ -22,7 +22,9 @@ SUPPORTED = "observations: Box or Discrete (one-hot encoded); actions: Discrete,
 
 def _check_supported(env_id: str, obs_space: spaces.Space, act_space: spaces.Space) -> None:
     if not isinstance(obs_space, (spaces.Box, spaces.Discrete)):
-        raise ValueError(f"{env_id} has observation space {obs_space}, which rlcourse cannot wrap; supported {SUPPORTED}")
+        raise ValueError(
+            f"{env_id} has observation space {obs_space}, which rlcourse cannot wrap; supported {SUPPORTED}"
+        )
     if not isinstance(act_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Box)):
         raise ValueError(f"{env_id} has action space {act_space}, which rlcourse cannot wrap; supported {SUPPORTED}")
 
@@ -41,8 +43,15 @@ class GymVecEnv(TensorVecEnv):
     #: Every step goes through numpy on the host, which a CUDA graph cannot replay.
     graph_safe = False
 
-    def __init__(self, env_id: str, num_envs: int, device="cpu", validate: bool = False,
-                 vectorization_mode: str = "sync", env_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        device="cpu",
+        validate: bool = False,
+        vectorization_mode: str = "sync",
+        env_kwargs: dict[str, Any] | None = None,
+    ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs <= 0:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if vectorization_mode not in ("sync", "async"):
@@ -56,23 +65,32 @@ class GymVecEnv(TensorVecEnv):
         if self._one_hot:
             obs_space = spaces.Box(0.0, 1.0, (int(obs_space.n),), dtype=np.float32)
         elif obs_space.dtype != np.float32:
-            obs_space = spaces.Box(obs_space.low.astype(np.float32), obs_space.high.astype(np.float32), dtype=np.float32)
+            obs_space = spaces.Box(
+                obs_space.low.astype(np.float32), obs_space.high.astype(np.float32), dtype=np.float32
+            )
         self.single_observation_space = obs_space
         self.single_action_space = act_space
         self.env_id = env_id
-        self._options: dict[str, Any] = {"vectorization_mode": vectorization_mode} if vectorization_mode != "sync" else {}
+        self._options: dict[str, Any] = (
+            {"vectorization_mode": vectorization_mode} if vectorization_mode != "sync" else {}
+        )
         if env_kwargs:
             self._options["env_kwargs"] = dict(env_kwargs)
         self.envs = gym.make_vec(
-            env_id, num_envs=int(num_envs), vectorization_mode=vectorization_mode,
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **(env_kwargs or {}),
+            env_id,
+            num_envs=int(num_envs),
+            vectorization_mode=vectorization_mode,
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **(env_kwargs or {}),
         )
         super().__init__(num_envs, device, validate)
 
     def _obs_tensor(self, obs: Any) -> torch.Tensor:
         obs = torch.as_tensor(np.asarray(obs), device=self.device)
         if self._one_hot:
-            return torch.nn.functional.one_hot(obs.long() - self._obs_start, self.single_observation_space.shape[0]).float()
+            return torch.nn.functional.one_hot(
+                obs.long() - self._obs_start, self.single_observation_space.shape[0]
+            ).float()
         return obs.float()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -99,6 +117,11 @@ class GymVecEnv(TensorVecEnv):
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)
+
+    def spawn(self, num_envs: int, device: str | torch.device | None = None) -> GymVecEnv:
+        return GymVecEnv(
+            self.env_id, num_envs=num_envs, device=self.device if device is None else device, **self.options()
+        )
 
     def close_extras(self, **kwargs: Any) -> None:
         self.envs.close()

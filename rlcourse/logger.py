@@ -19,15 +19,27 @@ class RunLogger:
         purge_step: on resume, drop events logged after this step by the interrupted run.
     """
 
-    def __init__(self, run_dir: str | Path | None, total_timesteps: int, progress_bar: bool,
-                 start_step: int = 0, purge_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path | None,
+        total_timesteps: int,
+        progress_bar: bool,
+        start_step: int = 0,
+        purge_step: int | None = None,
+    ):
         self.writer = None
         if run_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
-        self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", unit_scale=True,
-                        dynamic_ncols=True, disable=not progress_bar)
+        self.bar = tqdm(
+            total=total_timesteps,
+            initial=start_step,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not progress_bar,
+        )
         self._bar_step = start_step
         self._postfix: dict[str, str] = {}
 

@@ -8,6 +8,7 @@ Any other Gymnasium id is wrapped by :class:`rlcourse.gym_vec.GymVecEnv`.
 from __future__ import annotations
 
 import inspect
+from importlib import metadata
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,18 @@ from rlcourse.device import resolve_device
 from rlcourse.vec_env import TensorVecEnv
 
 _VEC_ENVS: dict[str, type[TensorVecEnv]] = {}
+#: The entry-point group through which env packages register their envs (rlcourse's own included).
+ENV_PLUGIN_GROUP = "rlcourse.envs"
+
+
+def load_env_plugins() -> None:
+    """Run every ``rlcourse.envs`` entry point (each calls :func:`register_env` for its envs).
+
+    This is how the core finds envs without importing an env package by name: rlcourse's own envs
+    and a third-party package's are registered the same way, from their distribution's metadata.
+    """
+    for entry_point in metadata.entry_points(group=ENV_PLUGIN_GROUP):
+        entry_point.load()()
 
 
 def register_env(env_id: str, vec_cls: type[TensorVecEnv]) -> None:
@@ -48,7 +61,11 @@ def make_vec(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
     device = resolve_device(device)
     if env_id in _VEC_ENVS:
         vec_cls = _VEC_ENVS[env_id]
-        accepted = [name for name in inspect.signature(vec_cls.__init__).parameters if name not in ("self", "num_envs", "device")]
+        accepted = [
+            name
+            for name in inspect.signature(vec_cls.__init__).parameters
+            if name not in ("self", "num_envs", "device")
+        ]
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"{env_id} has no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")

@@ -57,10 +57,9 @@ class SingleEnv(gym.Env):
             raise ValueError(f"{vec_env_id} supports render modes {modes or 'none'}, not {render_mode!r}")
         self.render_mode = render_mode
         self.metadata = {"render_modes": list(modes), "render_fps": 1}
-        if render_mode == "ansi":
-            kwargs["record_acts"] = True  # the turn's acts go in info, so render() can write the transcript
         self._lines: list[str] = []
         self.vec = vec_cls(num_envs=1, device="cpu", validate=True, **kwargs)
+        self.vec.recording = render_mode == "ansi"  # each step's info then carries what render() writes
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         self._next_episode_obs: torch.Tensor | None = None
@@ -81,10 +80,14 @@ class SingleEnv(gym.Env):
         self._next_episode_obs = None  # stepping on without reset() continues the batched env's new episode
         array = np.asarray(action)
         if array.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape} for {self.action_space}, got {array.shape}")
-        if not self._action_dtype.is_floating_point and not np.issubdtype(array.dtype, np.integer):
-            if not (np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0)):
-                raise ValueError(f"action must be an integer for {self.action_space}, got {action!r}")
+            raise ValueError(
+                f"action must have shape {self.action_space.shape} for {self.action_space}, got {array.shape}"
+            )
+        integral = np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0)
+        )
+        if not self._action_dtype.is_floating_point and not integral:
+            raise ValueError(f"action must be an integer for {self.action_space}, got {action!r}")
         actions = torch.as_tensor(array, dtype=self._action_dtype).reshape(1, *array.shape)
         obs, reward, terminated, truncated, info = self.vec.step(actions)
         if self.render_mode == "ansi":
@@ -103,6 +106,6 @@ class SingleEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Valid actions of the current state (for sb3-contrib's MaskablePPO), where the env has masks."""
-        if not hasattr(self.vec, "action_masks"):
+        if not self.vec.has_action_masks:
             return np.ones(self.action_space.n, dtype=bool)
         return self.vec.action_masks()[0].numpy()

@@ -11,6 +11,18 @@ A concrete env writes three batched, branch-free methods and a list of its state
 This base class adds everything the contract shares: SAME_STEP autoreset with ``final_obs`` /
 ``final_info``, on-device episode statistics, seeding through the env's own ``torch.Generator``,
 cheap shape/dtype/device checks and opt-in value-range checks.
+
+What an env can do beyond the contract is *declared* on its class, never guessed with ``hasattr``:
+
+* ``outcome_keys``: per-episode outcomes (bool tensors in ``info["final_info"]``), e.g. ``("success",)``;
+  agents log each as ``rollout/<key>_rate`` and evaluation returns ``<key>_rate``;
+* ``has_action_masks``: :meth:`action_masks` gives the valid actions;
+* ``has_transcripts``: :meth:`play_transcripts` shows episodes as text (text envs);
+* ``has_rule_expert``: :meth:`rule_expert` gives a hand-written policy;
+* ``metadata["render_modes"]``: the render modes of the single-env adapter; ``"ansi"`` means the env
+  writes text with :meth:`render_opening` and :meth:`render_turn` while :attr:`recording` is on.
+
+Wrappers (:mod:`rlcourse.wrappers`) pass every declaration through.
 """
 
 from __future__ import annotations
@@ -62,6 +74,14 @@ class TensorVecEnv(VectorEnv):
     graph_safe: ClassVar[bool] = True
     #: Registered Gymnasium id, set by :func:`rlcourse.register_env`.
     env_id: ClassVar[str | None] = None
+    #: Names of the per-episode outcomes reported as bool tensors in ``info["final_info"]`` (``("success",)``).
+    outcome_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`action_masks` gives the valid actions of every sub-env (Discrete action spaces).
+    has_action_masks: ClassVar[bool] = False
+    #: Whether :meth:`play_transcripts` can show episodes as text.
+    has_transcripts: ClassVar[bool] = False
+    #: Whether :meth:`rule_expert` gives a hand-written policy for this env.
+    has_rule_expert: ClassVar[bool] = False
 
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
@@ -85,6 +105,8 @@ class TensorVecEnv(VectorEnv):
         self.generator.manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
         self.episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.episode_length = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+        #: While true, a text env puts in ``info`` what :meth:`render_turn` needs (a few copies per step).
+        self.recording = False
 
     # ----------------------------------------------------------------- hooks for concrete envs
     def _reset_where(self, mask: torch.Tensor) -> None:
@@ -97,7 +119,9 @@ class TensorVecEnv(VectorEnv):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- the Gymnasium API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, TensorDict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, TensorDict]:
         """Reset every sub-env. ``seed`` re-seeds the env's generator, making the whole stream reproducible."""
         if seed is not None:
             self.generator.manual_seed(int(seed))
@@ -122,7 +146,9 @@ class TensorVecEnv(VectorEnv):
         self._reset_where(done)
         return self._observe(), reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, step_info)
 
-    def _autoreset_info(self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor, step_info: TensorDict) -> TensorDict:
+    def _autoreset_info(
+        self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor, step_info: TensorDict
+    ) -> TensorDict:
         """Update the episode statistics and assemble the SAME_STEP info dict (shared by every env)."""
         self.episode_return += reward
         self.episode_length += 1
@@ -150,14 +176,51 @@ class TensorVecEnv(VectorEnv):
         """
         return {}
 
+    def spawn(self, num_envs: int, device: str | torch.device | None = None) -> TensorVecEnv:
+        """A fresh env of the same kind and options with ``num_envs`` sub-envs (for evaluation and transcripts).
+
+        Wrappers spawn their inner env and wrap it again, with their statistics copied and frozen.
+        """
+        return type(self)(num_envs=num_envs, device=self.device if device is None else device, **self.options())
+
+    # ----------------------------------------------------------------- declared abilities
+    def action_masks(self) -> torch.Tensor:
+        """``[num_envs, n]`` bool: the actions valid in each sub-env now (envs with ``has_action_masks``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no action masks (has_action_masks is False)")
+
+    def play_transcripts(self, policy: Any, num_episodes: int, seed: int | None = None) -> list[str]:
+        """``num_episodes`` episodes played by ``policy(obs, action_masks) -> actions`` on a fresh copy, as text.
+
+        For envs that declare ``has_transcripts``; the copy records what it needs, this env is untouched.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no transcripts (has_transcripts is False)")
+
+    def render_opening(self, index: int = 0) -> list[str]:
+        """Text lines for the start of sub-env ``index``'s episode (envs with the ``"ansi"`` render mode)."""
+        raise NotImplementedError(f"{type(self).__name__} does not render text")
+
+    def render_turn(self, info: dict[str, Any], index: int = 0) -> list[str]:
+        """Text lines for the last ``step`` of sub-env ``index`` (needs :attr:`recording` on during that step)."""
+        raise NotImplementedError(f"{type(self).__name__} does not render text")
+
+    def rule_expert(self) -> Any:
+        """A hand-written policy ``expert(obs) -> actions`` for this env (envs with ``has_rule_expert``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no rule expert (has_rule_expert is False)")
+
     # ----------------------------------------------------------------- checks
     def _check_actions(self, actions: Any) -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):
-            raise ValueError(f"actions must be a torch tensor on {self.device}: {describe_space(self.single_action_space)}; got {type(actions).__name__}")
+            raise ValueError(
+                f"actions must be a torch tensor on {self.device}: {describe_space(self.single_action_space)}; got {type(actions).__name__}"
+            )
         if tuple(actions.shape) != self._action_shape:
-            raise ValueError(f"actions must have shape {self._action_shape}: {describe_space(self.single_action_space)}; got shape {tuple(actions.shape)}")
+            raise ValueError(
+                f"actions must have shape {self._action_shape}: {describe_space(self.single_action_space)}; got shape {tuple(actions.shape)}"
+            )
         if actions.device != self.device:
-            raise ValueError(f"actions must be on device {self.device}: {describe_space(self.single_action_space)}; got device {actions.device}")
+            raise ValueError(
+                f"actions must be on device {self.device}: {describe_space(self.single_action_space)}; got device {actions.device}"
+            )
         if actions.dtype.is_floating_point != self._action_dtype.is_floating_point or actions.dtype == torch.bool:
             raise ValueError(f"actions must be {describe_space(self.single_action_space)}; got dtype {actions.dtype}")
         if self.validate:
@@ -202,7 +265,9 @@ class TensorVecEnv(VectorEnv):
                     f"expected {tuple(target.shape)} and {target.dtype} (was it saved with another num_envs?)"
                 )
         if state["generator"].shape != self.generator.get_state().shape:
-            raise ValueError(f"env generator state does not match a {self.device.type} generator (saved on another device?)")
+            raise ValueError(
+                f"env generator state does not match a {self.device.type} generator (saved on another device?)"
+            )
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore a :meth:`state_dict` in place (tensor addresses stay, so captured CUDA graphs stay valid).

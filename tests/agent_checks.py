@@ -26,8 +26,9 @@ def log_without_time(agent) -> dict[str, float]:
     return {k: v for k, v in agent.last_log.items() if k != "time/fps"}
 
 
-def assert_resume_matches_an_uninterrupted_run(make, tmp_path, total: int, half: int, straight_callbacks=(),
-                                               after_load=None, **load_kwargs):
+def assert_resume_matches_an_uninterrupted_run(
+    make, tmp_path, total: int, half: int, straight_callbacks=(), after_load=None, **load_kwargs
+):
     """Train ``make()`` for ``total`` env steps straight; train ``make(run_dir=...)`` again but stop it at ``half``,
     load its checkpoint (``load_kwargs`` go to ``load``; ``after_load(agent)`` may inspect it) and finish. Both must
     end identical: every checkpointed tensor (networks, optimizer, replay, RNGs, env, counters) bit for bit, and the
@@ -37,7 +38,9 @@ def assert_resume_matches_an_uninterrupted_run(make, tmp_path, total: int, half:
     first = make(run_dir=tmp_path / "run")
     first.learn(total, callbacks=[lambda a: a.num_timesteps < half])
     assert first.num_timesteps == half and first.interrupted_by is None
-    resumed = type(first).load(tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run", **load_kwargs)
+    resumed = type(first).load(
+        tmp_path / "run" / "checkpoint.pt", device="cpu", run_dir=tmp_path / "run", **load_kwargs
+    )
     assert resumed.num_timesteps == half
     if after_load is not None:
         after_load(resumed)
@@ -78,7 +81,7 @@ def train_with_the_cli(*args: str) -> str:
     """``rlcourse train ...`` in-process; returns its output, failing the test with it on a non-zero exit."""
     from click.testing import CliRunner
 
-    from rlcourse.cli import cli
+    from rlcourse.app.cli import cli
 
     result = CliRunner().invoke(cli, ["train", *map(str, args)])
     assert result.exit_code == 0, (result.output, result.exception)

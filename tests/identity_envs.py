@@ -80,6 +80,8 @@ class MaskedIdentityEnv(IdentityEnv):
         super()._next_step()
         self.valid.copy_(self._draw_valid())
 
+    has_action_masks = True
+
     def action_masks(self) -> torch.Tensor:
         return self.valid.clone()
 
@@ -127,7 +129,7 @@ def mean_step_reward(agent, env: TensorVecEnv, steps: int = 32, seed: int = 123)
     obs, _ = env.reset(seed=seed)
     total = 0.0
     for _ in range(steps):
-        masks = env.action_masks() if hasattr(env, "action_masks") else None
+        masks = env.action_masks() if env.has_action_masks else None
         obs, reward, *_ = env.step(agent.predict(obs, deterministic=True, action_masks=masks))
         total += reward.mean().item()
     return total / steps

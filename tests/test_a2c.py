@@ -20,10 +20,10 @@ from identity_envs import (
     mean_step_reward,
     reward_before_and_after,
 )
+
 from rlcourse.agents import A2C
 from rlcourse.agents.a2c import actor_critic_loss
 from rlcourse.agents.networks import SharedActorCritic
-
 from rlcourse.config import ConfigError, load_preset
 
 CARTPOLE = "rlcourse/CartPole-v1"
@@ -78,7 +78,9 @@ def test_actor_critic_loss_by_hand():
     policy = -(2.0 * math.log(0.5) - 1.0 * math.log(0.25)) / 2  # = -(-1.386 + 1.386)/2 = 0
     value = ((3 - 1) ** 2 + (1 - 2) ** 2) / 2  # 2.5
     entropy_loss = -0.5
-    assert parts.tolist() == pytest.approx([policy, value, entropy_loss, policy + 0.1 * entropy_loss + 0.5 * value], abs=1e-6)
+    assert parts.tolist() == pytest.approx(
+        [policy, value, entropy_loss, policy + 0.1 * entropy_loss + 0.5 * value], abs=1e-6
+    )
     assert loss.item() == pytest.approx(1.2, abs=1e-6)
 
 
@@ -128,7 +130,10 @@ def test_masked_env_never_takes_a_masked_action():
     agent = A2C(env, device="cpu", seed=0, **IDENTITY_HP)
     assert agent.buffer.action_masks is not None
     checks = []
-    agent.learn(4096, callbacks=[lambda a: checks.append(bool(a.buffer.action_masks.gather(-1, a.buffer.actions[..., None]).all()))])
+    agent.learn(
+        4096,
+        callbacks=[lambda a: checks.append(bool(a.buffer.action_masks.gather(-1, a.buffer.actions[..., None]).all()))],
+    )
     assert len(checks) == 4096 // 64 and all(checks)
     assert env.invalid_taken.item() == 0
     assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
@@ -178,9 +183,16 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, optimizer):
-    hparams = {"optimizer": optimizer, "anneal_lr": True, "ent_coef": 0.01, "gae_lambda": 0.9, "normalize_advantage": True}
+    hparams = {
+        "optimizer": optimizer,
+        "anneal_lr": True,
+        "ent_coef": 0.01,
+        "gae_lambda": 0.9,
+        "normalize_advantage": True,
+    }
     straight, _ = assert_resume_matches_an_uninterrupted_run(
-        lambda run_dir=None: _small(5, run_dir=run_dir, **hparams), tmp_path, total=2048, half=1024)
+        lambda run_dir=None: _small(5, run_dir=run_dir, **hparams), tmp_path, total=2048, half=1024
+    )
     assert straight.optimizer.state  # the optimizer state really was compared
     assert straight.last_log["train/learning_rate"] == 0.0  # annealed to 0 at the last update
 
@@ -188,8 +200,16 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, optimizer
 def test_logs_use_sb3_a2c_names():
     agent = _small(0)
     agent.learn(256)
-    for tag in ("train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance",
-                "train/learning_rate", "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps"):
+    for tag in (
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/explained_variance",
+        "train/learning_rate",
+        "rollout/ep_rew_mean",
+        "rollout/ep_len_mean",
+        "time/fps",
+    ):
         assert tag in agent.last_log, tag
     assert all(math.isfinite(v) for v in agent.last_log.values())
 
@@ -211,27 +231,51 @@ def test_a_gradient_step_is_clipped_to_max_grad_norm():
 def test_rl_zoo_preset_and_the_cli_run(tmp_path):
     assert load_preset("a2c", CARTPOLE) == {"num_envs": 8, "total_timesteps": 500_000, "ent_coef": 0.0}
     assert load_preset("a2c", "CartPole-v1") == load_preset("a2c", CARTPOLE)
-    train_with_the_cli("a2c", CARTPOLE, "--total-steps", "640", "--eval-episodes", "2", "--no-progress", "--device", "cpu",
-                       "--runs-root", tmp_path, "--name", "cli")
+    train_with_the_cli(
+        "a2c",
+        CARTPOLE,
+        "--total-steps",
+        "640",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        tmp_path,
+        "--name",
+        "cli",
+    )
     run_dir = tmp_path / "rlcourse_CartPole-v1" / "a2c" / "cli"
     assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
-    assert {"rollout/ep_rew_mean", "train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance",
-            "train/learning_rate", "time/fps", "eval/mean_reward"} <= scalar_tags(run_dir)
+    assert {
+        "rollout/ep_rew_mean",
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/explained_variance",
+        "train/learning_rate",
+        "time/fps",
+        "eval/mean_reward",
+    } <= scalar_tags(run_dir)
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("overrides, key", [
-    ({"learning_rte": 1e-3}, "learning_rte"),
-    ({"optimizer": "sgd"}, "optimizer"),
-    ({"gae_lambda": 1.5}, "gae_lambda"),
-    ({"gamma": 0.0}, "gamma"),
-    ({"n_steps": 0}, "n_steps"),
-    ({"net_arch": []}, "net_arch"),
-    ({"head_arch": [0]}, "head_arch"),
-    ({"max_grad_norm": 0.0}, "max_grad_norm"),
-    ({"rms_prop_alpha": 1.0}, "rms_prop_alpha"),
-    ({"ent_coef": float("nan")}, "ent_coef"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"learning_rte": 1e-3}, "learning_rte"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"gae_lambda": 1.5}, "gae_lambda"),
+        ({"gamma": 0.0}, "gamma"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"net_arch": []}, "net_arch"),
+        ({"head_arch": [0]}, "head_arch"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"rms_prop_alpha": 1.0}, "rms_prop_alpha"),
+        ({"ent_coef": float("nan")}, "ent_coef"),
+    ],
+)
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         A2C(CARTPOLE, num_envs=2, device="cpu", **overrides)

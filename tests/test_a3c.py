@@ -16,8 +16,8 @@ import pytest
 import torch
 from agent_checks import scalar_tags
 from identity_envs import IdentityEnv, mean_step_reward
-from rlcourse.agents import A3C
 
+from rlcourse.agents import A3C
 from rlcourse.config import ConfigError, load_preset
 
 HPARAMS = {"num_workers": 2, "n_steps": 8, "gamma": 0.5, "learning_rate": 3e-3}
@@ -72,7 +72,13 @@ def test_the_budget_is_split_among_workers_and_they_stop(trained):
     assert multiprocessing.active_children() == []  # joined, none left running
     for tag in ("rollout/ep_rew_mean", "train/policy_loss", "train/value_loss", "train/entropy_loss", "time/fps"):
         assert tag in agent.last_log, tag
-    assert {"rollout/ep_rew_mean", "train/policy_loss", "train/value_loss", "train/explained_variance", "time/fps"} <= scalar_tags(agent.run_dir)
+    assert {
+        "rollout/ep_rew_mean",
+        "train/policy_loss",
+        "train/value_loss",
+        "train/explained_variance",
+        "time/fps",
+    } <= scalar_tags(agent.run_dir)
 
 
 def test_save_and_load_give_identical_predictions_and_shared_state(trained, tmp_path):
@@ -97,11 +103,36 @@ def test_a_failing_worker_stops_the_run_with_its_traceback():
 
 
 def test_ctrl_c_on_the_cli_stops_the_workers_and_writes_a_checkpoint(tmp_path):
-    command = [sys.executable, "-m", "rlcourse", "train", "a3c", "rlcourse/CartPole-v1", "--hp", "num_workers=2", "--num-envs", "2",
-               "--total-steps", "100000000", "--no-progress", "--device", "cpu", "--runs-root", str(tmp_path), "--name", "cut"]
+    command = [
+        sys.executable,
+        "-m",
+        "rlcourse",
+        "train",
+        "a3c",
+        "rlcourse/CartPole-v1",
+        "--hp",
+        "num_workers=2",
+        "--num-envs",
+        "2",
+        "--total-steps",
+        "100000000",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        str(tmp_path),
+        "--name",
+        "cut",
+    ]
     # A new session, so that SIGINT can go to the whole group (workers included) as a terminal's Ctrl-C does.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         worker_pids = []
         deadline = time.monotonic() + 60
@@ -204,12 +235,15 @@ def test_auto_device_means_cpu_and_a_bad_name_gets_the_usual_error():
         A3C("rlcourse/CartPole-v1", device="tpu", num_workers=2)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"num_workers": 0}, "num_workers"),
-    ({"worker_threads": 0}, "worker_threads"),
-    ({"optimizer": "sgd"}, "optimizer"),
-    ({"gae_lambda": 2.0}, "gae_lambda"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"num_workers": 0}, "num_workers"),
+        ({"worker_threads": 0}, "worker_threads"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"gae_lambda": 2.0}, "gae_lambda"),
+    ],
+)
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         A3C("rlcourse/CartPole-v1", **overrides)
@@ -217,8 +251,8 @@ def test_bad_hyperparameters_name_the_key(overrides, key):
 
 def test_the_clis_device_auto_means_the_cpu_for_a3c_when_cuda_is_there(monkeypatch):
     """``--device auto`` (the CLI default) resolves to the CPU for A3C (train, resume, eval and play all resolve
-    through ``_resolve_device`` with the agent's class), even on a machine with a GPU."""
-    from rlcourse.cli import _resolve_device
+    through ``device_of`` with the agent's class), even on a machine with a GPU."""
+    from rlcourse.app.inputs import device_of as _resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert A3C.cpu_only

@@ -15,8 +15,8 @@ import pytest
 import torch
 from gymnasium import spaces
 from identity_envs import ContinuousIdentityEnv, IdentityEnv
-from rlcourse.agents import ALGOS
 
+from rlcourse.agents import ALGOS
 from rlcourse.registry import list_envs, make_vec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -33,9 +33,15 @@ SMALL = {
     "ddpg": OFF_POLICY,
 }
 #: The action spaces each algorithm takes.
-SUPPORTS = {"ppo": (spaces.Discrete, spaces.Box), "a2c": (spaces.Discrete, spaces.Box),
-            "reinforce": (spaces.Discrete, spaces.Box), "a3c": (spaces.Discrete, spaces.Box),
-            "dqn": (spaces.Discrete,), "rainbow": (spaces.Discrete,), "ddpg": (spaces.Box,)}
+SUPPORTS = {
+    "ppo": (spaces.Discrete, spaces.Box),
+    "a2c": (spaces.Discrete, spaces.Box),
+    "reinforce": (spaces.Discrete, spaces.Box),
+    "a3c": (spaces.Discrete, spaces.Box),
+    "dqn": (spaces.Discrete,),
+    "rainbow": (spaces.Discrete,),
+    "ddpg": (spaces.Box,),
+}
 
 PAIRS = [(algo, env_id) for algo in sorted(ALGOS) for env_id in list_envs()]
 
@@ -56,7 +62,7 @@ def test_agent_trains_acts_and_evaluates_or_refuses_clearly(algo, env_id):
     assert agent.num_timesteps > 0
     env = make_vec(env_id, 8, "cpu")
     obs, _ = env.reset(seed=1)
-    masks = env.action_masks() if hasattr(env, "action_masks") else None
+    masks = env.action_masks() if env.has_action_masks else None
     for deterministic in (True, False):
         actions = agent.predict(obs, deterministic=deterministic, action_masks=masks)
         assert env.single_action_space.contains(actions[0].numpy() if actions.dim() > 1 else int(actions[0]))
@@ -67,16 +73,32 @@ def test_agent_trains_acts_and_evaluates_or_refuses_clearly(algo, env_id):
 
 
 #: What each algorithm's error names as supported, and the action spaces it must refuse.
-SUPPORTED_NAMES = {algo: ("Discrete", "1-D Box") for algo in SUPPORTS} | {
-    "dqn": ("Discrete",), "rainbow": ("Discrete",), "ddpg": ("1-D Box",)}
-NEVER_SUPPORTED = [spaces.Dict({"move": spaces.Discrete(2)}), spaces.MultiDiscrete([2, 3]), spaces.MultiBinary(3),
-                   spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32)]
-REFUSALS = [(algo, space) for algo in sorted(ALGOS)
-            for space in NEVER_SUPPORTED + [space for space in (spaces.Discrete(2), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32))
-                                             if not isinstance(space, SUPPORTS[algo])]]
+SUPPORTED_NAMES = dict.fromkeys(SUPPORTS, ("Discrete", "1-D Box")) | {
+    "dqn": ("Discrete",),
+    "rainbow": ("Discrete",),
+    "ddpg": ("1-D Box",),
+}
+NEVER_SUPPORTED = [
+    spaces.Dict({"move": spaces.Discrete(2)}),
+    spaces.MultiDiscrete([2, 3]),
+    spaces.MultiBinary(3),
+    spaces.Box(-1.0, 1.0, (2, 2), dtype=np.float32),
+]
+REFUSALS = [
+    (algo, space)
+    for algo in sorted(ALGOS)
+    for space in NEVER_SUPPORTED
+    + [
+        space
+        for space in (spaces.Discrete(2), spaces.Box(-1.0, 1.0, (2,), dtype=np.float32))
+        if not isinstance(space, SUPPORTS[algo])
+    ]
+]
 
 
-@pytest.mark.parametrize(("algo", "action_space"), REFUSALS, ids=[f"{a}-{type(s).__name__}{s.shape}" for a, s in REFUSALS])
+@pytest.mark.parametrize(
+    ("algo", "action_space"), REFUSALS, ids=[f"{a}-{type(s).__name__}{s.shape}" for a, s in REFUSALS]
+)
 def test_unsupported_action_space_names_the_supported_ones(algo, action_space):
     env = IdentityEnv(2)
     env.single_action_space = action_space  # on the instance: the agent reads the space, never steps here

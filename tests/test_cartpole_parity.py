@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from rlcourse.envs import CartPoleVecEnv
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*infinity.*:UserWarning")

@@ -16,9 +16,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from rlcourse.agents import PPO
 
 import rlcourse.checkpoint as checkpoint_module
+from rlcourse.agents import PPO
 from rlcourse.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -92,11 +92,14 @@ def test_truncated_file(tmp_path, saved):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param(b"", id="empty"),
-    pytest.param(b"hello world\n", id="text"),
-    pytest.param(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), id="random-bytes"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"hello world\n", id="text"),
+        pytest.param(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), id="random-bytes"),
+    ],
+)
 def test_garbage_file_is_reported_as_corrupt(tmp_path, content):
     path = tmp_path / "garbage.pt"
     path.write_bytes(content)
@@ -185,12 +188,15 @@ def _smaller_network(payload):
     payload["config"]["net_arch"] = [8]  # the weights in the file are 64x64
 
 
-@pytest.mark.parametrize("edit, match", [
-    (_other_spaces, "spaces"),
-    (_other_algorithm, "DQN"),
-    (_missing_modules, "modules"),
-    (_smaller_network, "does not fit"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (_other_spaces, "spaces"),
+        (_other_algorithm, "DQN"),
+        (_missing_modules, "modules"),
+        (_smaller_network, "does not fit"),
+    ],
+)
 def test_load_of_a_mismatched_checkpoint_is_refused(tmp_path, saved, edit, match):
     payload = load_checkpoint(saved)
     edit(payload)
@@ -227,8 +233,14 @@ def test_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_p
 
 # ----------------------------------------------------------------------------- RNG capture
 def _draws():
-    return (torch.rand(5).tolist(), torch.randn(3).tolist(), np.random.rand(4).tolist(), np.random.normal(size=3).tolist(),
-            [random.random() for _ in range(4)], [random.gauss(0, 1) for _ in range(3)])
+    return (
+        torch.rand(5).tolist(),
+        torch.randn(3).tolist(),
+        np.random.rand(4).tolist(),
+        np.random.normal(size=3).tolist(),
+        [random.random() for _ in range(4)],
+        [random.gauss(0, 1) for _ in range(3)],
+    )
 
 
 def test_capture_and_restore_global_rng_round_trip(tmp_path):
@@ -269,7 +281,9 @@ SIGINT_SCRIPT = textwrap.dedent("""
 
 def test_sigint_during_learn_writes_a_checkpoint_and_returns(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-c", SIGINT_SCRIPT, str(run_dir)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SIGINT_SCRIPT, str(run_dir)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     steps = 3 * 16 * 2  # three iterations of n_steps * num_envs
@@ -320,11 +334,14 @@ def test_failed_env_load_changes_nothing():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize(("algo", "settings"), [
-    ("a2c", {"num_envs": 2}),
-    ("ppo", {"num_envs": 2, "n_steps": 16, "batch_size": 16, "n_epochs": 2}),
-    ("dqn", {"num_envs": 2, "learning_starts": 8, "train_freq": 4, "gradient_steps": 2, "batch_size": 8}),
-])
+@pytest.mark.parametrize(
+    ("algo", "settings"),
+    [
+        ("a2c", {"num_envs": 2}),
+        ("ppo", {"num_envs": 2, "n_steps": 16, "batch_size": 16, "n_epochs": 2}),
+        ("dqn", {"num_envs": 2, "learning_starts": 8, "train_freq": 4, "gradient_steps": 2, "batch_size": 8}),
+    ],
+)
 def test_loading_keeps_the_optimizer_state_tensors_in_place(algo, settings):
     """A captured CUDA graph holds the optimizer state's addresses, and its first capture follows a load of the
     pre-warm-up snapshot, which for a fresh run has no optimizer state: the load must zero the live state in
@@ -333,7 +350,12 @@ def test_loading_keeps_the_optimizer_state_tensors_in_place(algo, settings):
     from rlcourse.agents.graphs import _clone_tree
 
     def state_tensors(agent):
-        return [value for state in agent.optimizer.state.values() for value in state.values() if isinstance(value, torch.Tensor)]
+        return [
+            value
+            for state in agent.optimizer.state.values()
+            for value in state.values()
+            if isinstance(value, torch.Tensor)
+        ]
 
     def weights(agent):
         return [p.detach().clone() for module in agent._modules().values() for p in module.parameters()]
@@ -357,22 +379,29 @@ def test_loading_keeps_the_optimizer_state_tensors_in_place(algo, settings):
 
     agent.load_state(_clone_tree(trained))  # loaded values are copied into the same tensors
     assert [value.data_ptr() for value in state_tensors(agent)] == [value.data_ptr() for value in live]
-    for mine, saved in zip(state_tensors(agent), [v for s in trained["optimizers"]["optimizer"]["state"].values()
-                                                  for v in s.values() if isinstance(v, torch.Tensor)]):
+    for mine, saved in zip(
+        state_tensors(agent),
+        [
+            v
+            for s in trained["optimizers"]["optimizer"]["state"].values()
+            for v in s.values()
+            if isinstance(v, torch.Tensor)
+        ],
+    ):
         assert torch.equal(mine, saved)
 
 
 def test_loading_a_state_of_other_entries_replaces_the_optimizer_state():
     """A loaded state whose optimizer keeps other entries (amsgrad on) is taken as loaded, not squeezed into the
     live tensors, and the optimizer steps on."""
-    from rlcourse.agents.base import _load_optimizer_keeping_setup
+    from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 
     param = torch.nn.Parameter(torch.ones(3))
     plain = torch.optim.Adam([param], lr=0.1)
     param.grad = torch.ones(3)
     plain.step()
     other = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.1, amsgrad=True)
-    _load_optimizer_keeping_setup(plain, other.state_dict())  # fresh amsgrad state
+    load_optimizer_keeping_setup(plain, other.state_dict())  # fresh amsgrad state
     assert plain.param_groups[0]["amsgrad"] and not plain.state[param]
     plain.step()
     assert set(plain.state[param]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}

@@ -1,7 +1,7 @@
 """The ``rlcourse`` command line: run folders, TensorBoard tags, settings precedence, resume, eval, list,
 help, and the one-line exit-2 error for every bad input.
 
-Happy paths run in-process through click's ``CliRunner``; bad inputs go through :func:`rlcourse.cli.main`
+Happy paths run in-process through click's ``CliRunner``; bad inputs go through :func:`rlcourse.app.cli.main`
 (the console script's entry point, which owns the error formatting); two subprocess tests check a real
 process. Training runs are tiny (512 CartPole steps at most).
 """
@@ -23,14 +23,39 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from rlcourse.cli import cli, main
+from rlcourse.app.cli import cli, main
 
 CARTPOLE = "rlcourse/CartPole-v1"
-TINY = ["--total-steps", "512", "--num-envs", "4", "--hp", "n_steps=16", "--hp", "batch_size=32", "--hp", "n_epochs=1",
-        "--eval-episodes", "3", "--no-progress", "--device", "cpu"]
-TAGS = ["rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "train/approx_kl", "train/clip_fraction",
-        "train/entropy_loss", "train/policy_gradient_loss", "train/value_loss", "train/explained_variance",
-        "train/learning_rate", "eval/mean_reward"]
+TINY = [
+    "--total-steps",
+    "512",
+    "--num-envs",
+    "4",
+    "--hp",
+    "n_steps=16",
+    "--hp",
+    "batch_size=32",
+    "--hp",
+    "n_epochs=1",
+    "--eval-episodes",
+    "3",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+TAGS = [
+    "rollout/ep_rew_mean",
+    "rollout/ep_len_mean",
+    "time/fps",
+    "train/approx_kl",
+    "train/clip_fraction",
+    "train/entropy_loss",
+    "train/policy_gradient_loss",
+    "train/value_loss",
+    "train/explained_variance",
+    "train/learning_rate",
+    "eval/mean_reward",
+]
 
 
 def _runner() -> CliRunner:
@@ -44,9 +69,14 @@ def invoke(*args, expect: int = 0):
     """Run the CLI in-process and check its exit code, showing its output and traceback when it differs."""
     result = _runner().invoke(cli, [str(arg) for arg in args])
     if result.exit_code != expect:
-        trace = "" if result.exc_info is None or isinstance(result.exception, SystemExit) else "".join(
-            traceback.format_exception(*result.exc_info))
-        pytest.fail(f"exit code {result.exit_code}, expected {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{trace}")
+        trace = (
+            ""
+            if result.exc_info is None or isinstance(result.exception, SystemExit)
+            else "".join(traceback.format_exception(*result.exc_info))
+        )
+        pytest.fail(
+            f"exit code {result.exit_code}, expected {expect}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{trace}"
+        )
     return result
 
 
@@ -141,11 +171,24 @@ def scalar_events(run_dir: Path) -> dict[str, list]:
 # --------------------------------------------------------------------------- train
 def test_train_writes_a_complete_run_folder(finished):
     root, run_dir, result = finished
-    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == ["checkpoint.pt", "config.yaml", "eval.json"]
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
+        "checkpoint.pt",
+        "config.yaml",
+        "eval.json",
+    ]
     config = read_config(run_dir)
     assert {k: config[k] for k in ("algo", "env", "num_envs", "total_timesteps", "seed", "device", "compile")} == {
-        "algo": "ppo", "env": CARTPOLE, "num_envs": 4, "total_timesteps": 512, "seed": 0, "device": "cpu", "compile": False}
+        "algo": "ppo",
+        "env": CARTPOLE,
+        "num_envs": 4,
+        "total_timesteps": 512,
+        "seed": 0,
+        "device": "cpu",
+        "compile": False,
+    }
     assert config["rlcourse_version"]
+    assert config["preset"] == "default" and config["eval_freq"] is None and config["checkpoint_freq"] is None
+    assert config["eval_episodes"] == 3
     hparams = config["hyperparameters"]
     assert (hparams["n_steps"], hparams["batch_size"], hparams["n_epochs"]) == (16, 32, 1)  # --hp over the preset
     assert hparams["gamma"] == 0.98 and hparams["clip_range"] == 0.2  # the preset over PPOConfig's defaults
@@ -174,23 +217,59 @@ def test_settings_precedence(tmp_path):
     config_file = tmp_path / "my.yml"
     config_file.write_text("n_steps: 8\nbatch_size: 32\ngamma: 0.9\nnum_envs: 2\ntotal_timesteps: 64\n")
     root = tmp_path / "runs"
-    invoke("train", "ppo", CARTPOLE, "--config", config_file, "--hp", "gamma=0.95", "--num-envs", "4",
-           "--hp", "n_epochs=1", "--eval-episodes", "1", "--no-progress", "--device", "cpu", "--runs-root", root, "--name", "p")
+    invoke(
+        "train",
+        "ppo",
+        CARTPOLE,
+        "--config",
+        config_file,
+        "--hp",
+        "gamma=0.95",
+        "--num-envs",
+        "4",
+        "--hp",
+        "n_epochs=1",
+        "--eval-episodes",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        root,
+        "--name",
+        "p",
+    )
     config = read_config(root / "rlcourse_CartPole-v1" / "ppo" / "p")
     hparams = config["hyperparameters"]
-    assert config["num_envs"] == 4                # flag over file
-    assert config["total_timesteps"] == 64        # file over preset (100000)
-    assert hparams["n_steps"] == 8                # file over preset (32)
-    assert hparams["gamma"] == 0.95               # --hp over file
-    assert hparams["gae_lambda"] == 0.8           # preset over default (0.95)
-    assert hparams["clip_range_vf"] is None       # default
+    assert config["num_envs"] == 4  # flag over file
+    assert config["total_timesteps"] == 64  # file over preset (100000)
+    assert hparams["n_steps"] == 8  # file over preset (32)
+    assert hparams["gamma"] == 0.95  # --hp over file
+    assert hparams["gae_lambda"] == 0.8  # preset over default (0.95)
+    assert hparams["clip_range_vf"] is None  # default
 
 
 def test_a_runs_config_yaml_can_seed_a_new_run(finished, tmp_path):
     _, run_dir, _ = finished
     root = tmp_path / "runs"
-    invoke("train", "ppo", CARTPOLE, "--config", run_dir / "config.yaml", "--total-steps", "64", "--eval-episodes", "1",
-           "--no-progress", "--device", "cpu", "--runs-root", root, "--name", "again")
+    invoke(
+        "train",
+        "ppo",
+        CARTPOLE,
+        "--config",
+        run_dir / "config.yaml",
+        "--total-steps",
+        "64",
+        "--eval-episodes",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        root,
+        "--name",
+        "again",
+    )
     config = read_config(root / "rlcourse_CartPole-v1" / "ppo" / "again")
     assert config["hyperparameters"] == read_config(run_dir)["hyperparameters"]
     assert (config["num_envs"], config["total_timesteps"]) == (4, 64)
@@ -200,8 +279,25 @@ def test_defaults_without_preset_and_interrupt_message(tmp_path, interrupt_at):
     """A Gymnasium id with no preset gets 8 envs and 100000 steps; SIGINT saves, prints the resume line, exits 130."""
     root = tmp_path / "runs"
     interrupt_at(1)
-    result = invoke("train", "ppo", "Acrobot-v1", "--seed", "3", "--hp", "n_steps=8", "--hp", "batch_size=64",
-                    "--hp", "n_epochs=1", "--no-progress", "--device", "cpu", "--runs-root", root, expect=128 + signal.SIGINT)
+    result = invoke(
+        "train",
+        "ppo",
+        "Acrobot-v1",
+        "--seed",
+        "3",
+        "--hp",
+        "n_steps=8",
+        "--hp",
+        "batch_size=64",
+        "--hp",
+        "n_epochs=1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        root,
+        expect=128 + signal.SIGINT,
+    )
     (run_dir,) = (root / "Acrobot-v1" / "ppo").iterdir()
     assert re.fullmatch(r"seed3-\d{8}-\d{6}", run_dir.name)
     config = read_config(run_dir)
@@ -246,6 +342,175 @@ def test_resume_of_a_finished_run_only_evaluates(finished, tmp_path):
     assert json.loads((run_dir / "eval.json").read_text()) == json.loads((full_dir / "eval.json").read_text())
 
 
+# --------------------------------------------------------------------------- presets
+def test_preset_none_applies_no_preset(tmp_path):
+    from rlcourse.agents import PPOConfig
+    from rlcourse.config import load_preset
+
+    root = tmp_path / "runs"
+    invoke(
+        "train",
+        "ppo",
+        CARTPOLE,
+        "--preset",
+        "none",
+        "--total-steps",
+        "64",
+        "--num-envs",
+        "2",
+        "--hp",
+        "n_steps=16",
+        "--hp",
+        "batch_size=32",
+        "--hp",
+        "n_epochs=1",
+        "--eval-episodes",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        root,
+        "--name",
+        "bare",
+    )
+    config = read_config(root / "rlcourse_CartPole-v1" / "ppo" / "bare")
+    assert config["preset"] is None
+    hparams, defaults, preset = config["hyperparameters"], PPOConfig(), load_preset("ppo", CARTPOLE)
+    assert (preset["gamma"], preset["gae_lambda"]) != (
+        defaults.gamma,
+        defaults.gae_lambda,
+    )  # so the check below can fail
+    assert (hparams["gamma"], hparams["gae_lambda"], hparams["learning_rate"]) == (
+        defaults.gamma,
+        defaults.gae_lambda,
+        defaults.learning_rate,
+    )
+
+
+def test_a_named_preset_variant_is_applied_and_recorded(tmp_path):
+    root = tmp_path / "runs"
+    result = invoke(
+        "train", "ppo", CARTPOLE, "--preset", "large_batch_4096", *TINY, "--runs-root", root, "--name", "big"
+    )
+    config = read_config(root / "rlcourse_CartPole-v1" / "ppo" / "big")
+    assert config["preset"] == "large_batch_4096"
+    hparams = config["hyperparameters"]
+    assert (hparams["clip_range"], hparams["learning_rate"], hparams["anneal_clip_range"], hparams["gamma"]) == (
+        0.1,
+        0.003,
+        False,
+        0.99,
+    )  # the variant's values, not the default preset's
+    assert (hparams["n_steps"], hparams["batch_size"], hparams["n_epochs"]) == (16, 32, 1)  # --hp over the variant
+    assert (config["num_envs"], config["total_timesteps"]) == (4, 512)  # flags over the variant
+    assert "preset large_batch_4096" in result.stdout
+
+
+# --------------------------------------------------------------------------- periodic evaluation and checkpoints
+@pytest.fixture
+def saves(monkeypatch):
+    """``(file name, env step)`` of every checkpoint file the next runs write (checkpoint.pt and best.pt)."""
+    from rlcourse.agents.base import Agent
+
+    original, written = Agent.save, []
+
+    def save(self, path):
+        written.append((Path(path).name, self.num_timesteps))
+        return original(self, path)
+
+    monkeypatch.setattr(Agent, "save", save)
+    return written
+
+
+def test_eval_freq_and_checkpoint_freq(tmp_path, saves):
+    root = tmp_path / "runs"
+    result = invoke(
+        "train",
+        "ppo",
+        CARTPOLE,
+        *TINY,
+        "--eval-freq",
+        "128",
+        "--checkpoint-freq",
+        "192",
+        "--runs-root",
+        root,
+        "--name",
+        "cb",
+    )
+    run_dir = root / "rlcourse_CartPole-v1" / "ppo" / "cb"
+    config = read_config(run_dir)
+    assert (config["eval_freq"], config["eval_episodes"], config["checkpoint_freq"]) == (128, 3, 192)
+    # Iterations are 4 envs × 16 steps: a checkpoint every 192 steps, then the final one.
+    assert [step for name, step in saves if name == "checkpoint.pt"] == [192, 384, 512]
+    events = scalar_events(run_dir)
+    assert [event.step for event in events["eval/mean_ep_length"]] == [128, 256, 384, 512]
+    rewards: dict[int, list[float]] = {}
+    for event in events["eval/mean_reward"]:
+        rewards.setdefault(event.step, []).append(event.value)
+    assert sorted(rewards) == [128, 256, 384, 512] and len(rewards[512]) == 2  # the final evaluation is at 512 too
+    periodic = {step: values[0] for step, values in rewards.items()}
+    improved = [
+        step
+        for step in sorted(periodic)
+        if periodic[step] > max([periodic[earlier] for earlier in periodic if earlier < step], default=-float("inf"))
+    ]
+    # best.pt is written when, and only when, the mean reward beats every earlier evaluation.
+    assert [step for name, step in saves if name == "best.pt"] == improved and improved[0] == 128
+    assert (run_dir / "best.pt").is_file() and str(run_dir / "best.pt") in result.stdout
+    copy = tmp_path / "best"
+    copy.mkdir()
+    shutil.copy(run_dir / "best.pt", copy / "best.pt")
+    invoke("eval", copy / "best.pt", "--episodes", "3")  # the same evaluation seed as the callback's
+    best_reward = json.loads((copy / "eval.json").read_text())["mean_reward"]
+    assert best_reward == pytest.approx(max(periodic.values()), rel=1e-6)
+
+
+def test_resume_rebuilds_the_callbacks(tmp_path, interrupt_at):
+    root = tmp_path / "runs"
+    flags = [*TINY, "--eval-freq", "128", "--checkpoint-freq", "64", "--runs-root", root]
+    invoke("train", "ppo", CARTPOLE, *flags, "--name", "whole")
+    interrupt_at(192)
+    invoke("train", "ppo", CARTPOLE, *flags, "--name", "cut", expect=130)
+    whole, cut = (root / "rlcourse_CartPole-v1" / "ppo" / name for name in ("whole", "cut"))
+    state = load_payload(cut)["callbacks"]
+    assert list(state) == ["0:EvalCallback"] and state["0:EvalCallback"]["last_eval_step"] == 128
+    invoke("train", "--resume", cut, "--no-progress")  # no --eval-episodes: the run's own 3
+    full, resumed = load_payload(whole), load_payload(cut)
+    assert resumed["counters"] == full["counters"]
+    assert_same(resumed["modules"], full["modules"], "modules")
+    assert resumed["callbacks"] == full["callbacks"]
+    assert [event.step for event in scalar_events(cut)["eval/mean_ep_length"]] == [128, 256, 384, 512]
+    assert json.loads((cut / "eval.json").read_text()) == json.loads((whole / "eval.json").read_text())
+    assert_same(
+        torch.load(cut / "best.pt", weights_only=True)["modules"],
+        torch.load(whole / "best.pt", weights_only=True)["modules"],
+        "best.pt",
+    )
+
+
+def test_every_outcome_rate_is_printed_and_logged(tmp_path):
+    from rlcourse.app.runs import describe_eval, log_eval
+    from rlcourse.run_dir import RunDir
+
+    result = {
+        "mean_reward": 1.0,
+        "std_reward": 0.5,
+        "mean_length": 7.0,
+        "n_episodes": 4,
+        "win_rate": 0.5,
+        "draw_rate": 0.25,
+    }
+    assert describe_eval(result) == (
+        "1.00 ± 0.50 over 4 episodes (deterministic; mean length 7.0; win rate 50.0%; draw rate 25.0%)"
+    )
+    run = RunDir.claim(tmp_path / "run")
+    log_eval(run, result, 10)
+    logged = {tag: [(event.step, event.value) for event in events] for tag, events in scalar_events(run.path).items()}
+    assert logged == {"eval/mean_reward": [(10, 1.0)], "eval/win_rate": [(10, 0.5)], "eval/draw_rate": [(10, 0.25)]}
+
+
 # --------------------------------------------------------------------------- eval, list, help
 def test_eval_prints_and_writes_eval_json(finished, tmp_path):
     _, full_dir, _ = finished
@@ -269,19 +534,27 @@ def test_list_shows_algorithms_envs_presets_and_hyperparameters():
     out = invoke("list").stdout
     assert re.search(r"^\s+ppo\s", out, re.MULTILINE) and CARTPOLE in out
     assert re.search(r"^\s+ppo\s+.*rlcourse/CartPole-v1", out.split("Presets")[1], re.MULTILINE)
+    assert re.search(
+        r"^\s+rlcourse/CartPole-v1: default, large_batch_64, large_batch_1024, large_batch_4096, "
+        r"large_batch_262144$",
+        out.split("Presets")[1],
+        re.MULTILINE,
+    )
     out = invoke("list", "--hp", "ppo").stdout
     assert re.search(r"^\s+clip_range\s+0\.2\s+\S", out, re.MULTILINE)
     assert all(re.search(rf"^\s+{field.name}\s", out, re.MULTILINE) for field in dataclasses.fields(PPOConfig))
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["list"], ["bench"]], ids=lambda c: " ".join(c) or "rlcourse")
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["list"], ["bench"]], ids=lambda c: " ".join(c) or "rlcourse"
+)
 def test_help(command):
-    if command == ["bench"]:
-        pytest.importorskip("rlcourse.bench", reason="rlcourse.bench is not written yet")
     result = invoke(*command, "--help")
     assert result.stdout.startswith(f"Usage: rlcourse {' '.join(command)}".rstrip())
     if not command:
-        assert all(re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE) for name in ("train", "eval", "list", "bench"))
+        assert all(
+            re.search(rf"^\s+{name}\s", result.stdout, re.MULTILINE) for name in ("train", "eval", "list", "bench")
+        )
 
 
 def test_plain_rlcourse_shows_help(capsys):
@@ -290,11 +563,13 @@ def test_plain_rlcourse_shows_help(capsys):
 
 
 def test_help_imports_neither_sb3_nor_bench():
-    code = ("import sys; from rlcourse.cli import main\n"
-            "for args in (['--help'], ['train', '--help'], ['eval', '--help'], ['list', '--help']):\n"
-            "    assert main(args) == 0, args\n"
-            "heavy = [m for m in ('stable_baselines3', 'rlcourse.bench', 'rlcourse.agents') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys; from rlcourse.app.cli import main\n"
+        "for args in (['--help'], ['train', '--help'], ['eval', '--help'], ['list', '--help']):\n"
+        "    assert main(args) == 0, args\n"
+        "heavy = [m for m in ('stable_baselines3', 'rlcourse.app.bench', 'rlcourse.agents') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -326,8 +601,16 @@ def _train(*extra):
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 BAD_INPUTS = [
-    ("unknown-algo", lambda tmp, run: ["train", "nope_algo", CARTPOLE, "--runs-root", tmp / "runs"], ["nope_algo", "ppo"]),
-    ("unknown-env", lambda tmp, run: ["train", "ppo", "NoSuchEnv-v9", "--runs-root", tmp / "runs"], ["NoSuchEnv-v9", CARTPOLE]),
+    (
+        "unknown-algo",
+        lambda tmp, run: ["train", "nope_algo", CARTPOLE, "--runs-root", tmp / "runs"],
+        ["nope_algo", "ppo"],
+    ),
+    (
+        "unknown-env",
+        lambda tmp, run: ["train", "ppo", "NoSuchEnv-v9", "--runs-root", tmp / "runs"],
+        ["NoSuchEnv-v9", CARTPOLE],
+    ),
     ("unknown-hp", _train("--hp", "no_such_hp=1"), ["no_such_hp"]),
     ("hp-bad-type", _train("--hp", "n_steps=many"), ["n_steps", "many"]),
     ("hp-out-of-range", _train("--hp", "gamma=1.5"), ["gamma"]),
@@ -339,44 +622,129 @@ BAD_INPUTS = [
     ("num-envs-zero", _train("--num-envs", "0"), ["--num-envs"]),
     ("num-envs-negative-hp", _train("--hp", "num_envs=-2"), ["num_envs", "-2"]),
     ("total-steps-zero", _train("--total-steps", "0"), ["--total-steps"]),
-    ("total-steps-config", lambda tmp, run: _train("--config", _write(tmp / "c.yml", "total_timesteps: -5\n"))(tmp, run),
-     ["total_timesteps", "-5"]),
+    (
+        "total-steps-config",
+        lambda tmp, run: _train("--config", _write(tmp / "c.yml", "total_timesteps: -5\n"))(tmp, run),
+        ["total_timesteps", "-5"],
+    ),
     ("seed-negative", _train("--seed", "-1"), ["--seed"]),
     ("config-missing", _train("--config", "missing_cfg.yml"), ["missing_cfg.yml"]),
-    ("config-not-a-mapping", lambda tmp, run: _train("--config", _write(tmp / "list.yml", "- a\n- b\n"))(tmp, run), ["list.yml"]),
+    (
+        "config-not-a-mapping",
+        lambda tmp, run: _train("--config", _write(tmp / "list.yml", "- a\n- b\n"))(tmp, run),
+        ["list.yml"],
+    ),
     pytest.param("cuda-absent", _train("--device", "cuda"), ["cuda"], marks=NO_CUDA, id="cuda-absent"),
     ("device-unknown", _train("--device", "tpu"), ["tpu"]),
     ("name-with-slash", _train("--name", "../x"), ["--name"]),
-    ("run-exists", lambda tmp, run: ["train", "ppo", CARTPOLE, "--runs-root", run[0], "--name", "full"], ["already exists"]),
+    (
+        "run-exists",
+        lambda tmp, run: ["train", "ppo", CARTPOLE, "--runs-root", run[0], "--name", "full"],
+        ["already exists"],
+    ),
     ("unknown-option", _train("--no-such-flag"), ["--no-such-flag"]),
     ("unknown-command", lambda tmp, run: ["frobnicate"], ["frobnicate"]),
     ("missing-env", lambda tmp, run: ["train", "ppo", "--runs-root", tmp / "runs"], ["ENV"]),
     ("eval-no-checkpoint", lambda tmp, run: ["eval", tmp], ["checkpoint"]),
-    ("eval-truncated-checkpoint", lambda tmp, run: ["eval", _checkpoint(tmp / "t" / "checkpoint.pt",
-                                                                         (run[1] / "checkpoint.pt").read_bytes()[:3000])],
-     ["checkpoint.pt", "corrupt"]),
-    ("eval-garbage-checkpoint", lambda tmp, run: ["eval", _checkpoint(tmp / "g" / "checkpoint.pt", b"not a checkpoint")],
-     ["checkpoint.pt"]),
-    ("eval-foreign-checkpoint", lambda tmp, run: ["eval", _checkpoint(tmp / "f" / "checkpoint.pt", {"weights": torch.zeros(2)})],
-     ["not an rlcourse checkpoint"]),
-    ("eval-pickle-checkpoint", lambda tmp, run: ["eval", _checkpoint(tmp / "p" / "checkpoint.pt", {"x": NotATensor()})],
-     ["weights_only"]),
+    (
+        "eval-truncated-checkpoint",
+        lambda tmp, run: [
+            "eval",
+            _checkpoint(tmp / "t" / "checkpoint.pt", (run[1] / "checkpoint.pt").read_bytes()[:3000]),
+        ],
+        ["checkpoint.pt", "corrupt"],
+    ),
+    (
+        "eval-garbage-checkpoint",
+        lambda tmp, run: ["eval", _checkpoint(tmp / "g" / "checkpoint.pt", b"not a checkpoint")],
+        ["checkpoint.pt"],
+    ),
+    (
+        "eval-foreign-checkpoint",
+        lambda tmp, run: ["eval", _checkpoint(tmp / "f" / "checkpoint.pt", {"weights": torch.zeros(2)})],
+        ["not an rlcourse checkpoint"],
+    ),
+    (
+        "eval-pickle-checkpoint",
+        lambda tmp, run: ["eval", _checkpoint(tmp / "p" / "checkpoint.pt", {"x": NotATensor()})],
+        ["weights_only"],
+    ),
     ("eval-episodes-zero", lambda tmp, run: ["eval", run[1], "--episodes", "0"], ["--episodes"]),
     ("resume-not-a-folder", lambda tmp, run: ["train", "--resume", tmp / "nowhere"], ["nowhere"]),
     ("resume-no-config", lambda tmp, run: ["train", "--resume", tmp], ["config.yaml"]),
-    ("resume-no-checkpoint", lambda tmp, run: ["train", "--resume", _write(tmp / "r" / "config.yaml", (run[1] / "config.yaml").read_text()).parent],
-     ["checkpoint"]),
+    (
+        "resume-no-checkpoint",
+        lambda tmp, run: [
+            "train",
+            "--resume",
+            _write(tmp / "r" / "config.yaml", (run[1] / "config.yaml").read_text()).parent,
+        ],
+        ["checkpoint"],
+    ),
     ("resume-with-hp", lambda tmp, run: ["train", "--resume", run[1], "--hp", "n_steps=8"], ["--hp"]),
-    ("resume-with-run-flags", lambda tmp, run: ["train", "--resume", run[1], "--num-envs", "2", "--total-steps", "9",
-                                                "--name", "x", "--config", tmp / "c.yml"],
-     ["--num-envs", "--total-steps", "--name", "--config"]),
-    ("resume-other-env", lambda tmp, run: ["train", "ppo", "CartPole-v1", "--resume", run[1]], ["CartPole-v1", CARTPOLE]),
+    (
+        "resume-with-run-flags",
+        lambda tmp, run: [
+            "train",
+            "--resume",
+            run[1],
+            "--num-envs",
+            "2",
+            "--total-steps",
+            "9",
+            "--name",
+            "x",
+            "--config",
+            tmp / "c.yml",
+        ],
+        ["--num-envs", "--total-steps", "--name", "--config"],
+    ),
+    (
+        "resume-other-env",
+        lambda tmp, run: ["train", "ppo", "CartPole-v1", "--resume", run[1]],
+        ["CartPole-v1", CARTPOLE],
+    ),
     ("list-unknown-algo", lambda tmp, run: ["list", "--hp", "nope_algo"], ["nope_algo"]),
+    (
+        "unknown-preset",
+        _train("--preset", "large_batch_9"),
+        ["'large_batch_9'", "default", "large_batch_64", "large_batch_4096", "large_batch_262144"],
+    ),
+    (
+        "preset-for-an-env-without-presets",
+        lambda tmp, run: ["train", "ppo", "Acrobot-v1", "--preset", "fast", "--runs-root", tmp / "runs"],
+        ["'fast'", "Acrobot-v1", "none"],
+    ),
+    ("preset-in-hp", _train("--hp", "preset=large_batch_4096"), ["preset", "--preset"]),
+    ("eval-freq-zero", _train("--eval-freq", "0"), ["--eval-freq"]),
+    ("checkpoint-freq-zero", _train("--checkpoint-freq", "-5"), ["--checkpoint-freq"]),
+    (
+        "eval-freq-in-config",
+        lambda tmp, run: _train("--config", _write(tmp / "e.yml", "eval_freq: 100\n"))(tmp, run),
+        ["eval_freq", "--eval-freq"],
+    ),
+    (
+        "resume-with-callback-flags",
+        lambda tmp, run: [
+            "train",
+            "--resume",
+            run[1],
+            "--preset",
+            "none",
+            "--eval-freq",
+            "64",
+            "--checkpoint-freq",
+            "64",
+        ],
+        ["--preset", "--eval-freq", "--checkpoint-freq"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("name,make_args,mentions", [case if hasattr(case, "marks") else pytest.param(*case, id=case[0])
-                                                     for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "name,make_args,mentions",
+    [case if hasattr(case, "marks") else pytest.param(*case, id=case[0]) for case in BAD_INPUTS],
+)
 def test_bad_input_exits_2_with_one_line(name, make_args, mentions, tmp_path, finished, capsys):
     args = [str(arg) for arg in make_args(tmp_path, finished[:2])]
     code = main(args)
@@ -391,16 +759,20 @@ def test_bad_input_exits_2_with_one_line(name, make_args, mentions, tmp_path, fi
 
 
 def test_real_process_bad_input():
-    bad = subprocess.run([sys.executable, "-m", "rlcourse", "train", "ppo", CARTPOLE, "--hp", "no_such_hp=1"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "rlcourse", "train", "ppo", CARTPOLE, "--hp", "no_such_hp=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and bad.stderr.startswith("rlcourse: error: ")
     assert "no_such_hp" in bad.stderr and bad.stdout == ""
 
 
 def test_run_folders_are_claimed_exclusively(tmp_path):
-    from rlcourse.cli import _new_run_dir
+    from rlcourse.run_dir import RunDir
 
-    first = _new_run_dir(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0)
-    second = _new_run_dir(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0)  # same second, same seed
+    first = RunDir.create(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0).path
+    second = RunDir.create(tmp_path, "rlcourse/CartPole-v1", "ppo", None, 0).path  # same second, same seed
     assert first.is_dir() and second.is_dir() and first != second

@@ -16,19 +16,42 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: (algorithm, env, small settings, the attributes holding its compiled functions)
 CASES = [
-    ("rainbow", "rlcourse/CartPole-v1",
-     {"num_envs": 4, "learning_starts": 64, "train_freq": 16, "gradient_steps": 4, "batch_size": 32, "net_arch": [32, 32]},
-     ("_loss_fn",)),
-    ("ddpg", "Pendulum-v1",
-     {"num_envs": 1, "learning_starts": 32, "train_freq": 8, "gradient_steps": 4, "batch_size": 16, "net_arch": [32, 32]},
-     ("_critic_loss_fn", "_actor_loss_fn")),
+    (
+        "rainbow",
+        "rlcourse/CartPole-v1",
+        {
+            "num_envs": 4,
+            "learning_starts": 64,
+            "train_freq": 16,
+            "gradient_steps": 4,
+            "batch_size": 32,
+            "net_arch": [32, 32],
+        },
+        ("_loss_fn",),
+    ),
+    (
+        "ddpg",
+        "Pendulum-v1",
+        {
+            "num_envs": 1,
+            "learning_starts": 32,
+            "train_freq": 8,
+            "gradient_steps": 4,
+            "batch_size": 16,
+            "net_arch": [32, 32],
+        },
+        ("_critic_loss_fn", "_actor_loss_fn"),
+    ),
     ("a2c", "rlcourse/CartPole-v1", {"num_envs": 4, "net_arch": [32, 32]}, ("_loss_fn",)),
 ]
 
 
 def _parameters(agent) -> dict[str, torch.Tensor]:
-    return {f"{name}.{key}": value for name, module in agent._modules().items()
-            for key, value in module.state_dict().items()}
+    return {
+        f"{name}.{key}": value
+        for name, module in agent._modules().items()
+        for key, value in module.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize(("algo", "env_id", "settings", "compiled"), CASES, ids=[case[0] for case in CASES])

@@ -5,18 +5,20 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from rlcourse.agents import PPOConfig
 
+from rlcourse.agents import PPOConfig
 from rlcourse.config import (
     RUN_KEYS,
     ConfigError,
     config_to_dict,
     field_docs,
     hp,
+    list_presets,
     load_config_file,
     load_preset,
     make_config,
     parse_hp,
+    preset_names,
 )
 
 FIELD_NAMES = [f.name for f in dataclasses.fields(PPOConfig)]
@@ -100,8 +102,12 @@ def test_optional_fields_take_null_or_a_number():
 
 
 def test_range_errors_from_the_dataclass_become_config_errors():
-    for overrides, key in (({"gamma": 1.5}, "gamma"), ({"n_steps": 0}, "n_steps"), ({"net_arch": []}, "net_arch"),
-                           ({"kl_min": 0.02, "kl_max": 0.01}, "kl_min")):
+    for overrides, key in (
+        ({"gamma": 1.5}, "gamma"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"net_arch": []}, "net_arch"),
+        ({"kl_min": 0.02, "kl_max": 0.01}, "kl_min"),
+    ):
         with pytest.raises(ConfigError, match=key):
             make_config(PPOConfig, overrides)
 
@@ -130,7 +136,13 @@ def test_every_ppo_field_has_a_one_line_doc():
 # ----------------------------------------------------------------------------- parse_hp
 def test_parse_hp_parses_yaml_values():
     assert parse_hp(["a=1", "b=[64, 64]", "c=null", "d=true", "e=0.5", "f=clip"]) == {
-        "a": 1, "b": [64, 64], "c": None, "d": True, "e": 0.5, "f": "clip"}
+        "a": 1,
+        "b": [64, 64],
+        "c": None,
+        "d": True,
+        "e": 0.5,
+        "f": "clip",
+    }
     assert parse_hp([" key = 3 "]) == {"key": 3}
     assert parse_hp(["url=a=b"]) == {"url": "a=b"}  # only the first '=' separates
     assert parse_hp([]) == {}
@@ -155,8 +167,17 @@ def test_scientific_notation_learning_rate_is_accepted():
 def test_load_preset_returns_the_shipped_cartpole_preset():
     preset = load_preset("ppo", "rlcourse/CartPole-v1")
     assert preset == {
-        "num_envs": 8, "total_timesteps": 100000, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98,
-        "n_epochs": 20, "ent_coef": 0.0, "learning_rate": 0.001, "anneal_lr": True, "clip_range": 0.2,
+        "num_envs": 8,
+        "total_timesteps": 100000,
+        "n_steps": 32,
+        "batch_size": 256,
+        "gae_lambda": 0.8,
+        "gamma": 0.98,
+        "n_epochs": 20,
+        "ent_coef": 0.0,
+        "learning_rate": 0.001,
+        "anneal_lr": True,
+        "clip_range": 0.2,
         "anneal_clip_range": True,
     }
     # the caller owns the dict it gets
@@ -175,6 +196,74 @@ def test_preset_keys_are_run_keys_or_valid_hyperparameters():
 def test_missing_preset_is_empty():
     assert load_preset("ppo", "NoSuchEnv-v0") == {}
     assert load_preset("no_such_algo", "rlcourse/CartPole-v1") == {}
+
+
+def test_named_variants_load_as_complete_settings():
+    assert preset_names("ppo", "rlcourse/CartPole-v1")[0] == "default"
+    assert "large_batch_4096" in preset_names("ppo", "rlcourse/CartPole-v1")
+    variant = load_preset("ppo", "rlcourse/CartPole-v1", "large_batch_4096")
+    assert variant == {
+        "num_envs": 4096,
+        "total_timesteps": 20_000_000,
+        "n_steps": 32,
+        "batch_size": 32768,
+        "n_epochs": 4,
+        "learning_rate": 0.003,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_range": 0.1,
+        "ent_coef": 0.0,
+        "anneal_lr": True,
+        "anneal_clip_range": False,
+    }
+    assert load_preset("ppo", "rlcourse/CartPole-v1", "default") == load_preset("ppo", "rlcourse/CartPole-v1")
+    assert preset_names("ppo", "NoSuchEnv-v0") == []
+
+
+def test_every_shipped_variant_is_a_valid_config():
+    from rlcourse.agents import ALGOS
+
+    checked = 0
+    for algo, agent_class in ALGOS.items():
+        for env_id in list_presets(algo):
+            for name in preset_names(algo, env_id):
+                settings = load_preset(algo, env_id, name)
+                assert settings["num_envs"] >= 1 and settings["total_timesteps"] >= 1, (algo, env_id, name)
+                make_config(agent_class.config_class, {k: v for k, v in settings.items() if k not in RUN_KEYS})
+                checked += 1
+    assert checked >= 20
+
+
+def test_unknown_variant_names_it_and_lists_the_variants():
+    with pytest.raises(ConfigError) as error:
+        load_preset("ppo", "rlcourse/CartPole-v1", "large_batch_9")
+    message = str(error.value)
+    assert "'large_batch_9'" in message and "\n" not in message
+    for name in preset_names("ppo", "rlcourse/CartPole-v1"):
+        assert name in message
+    with pytest.raises(ConfigError, match="'fast'.*available: none"):
+        load_preset("ppo", "NoSuchEnv-v0", "fast")
+
+
+def test_a_malformed_preset_file_is_named(monkeypatch):
+    from rlcourse import config
+
+    class File:
+        def __init__(self, text):
+            self.text = text
+
+        def is_file(self):
+            return True
+
+        def read_text(self):
+            return self.text
+
+        def __truediv__(self, name):
+            return self
+
+    monkeypatch.setattr(config.resources, "files", lambda package: File("rlcourse/CartPole-v1:\n  num_envs: 8\n"))
+    with pytest.raises(ConfigError, match="presets/ppo.yml.*rlcourse/CartPole-v1"):
+        load_preset("ppo", "rlcourse/CartPole-v1")
 
 
 # ----------------------------------------------------------------------------- config files

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from rlcourse.agents import PPO
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -71,11 +72,14 @@ def test_cuda_checkpoint_loads_on_the_cpu(tmp_path):
     assert torch.equal(on_cpu.predict(obs), agent.predict(obs.cuda()).cpu())
 
 
-@pytest.mark.parametrize(("algo", "settings", "updates_per_iteration"), [
-    ("a2c", {"num_envs": 8}, 1),
-    ("ppo", {"num_envs": 64, "n_steps": 16, "batch_size": 256, "n_epochs": 2}, 8),
-    ("dqn", {"num_envs": 8, "learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 16}, 3),
-])
+@pytest.mark.parametrize(
+    ("algo", "settings", "updates_per_iteration"),
+    [
+        ("a2c", {"num_envs": 8}, 1),
+        ("ppo", {"num_envs": 64, "n_steps": 16, "batch_size": 256, "n_epochs": 2}, 8),
+        ("dqn", {"num_envs": 8, "learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 16}, 3),
+    ],
+)
 def test_captured_updates_carry_the_optimizer_state_across_replays(algo, settings, updates_per_iteration):
     """Each replay must continue the optimizer (its step count grows), not start Adam/RMSprop afresh: a graph
     first captured on a fresh run would otherwise create the state inside the capture and re-zero it every replay."""
@@ -87,3 +91,46 @@ def test_captured_updates_carry_the_optimizer_state_across_replays(algo, setting
     agent.learn(iterations * agent.steps_per_iteration)
     steps = {float(state["step"]) for state in agent.optimizer.state.values()}
     assert steps == {float(iterations * updates_per_iteration)}
+
+
+def test_several_agents_train_one_after_another_in_one_process():
+    """A dead agent's CUDA graph must not be freed inside the next agent's capture (the collector is kept off
+    there): A2C, then PPO, then DQN, each captured, with the earlier ones left to the garbage collector."""
+    import gc
+
+    from rlcourse.agents import ALGOS
+
+    settings = {
+        "a2c": {"num_envs": 64},
+        "ppo": {"num_envs": 256, "n_steps": 16, "batch_size": 1024},
+        "dqn": {"num_envs": 64, "learning_starts": 0, "train_freq": 4, "gradient_steps": 2},
+    }
+    gc.disable()  # the dead agents pile up in cycles until a collection, as in a long notebook session
+    try:
+        for _round in range(2):
+            for algo, kwargs in settings.items():
+                agent = ALGOS[algo]("rlcourse/CartPole-v1", device="cuda", seed=0, **kwargs)
+                assert agent.cuda_graphs
+                agent.learn(agent.steps_per_iteration * 4)
+                assert agent.num_timesteps == agent.steps_per_iteration * 4
+                assert agent.evaluate(n_episodes=4)["n_episodes"] == 4
+    finally:
+        gc.enable()
+
+
+def test_the_callback_batch_is_filled_by_the_captured_iteration():
+    from rlcourse.callbacks import Callback
+
+    class Check(Callback):
+        needs_batch = True
+        checked = 0
+
+        def on_rollout_end(self, batch):
+            assert torch.equal(batch.rewards, torch.ones_like(batch.rewards)), "CartPole pays 1 per step"
+            continuing = ~batch.dones[:-1]
+            assert torch.equal(batch.next_obs[:-1][continuing], batch.obs[1:][continuing])
+            Check.checked += 1
+
+    agent = PPO("rlcourse/CartPole-v1", num_envs=256, device="cuda", seed=0, **FAST)
+    agent.learn(agent.steps_per_iteration * 3, callbacks=[Check()])
+    assert agent.cuda_graphs and Check.checked == 3

@@ -8,20 +8,22 @@ import math
 import numpy as np
 import pytest
 import torch
-from agent_checks import (  # noqa: E402
+from agent_checks import (
     assert_equal_tree,
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
 )
 from gymnasium import spaces
 from identity_envs import ContinuousIdentityEnv, reward_before_and_after
-from rlcourse.agents import DDPG
 from torch import nn
 
 from rlcourse import make_vec
+from rlcourse.agents import DDPG
 from rlcourse.config import RUN_KEYS, ConfigError, load_preset
 
-IDENTITY = dict(net_arch=(64, 64), buffer_size=10_000, learning_starts=64, batch_size=64, train_freq=4, gradient_steps=4)
+IDENTITY = dict(
+    net_arch=(64, 64), buffer_size=10_000, learning_starts=64, batch_size=64, train_freq=4, gradient_steps=4
+)
 SMALL = dict(net_arch=(16, 16), buffer_size=1024, learning_starts=32, batch_size=16, train_freq=4, gradient_steps=2)
 
 
@@ -59,15 +61,19 @@ def test_actions_are_scaled_from_tanh_onto_the_box_bounds():
     agent = DDPG(env, device="cpu", seed=0, **SMALL)
     assert agent._to_env_units(torch.tensor([[-1.0], [0.0], [1.0], [0.5]])).flatten().tolist() == [-2.0, 0.0, 2.0, 1.0]
     agent.learn(64)
-    stored = agent.replay.actions[:int(agent.replay.rows_filled)]
+    stored = agent.replay.actions[: int(agent.replay.rows_filled)]
     assert stored.abs().max() <= 1.0 and stored.min() < -0.5 and stored.max() > 0.5  # warm-up: uniform in [-1, 1]
     actions = agent.predict(np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32) * 5, deterministic=False)
     assert actions.shape == (64, 1) and np.abs(actions).max() <= 2.0
 
 
 def test_gaussian_exploration_noise_has_the_configured_spread():
-    agent = DDPG(ContinuousIdentityEnv(4096), device="cpu", seed=0,
-                 **{**SMALL, "learning_starts": 0, "noise_std": 0.1, "buffer_size": 8192})
+    agent = DDPG(
+        ContinuousIdentityEnv(4096),
+        device="cpu",
+        seed=0,
+        **{**SMALL, "learning_starts": 0, "noise_std": 0.1, "buffer_size": 8192},
+    )
     obs = torch.zeros(4096, 1)
     env_actions, stored = agent._behaviour_actions(obs, None, 0)
     noise = stored - agent.actor(obs)  # the untrained actor outputs ≈ 0, far from the clamp
@@ -76,8 +82,16 @@ def test_gaussian_exploration_noise_has_the_configured_spread():
 
 
 def test_ornstein_uhlenbeck_noise_reverts_to_zero_and_restarts_each_episode():
-    agent = DDPG(ContinuousIdentityEnv(3), device="cpu", seed=0, action_noise="ornstein_uhlenbeck", noise_std=0.0,
-                 ou_theta=0.5, ou_dt=0.1, **SMALL)
+    agent = DDPG(
+        ContinuousIdentityEnv(3),
+        device="cpu",
+        seed=0,
+        action_noise="ornstein_uhlenbeck",
+        noise_std=0.0,
+        ou_theta=0.5,
+        ou_dt=0.1,
+        **SMALL,
+    )
     agent.ou_state.copy_(torch.tensor([[1.0], [-2.0], [4.0]]))
     noise = agent._exploration_noise(torch.Size((3, 1)))
     # σ = 0: x ← x − θ·x·dt = 0.95·x
@@ -85,8 +99,14 @@ def test_ornstein_uhlenbeck_noise_reverts_to_zero_and_restarts_each_episode():
     agent._on_env_step(torch.tensor([False, True, False]))
     torch.testing.assert_close(agent.ou_state, torch.tensor([[0.95], [0.0], [3.8]]))
     # with σ > 0 consecutive draws are correlated (each env's own process), unlike Gaussian noise
-    agent = DDPG(ContinuousIdentityEnv(2048), device="cpu", seed=0, action_noise="ornstein_uhlenbeck", noise_std=1.0,
-                 **{**SMALL, "buffer_size": 2048})
+    agent = DDPG(
+        ContinuousIdentityEnv(2048),
+        device="cpu",
+        seed=0,
+        action_noise="ornstein_uhlenbeck",
+        noise_std=1.0,
+        **{**SMALL, "buffer_size": 2048},
+    )
     draws = torch.stack([agent._exploration_noise(torch.Size((2048, 1))).clone() for _ in range(10)])
     correlation = torch.corrcoef(torch.stack((draws[8].flatten(), draws[9].flatten())))[0, 1]
     assert correlation > 0.8
@@ -112,8 +132,15 @@ def test_continuous_identity_env_is_learned():
 
 
 # A small CPU budget: 5000 steps of 4 envs, a 64x64 net, one update (batch 64) per env step.
-PENDULUM_SMALL = dict(net_arch=(64, 64), gamma=0.98, buffer_size=20_000, learning_starts=800, batch_size=64,
-                      train_freq=2, gradient_steps=8)
+PENDULUM_SMALL = dict(
+    net_arch=(64, 64),
+    gamma=0.98,
+    buffer_size=20_000,
+    learning_starts=800,
+    batch_size=64,
+    train_freq=2,
+    gradient_steps=8,
+)
 
 
 def test_pendulum_improves_far_beyond_random_within_a_small_budget():
@@ -162,8 +189,15 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
 
     # 5-step episodes: the cut falls mid-episode, where the OU processes are not at rest
     assert_resume_matches_an_uninterrupted_run(
-        lambda run_dir=None: DDPG(ContinuousIdentityEnv(2, ep_length=5), device="cpu", seed=3, run_dir=run_dir, **hparams),
-        tmp_path, total=512, half=256, after_load=the_ou_state_came_back, env=ContinuousIdentityEnv(2, ep_length=5))
+        lambda run_dir=None: DDPG(
+            ContinuousIdentityEnv(2, ep_length=5), device="cpu", seed=3, run_dir=run_dir, **hparams
+        ),
+        tmp_path,
+        total=512,
+        half=256,
+        after_load=the_ou_state_came_back,
+        env=ContinuousIdentityEnv(2, ep_length=5),
+    )
 
 
 # ============================================================================= bad inputs
@@ -174,16 +208,19 @@ def test_unbounded_box_is_refused():
         DDPG(env, device="cpu")
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"tau": 1.5}, "tau"),
-    ({"noise_std": -0.1}, "noise_std"),
-    ({"action_noise": "pink"}, "action_noise"),
-    ({"ou_theta": 0.0}, "ou_theta"),
-    ({"gradient_steps": 0}, "gradient_steps"),
-    ({"max_grad_norm": 0.0}, "max_grad_norm"),
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"learning_rate": -1.0}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"tau": 1.5}, "tau"),
+        ({"noise_std": -0.1}, "noise_std"),
+        ({"action_noise": "pink"}, "action_noise"),
+        ({"ou_theta": 0.0}, "ou_theta"),
+        ({"gradient_steps": 0}, "gradient_steps"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+    ],
+)
 def test_bad_hyperparameters_raise_config_errors_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         DDPG(ContinuousIdentityEnv(2), device="cpu", **overrides)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from agent_checks import (  # noqa: E402
+from agent_checks import (
     assert_equal_tree,
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
@@ -20,6 +20,7 @@ from identity_envs import (
     mean_step_reward,
     reward_before_and_after,
 )
+
 from rlcourse.agents import DQN, Rainbow
 from rlcourse.agents.dqn import (
     DQNConfig,
@@ -30,15 +31,32 @@ from rlcourse.agents.dqn import (
     q_learning_target,
 )
 from rlcourse.agents.networks import polyak_update_
-
 from rlcourse.config import RUN_KEYS, ConfigError, load_preset
 
 CARTPOLE = "rlcourse/CartPole-v1"
 # Small and quick: a tiny network, frequent short update phases.
-TINY = dict(net_arch=(32, 32), buffer_size=4096, learning_starts=64, batch_size=32, train_freq=8, gradient_steps=2,
-            target_update_interval=50, learning_rate=1e-3)
-IDENTITY = dict(net_arch=(32,), buffer_size=4096, learning_starts=128, batch_size=64, train_freq=4, gradient_steps=4,
-                target_update_interval=20, learning_rate=3e-3, gamma=0.5, exploration_fraction=0.3)
+TINY = dict(
+    net_arch=(32, 32),
+    buffer_size=4096,
+    learning_starts=64,
+    batch_size=32,
+    train_freq=8,
+    gradient_steps=2,
+    target_update_interval=50,
+    learning_rate=1e-3,
+)
+IDENTITY = dict(
+    net_arch=(32,),
+    buffer_size=4096,
+    learning_starts=128,
+    batch_size=64,
+    train_freq=4,
+    gradient_steps=4,
+    target_update_interval=20,
+    learning_rate=3e-3,
+    gamma=0.5,
+    exploration_fraction=0.3,
+)
 RAINBOW_IDENTITY = dict(IDENTITY, v_min=0.0, v_max=2.0, n_atoms=21, noisy_sigma0=0.5)
 
 
@@ -92,8 +110,9 @@ def test_categorical_projection_by_hand():
     # terminal (γ^m = 0): all mass at the return; 12 is clamped to v_max; -3 sits 0.6/0.4 between -5 and 0; 5 on an atom
     point = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]]).repeat(3, 1)
     projected = categorical_projection(point, torch.tensor([12.0, -3.0, 5.0]), torch.zeros(3), SUPPORT)
-    torch.testing.assert_close(projected, torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.6, 0.4, 0.0, 0.0],
-                                                        [0.0, 0.0, 0.0, 1.0, 0.0]]))
+    torch.testing.assert_close(
+        projected, torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.6, 0.4, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0]])
+    )
 
 
 def test_noisy_linear_is_factorised_gaussian_noise():
@@ -105,13 +124,15 @@ def test_noisy_linear_is_factorised_gaussian_noise():
     net = QNetwork(3, 2, (), "relu", noisy=True)
     assert net.noise_dim == 3 + 2  # factorised: p + q noise variables, not p·q
     noise = net.split_noise(net.draw_noise(1, torch.Generator().manual_seed(0), torch.device("cpu")))
-    (f_in, f_out), = noise
+    ((f_in, f_out),) = noise
     assert f_in.shape == (1, 3) and f_out.shape == (1, 2)
     raw = torch.randn(1, 5, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(torch.cat((f_in, f_out), dim=1), raw.sign() * raw.abs().sqrt())
     weight, bias = net.advantage.noisy_parameters(noise[0])
     # the weight noise is the outer product f(ε_out) ⊗ f(ε_in) scaled by σ, the bias noise f(ε_out) scaled by σ_b
-    torch.testing.assert_close(weight - net.advantage.weight_mu, net.advantage.weight_sigma * torch.outer(f_out[0], f_in[0]))
+    torch.testing.assert_close(
+        weight - net.advantage.weight_mu, net.advantage.weight_sigma * torch.outer(f_out[0], f_in[0])
+    )
     torch.testing.assert_close(bias - net.advantage.bias_mu, net.advantage.bias_sigma * f_out[0])
     obs = torch.randn(4, 3)
     torch.testing.assert_close(net(obs, noise), obs @ weight.T + bias)
@@ -130,13 +151,22 @@ def test_noisy_net_output_keeps_its_noise_until_it_is_redrawn():
     rows = net.draw_noise(4, generator, torch.device("cpu"))
     per_row = net(obs, net.split_noise(rows))
     for i in range(4):
-        torch.testing.assert_close(per_row[i:i + 1], net(obs[i:i + 1], net.split_noise(rows[i:i + 1])))
+        torch.testing.assert_close(per_row[i : i + 1], net(obs[i : i + 1], net.split_noise(rows[i : i + 1])))
 
 
 def test_noise_fixed_per_episode_gives_the_same_action_in_the_same_state():
     # notes:13458-13474: noise drawn at the start of an episode and kept, so a state always gets the same action
-    agent = DQN(IdentityEnv(16), device="cpu", seed=0, noisy=True, noise_resample="episode", noisy_sigma0=5.0,
-                learning_starts=0, net_arch=(16,), buffer_size=64)
+    agent = DQN(
+        IdentityEnv(16),
+        device="cpu",
+        seed=0,
+        noisy=True,
+        noise_resample="episode",
+        noisy_sigma0=5.0,
+        learning_starts=0,
+        net_arch=(16,),
+        buffer_size=64,
+    )
     obs = torch.zeros(16, N_CLASSES)
     obs[:, 0] = 1.0  # the same state in every env
     runs = torch.stack([agent._behaviour_actions(obs, None, 0)[0] for _ in range(5)])
@@ -147,8 +177,16 @@ def test_noise_fixed_per_episode_gives_the_same_action_in_the_same_state():
     agent._on_env_step(torch.tensor([True] + [False] * 15))
     assert not torch.equal(agent.act_noise[0], before[0]) and torch.equal(agent.act_noise[1:], before[1:])
     # per-step noise (the paper's): the same state does not always get the same action
-    stepwise = DQN(IdentityEnv(16), device="cpu", seed=0, noisy=True, noisy_sigma0=5.0, learning_starts=0, net_arch=(16,),
-                   buffer_size=64)
+    stepwise = DQN(
+        IdentityEnv(16),
+        device="cpu",
+        seed=0,
+        noisy=True,
+        noisy_sigma0=5.0,
+        learning_starts=0,
+        net_arch=(16,),
+        buffer_size=64,
+    )
     runs = torch.stack([stepwise._behaviour_actions(obs, None, 0)[0] for _ in range(5)])
     assert not torch.all(runs == runs[0])
 
@@ -166,8 +204,13 @@ def test_polyak_update_copies_averages_or_keeps():
 
 
 def test_target_network_is_synced_every_interval_updates():
-    agent = DQN(CARTPOLE, num_envs=2, device="cpu", seed=0, **{**TINY, "learning_starts": 0, "train_freq": 1,
-                                                                 "gradient_steps": 1, "target_update_interval": 3})
+    agent = DQN(
+        CARTPOLE,
+        num_envs=2,
+        device="cpu",
+        seed=0,
+        **{**TINY, "learning_starts": 0, "train_freq": 1, "gradient_steps": 1, "target_update_interval": 3},
+    )
     synced = []
 
     def same(a):
@@ -179,8 +222,18 @@ def test_target_network_is_synced_every_interval_updates():
 
 # ============================================================================= exploration and masks
 def test_epsilon_schedule_warm_up_then_linear_decay():
-    agent = DQN(CARTPOLE, num_envs=1, device="cpu", seed=0, buffer_size=64, learning_starts=100, exploration_fraction=0.5,
-                exploration_initial_eps=1.0, exploration_final_eps=0.1, train_freq=1)
+    agent = DQN(
+        CARTPOLE,
+        num_envs=1,
+        device="cpu",
+        seed=0,
+        buffer_size=64,
+        learning_starts=100,
+        exploration_fraction=0.5,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=0.1,
+        train_freq=1,
+    )
     agent.total_timesteps = 1000
     for steps, expected in ((50, 1.0), (99, 1.0), (100, 0.82), (250, 0.55), (500, 0.1), (900, 0.1)):
         agent.num_timesteps = steps
@@ -201,9 +254,12 @@ def test_random_exploration_is_uniform_over_valid_actions_only():
     torch.testing.assert_close(counts[[0, 2, 3]], torch.full((3,), 1 / 3), atol=0.02, rtol=0)
     greedy = agent._explore(q, masks, torch.tensor(0.0), generator)
     assert torch.all(greedy == 0)  # argmax over the valid actions (ties: the first)
-    boltzmann = DQN(MaskedIdentityEnv(2), device="cpu", seed=0, buffer_size=64, exploration="boltzmann", temperature=1.0)
-    sampled = boltzmann._explore(torch.tensor([[0.0, 100.0, math.log(3.0), 0.0]]).repeat(6000, 1), masks,
-                                 torch.tensor(0.0), generator)
+    boltzmann = DQN(
+        MaskedIdentityEnv(2), device="cpu", seed=0, buffer_size=64, exploration="boltzmann", temperature=1.0
+    )
+    sampled = boltzmann._explore(
+        torch.tensor([[0.0, 100.0, math.log(3.0), 0.0]]).repeat(6000, 1), masks, torch.tensor(0.0), generator
+    )
     counts = torch.bincount(sampled, minlength=4).float() / 6000
     # P ∝ exp(Q/T) over the valid actions: 1 : 3 : 1 (notes:13252-13258)
     torch.testing.assert_close(counts, torch.tensor([0.2, 0.0, 0.6, 0.2]), atol=0.02, rtol=0)
@@ -214,7 +270,7 @@ def test_masked_env_dqn_never_takes_a_masked_action_and_stores_next_masks():
     agent = DQN(env, device="cpu", seed=0, **IDENTITY)
     agent.learn(2048)
     assert env.invalid_taken.item() == 0
-    assert not agent.replay.next_masks[:int(agent.replay.rows_filled)].all()  # the masks really excluded actions
+    assert not agent.replay.next_masks[: int(agent.replay.rows_filled)].all()  # the masks really excluded actions
     assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
 
 
@@ -234,8 +290,12 @@ def test_predict_with_masks_never_returns_a_masked_action():
         for valid in range(N_CLASSES):
             mask = eye[valid].astype(bool)
             assert agent.predict(eye[target], action_masks=mask) == valid
-            assert (agent.predict(np.repeat(eye[target][None], 32, 0), deterministic=False,
-                                  action_masks=np.repeat(mask[None], 32, 0)) == valid).all()
+            assert (
+                agent.predict(
+                    np.repeat(eye[target][None], 32, 0), deterministic=False, action_masks=np.repeat(mask[None], 32, 0)
+                )
+                == valid
+            ).all()
 
 
 # ============================================================================= learning
@@ -259,9 +319,21 @@ def test_identity_env_is_learned_by_rainbow_with_every_component_on():
 
 # A small CPU budget (10k steps, 5k updates of a 64x64 net; 3-step returns learn fastest): far above random (≈ 22),
 # though short of the 475 that the shipped preset reaches on every seed at 50k steps (see the README).
-CARTPOLE_SMALL = dict(net_arch=(64, 64), learning_rate=2.3e-3, anneal_lr=True, buffer_size=20_000, learning_starts=1000,
-                      batch_size=64, gamma=0.98, n_step=3, train_freq=32, gradient_steps=64, target_update_interval=128,
-                      exploration_fraction=0.2, exploration_final_eps=0.04)
+CARTPOLE_SMALL = dict(
+    net_arch=(64, 64),
+    learning_rate=2.3e-3,
+    anneal_lr=True,
+    buffer_size=20_000,
+    learning_starts=1000,
+    batch_size=64,
+    gamma=0.98,
+    n_step=3,
+    train_freq=32,
+    gradient_steps=64,
+    target_update_interval=128,
+    exploration_fraction=0.2,
+    exploration_final_eps=0.04,
+)
 
 
 def test_cartpole_is_learned_within_a_small_budget():
@@ -336,13 +408,21 @@ def test_save_and_load_give_identical_predictions(tmp_path):
         Rainbow.load(path, device="cpu")
 
 
-@pytest.mark.parametrize("cls, hparams", [(DQN, dict(TINY, double=True, n_step=2, exploration_fraction=0.5)),
-                                          (Rainbow, RAINBOW_TINY)], ids=["dqn", "rainbow"])
+@pytest.mark.parametrize(
+    "cls, hparams",
+    [(DQN, dict(TINY, double=True, n_step=2, exploration_fraction=0.5)), (Rainbow, RAINBOW_TINY)],
+    ids=["dqn", "rainbow"],
+)
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, cls, hparams):
     # networks, optimizer, replay (rows, priorities), noise, RNGs, env, counters: all bit for bit
     straight, _ = assert_resume_matches_an_uninterrupted_run(
-        lambda run_dir=None: cls(CARTPOLE, num_envs=2, device="cpu", seed=3, run_dir=run_dir, **hparams, anneal_lr=True),
-        tmp_path, total=1024, half=512)
+        lambda run_dir=None: cls(
+            CARTPOLE, num_envs=2, device="cpu", seed=3, run_dir=run_dir, **hparams, anneal_lr=True
+        ),
+        tmp_path,
+        total=1024,
+        half=512,
+    )
     assert straight.last_log["train/learning_rate"] < hparams["learning_rate"]  # annealing was resumed too
 
 
@@ -358,13 +438,44 @@ def test_a_checkpoint_with_another_buffer_is_refused(tmp_path):
 def test_cli_trains_dqn_and_rainbow_and_logs_sb3_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from rlcourse.cli import main
+    from rlcourse.app.cli import main
 
-    hp = ["--hp", "learning_starts=0", "--hp", "train_freq=16", "--hp", "gradient_steps=2", "--hp", "net_arch=[16]",
-          "--hp", "buffer_size=1024"]
+    hp = [
+        "--hp",
+        "learning_starts=0",
+        "--hp",
+        "train_freq=16",
+        "--hp",
+        "gradient_steps=2",
+        "--hp",
+        "net_arch=[16]",
+        "--hp",
+        "buffer_size=1024",
+    ]
     for algo in ("dqn", "rainbow"):
-        code = main(["train", algo, CARTPOLE, "--total-steps", "64", "--num-envs", "2", "--seed", "1", "--device", "cpu",
-                     "--runs-root", str(tmp_path), "--name", "t", "--no-progress", "--eval-episodes", "2", *hp])
+        code = main(
+            [
+                "train",
+                algo,
+                CARTPOLE,
+                "--total-steps",
+                "64",
+                "--num-envs",
+                "2",
+                "--seed",
+                "1",
+                "--device",
+                "cpu",
+                "--runs-root",
+                str(tmp_path),
+                "--name",
+                "t",
+                "--no-progress",
+                "--eval-episodes",
+                "2",
+                *hp,
+            ]
+        )
         assert code == 0
     run_dir = tmp_path / "rlcourse_CartPole-v1" / "dqn" / "t"
     tags = set()
@@ -372,36 +483,46 @@ def test_cli_trains_dqn_and_rainbow_and_logs_sb3_tags(tmp_path):
         accumulator = EventAccumulator(str(path))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
-    assert {"rollout/exploration_rate", "train/loss", "train/learning_rate", "train/n_updates", "rollout/ep_rew_mean",
-            "time/fps", "eval/mean_reward"} <= tags, tags
+    assert {
+        "rollout/exploration_rate",
+        "train/loss",
+        "train/learning_rate",
+        "train/n_updates",
+        "rollout/ep_rew_mean",
+        "time/fps",
+        "eval/mean_reward",
+    } <= tags, tags
     assert (tmp_path / "rlcourse_CartPole-v1" / "rainbow" / "t" / "checkpoint.pt").is_file()
     assert main(["train", "dqn", CARTPOLE, "--hp", "double=maybe", "--runs-root", str(tmp_path)]) == 2
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("overrides, key", [
-    ({"learning_rte": 1e-3}, "learning_rte"),
-    ({"gamma": 1.5}, "gamma"),
-    ({"tau": 0.0}, "tau"),
-    ({"buffer_size": 0}, "buffer_size"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"train_freq": 0}, "train_freq"),
-    ({"n_step": 0}, "n_step"),
-    ({"learning_starts": -1}, "learning_starts"),
-    ({"target_update_interval": 0}, "target_update_interval"),
-    ({"exploration_fraction": 0.0}, "exploration_fraction"),
-    ({"exploration_final_eps": 1.5}, "exploration_final_eps"),
-    ({"alpha": -0.1}, "alpha"),
-    ({"beta0": 2.0}, "beta0"),
-    ({"n_atoms": 1}, "n_atoms"),
-    ({"v_min": 5.0, "v_max": 5.0}, "v_min"),
-    ({"temperature": 0.0}, "temperature"),
-    ({"exploration": "softmax"}, "exploration"),
-    ({"noise_resample": "never"}, "noise_resample"),
-    ({"net_arch": [64, 0]}, "net_arch"),
-    ({"learning_rate": float("nan")}, "learning_rate"),
-    ({"double": "yes"}, "double"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"learning_rte": 1e-3}, "learning_rte"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"tau": 0.0}, "tau"),
+        ({"buffer_size": 0}, "buffer_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"train_freq": 0}, "train_freq"),
+        ({"n_step": 0}, "n_step"),
+        ({"learning_starts": -1}, "learning_starts"),
+        ({"target_update_interval": 0}, "target_update_interval"),
+        ({"exploration_fraction": 0.0}, "exploration_fraction"),
+        ({"exploration_final_eps": 1.5}, "exploration_final_eps"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"beta0": 2.0}, "beta0"),
+        ({"n_atoms": 1}, "n_atoms"),
+        ({"v_min": 5.0, "v_max": 5.0}, "v_min"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"exploration": "softmax"}, "exploration"),
+        ({"noise_resample": "never"}, "noise_resample"),
+        ({"net_arch": [64, 0]}, "net_arch"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"double": "yes"}, "double"),
+    ],
+)
 def test_bad_hyperparameters_raise_config_errors_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         DQN(CARTPOLE, num_envs=2, device="cpu", **overrides)

@@ -80,8 +80,9 @@ def test_sb3_ppo_smoke_run_and_predict(env_id):
             obs, _ = check_env.reset()
 
 
-@pytest.mark.parametrize(("env_id", "gymnasium_id"), [("rlcourse/CartPole-v1", "CartPole-v1"),
-                                                      ("rlcourse/Pendulum-v1", "Pendulum-v1")])
+@pytest.mark.parametrize(
+    ("env_id", "gymnasium_id"), [("rlcourse/CartPole-v1", "CartPole-v1"), ("rlcourse/Pendulum-v1", "Pendulum-v1")]
+)
 def test_classic_twins_declare_gymnasiums_spaces(env_id, gymnasium_id):
     """The batched classic-control envs have exactly Gymnasium's spaces, and the single-env adapter adds no second
     TimeLimit (the batched env truncates by itself)."""

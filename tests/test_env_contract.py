@@ -37,7 +37,7 @@ def sample_actions(env: rlcourse.TensorVecEnv, gen: torch.Generator) -> torch.Te
     space, n = env.single_action_space, env.num_envs
     dtype = torch_dtype(space)
     if isinstance(space, spaces.Discrete):
-        if hasattr(env, "action_masks"):
+        if env.has_action_masks:
             mask = env.action_masks().cpu().float()
             index = torch.multinomial(mask, 1, generator=gen).squeeze(1)
         else:
@@ -136,7 +136,9 @@ def test_same_step_autoreset_final_obs_and_episode_stats(env_id):
         assert torch.equal(info["final_info"]["_episode"].cpu(), done)
         for i in done.nonzero().flatten().tolist():
             final = info["final_obs"][i]
-            assert not torch.equal(final, obs[i]), "final_obs must be the last obs of the ended episode, not the new one"
+            assert not torch.equal(final, obs[i]), (
+                "final_obs must be the last obs of the ended episode, not the new one"
+            )
             assert env.single_observation_space.contains(final.cpu().numpy())
             torch.testing.assert_close(info["episode"]["r"][i].cpu().float(), episode_return[i])
             assert int(info["episode"]["l"][i]) == int(episode_length[i])
@@ -209,8 +211,20 @@ def test_state_dict_round_trip_continues_identically(env_id):
         out = []
         for _ in range(steps):
             obs, reward, terminated, truncated, info = target.step(sample_actions(target, gen))
-            out.append(tuple(t.cpu().clone() for t in (obs, reward, terminated, truncated, info["final_obs"],
-                                                      info["episode"]["r"], info["episode"]["l"])))
+            out.append(
+                tuple(
+                    t.cpu().clone()
+                    for t in (
+                        obs,
+                        reward,
+                        terminated,
+                        truncated,
+                        info["final_obs"],
+                        info["episode"]["r"],
+                        info["episode"]["l"],
+                    )
+                )
+            )
         return out
 
     expected = continue_for(env)
@@ -292,7 +306,10 @@ def _out_of_range_actions(env) -> list[torch.Tensor]:
     space, n = env.single_action_space, env.num_envs
     dtype = torch_dtype(space)
     if isinstance(space, spaces.Discrete):
-        return [torch.full((n,), int(space.start + space.n), dtype=dtype), torch.full((n,), int(space.start) - 1, dtype=dtype)]
+        return [
+            torch.full((n,), int(space.start + space.n), dtype=dtype),
+            torch.full((n,), int(space.start) - 1, dtype=dtype),
+        ]
     if isinstance(space, spaces.Box):
         bad = [torch.full((n, *space.shape), float("nan"), dtype=dtype)]
         if np.all(np.isfinite(space.high)):

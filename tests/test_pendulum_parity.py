@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from rlcourse.envs import PendulumVecEnv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from rlcourse.envs import PendulumVecEnv
 from rlcourse.single_env import SingleEnv
 
 EPISODE_STEPS = 200

@@ -8,11 +8,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from agent_checks import (
+    assert_equal_tree,
+    assert_resume_matches_an_uninterrupted_run,
+    log_without_time,
+)
 from gymnasium import spaces
-from rlcourse.agents import PPO
-from rlcourse.agents.ppo import ppo_losses
+from identity_envs import (
+    N_CLASSES,
+    ContinuousIdentityEnv,
+    IdentityEnv,
+    MaskedIdentityEnv,
+    mean_step_reward,
+    reward_before_and_after,
+)
 
 from rlcourse import make_vec
+from rlcourse.agents import PPO
+from rlcourse.agents.ppo import ppo_losses
 from rlcourse.config import RUN_KEYS, ConfigError, load_preset
 
 CARTPOLE = "rlcourse/CartPole-v1"
@@ -25,20 +38,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
     return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
 
-
-from agent_checks import (  # noqa: E402
-    assert_equal_tree,
-    assert_resume_matches_an_uninterrupted_run,
-    log_without_time,
-)
-from identity_envs import (
-    N_CLASSES,
-    ContinuousIdentityEnv,
-    IdentityEnv,
-    MaskedIdentityEnv,
-    mean_step_reward,
-    reward_before_and_after,
-)
 
 IDENTITY_HP = dict(n_steps=16, batch_size=32, n_epochs=4, learning_rate=3e-3)
 
@@ -59,7 +58,7 @@ def test_clip_loss_kl_and_clip_fraction_by_hand():
     # J = (0.5 - 1 + 1.2) / 3 = 0.7 / 3, and the loss is -J
     assert loss.item() == pytest.approx(-0.7 / 3, abs=1e-6)
     assert approx_kl.item() == pytest.approx(KL_BY_HAND, abs=1e-6)
-    assert KL_BY_HAND == pytest.approx(0.0958940, abs=1e-6)
+    assert pytest.approx(0.0958940, abs=1e-6) == KL_BY_HAND
     assert clip_fraction.item() == pytest.approx(2 / 3, abs=1e-6)  # |r - 1| > 0.2 for 0.5 and 1.5
 
 
@@ -100,7 +99,9 @@ def test_kl_penalty_objective_by_hand():
 
 def test_identical_policies_have_zero_kl_and_no_clipping():
     old = torch.tensor([-0.3, -1.2, -2.0, -0.7])
-    loss, approx_kl, clip_fraction = ppo_losses(old.clone(), old, torch.tensor([1.0, -1.0, 2.0, 0.5]), EPS, "clip", torch.tensor(1.0))
+    loss, approx_kl, clip_fraction = ppo_losses(
+        old.clone(), old, torch.tensor([1.0, -1.0, 2.0, 0.5]), EPS, "clip", torch.tensor(1.0)
+    )
     assert approx_kl.item() == 0.0 and clip_fraction.item() == 0.0
     assert loss.item() == pytest.approx(-2.5 / 4)
 
@@ -129,7 +130,13 @@ def test_kl_penalty_training_adapts_beta_in_the_direction_of_the_measured_kl():
     assert len(measured) == 4
     beta_before = 1.0
     for kl, beta in measured:  # KL after the update (the callback sees the updated policy) decides the move
-        expected = beta_before * 2 if kl > agent.config.kl_max else beta_before / 2 if kl < agent.config.kl_min else beta_before
+        expected = (
+            beta_before * 2
+            if kl > agent.config.kl_max
+            else beta_before / 2
+            if kl < agent.config.kl_min
+            else beta_before
+        )
         assert beta == pytest.approx(expected)
         beta_before = beta
     assert any(beta != 1.0 for _, beta in measured), "β never adapted"
@@ -204,8 +211,9 @@ def test_predict_with_action_masks_never_returns_a_masked_action():
         for valid in range(N_CLASSES):
             mask = eye[valid].astype(bool)
             assert agent.predict(eye[target], action_masks=mask) == valid
-            sampled = agent.predict(np.repeat(eye[target][None], 64, 0), deterministic=False,
-                                    action_masks=np.repeat(mask[None], 64, 0))
+            sampled = agent.predict(
+                np.repeat(eye[target][None], 64, 0), deterministic=False, action_masks=np.repeat(mask[None], 64, 0)
+            )
             assert (sampled == valid).all()
     # random masks on a batch, tensors in and out
     generator = torch.Generator().manual_seed(0)
@@ -283,13 +291,24 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 
 
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
-    hparams = dict(n_steps=64, batch_size=64, n_epochs=4, learning_rate=1e-3, anneal_lr=True, anneal_clip_range=True,
-                   target_kl=0.001)
+    hparams = dict(
+        n_steps=64,
+        batch_size=64,
+        n_epochs=4,
+        learning_rate=1e-3,
+        anneal_lr=True,
+        anneal_clip_range=True,
+        target_kl=0.001,
+    )
     updates = []
     # kl_beta, RNGs, env state, observation, episode sums, counters: all in the checkpoint, all compared
     straight, resumed = assert_resume_matches_an_uninterrupted_run(
-        lambda run_dir=None: PPO(CARTPOLE, num_envs=4, device="cpu", seed=3, run_dir=run_dir, **hparams), tmp_path,
-        total=2048, half=1024, straight_callbacks=[lambda a: updates.append(a.last_log["train/n_updates"])])
+        lambda run_dir=None: PPO(CARTPOLE, num_envs=4, device="cpu", seed=3, run_dir=run_dir, **hparams),
+        tmp_path,
+        total=2048,
+        half=1024,
+        straight_callbacks=[lambda a: updates.append(a.last_log["train/n_updates"])],
+    )
     assert any(n < 16 for n in updates), updates  # the masked target_kl early stop happened
     assert torch.equal(straight.clip_range, resumed.clip_range)  # annealed from host progress, not checkpointed
     # As in SB3, an update sees the progress after its rollout: the last one runs at a learning rate of 0.
@@ -309,7 +328,9 @@ def test_tiny_target_kl_skips_minibatches_without_touching_parameters():
         after = list(agent.policy.parameters())
         same = all(torch.equal(p, q) for p, q in zip(before, after))
         if bool(skip):
-            same_state = all(torch.equal(t, agent.optimizer.state[k][n]) for k, s in state_before.items() for n, t in s.items())
+            same_state = all(
+                torch.equal(t, agent.optimizer.state[k][n]) for k, s in state_before.items() for n, t in s.items()
+            )
             skipped_unchanged.append(same and same_state)
         else:
             applied_changed.append(not same)
@@ -327,19 +348,22 @@ def test_tiny_target_kl_skips_minibatches_without_touching_parameters():
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("overrides, key", [
-    ({"learning_rte": 1e-3}, "learning_rte"),
-    ({"clip_range": "a"}, "clip_range"),
-    ({"gamma": 1.5}, "gamma"),
-    ({"n_steps": 0}, "n_steps"),
-    ({"kl_min": 0.02, "kl_max": 0.01}, "kl_min"),
-    ({"kl_min": 0.01, "kl_max": 0.01}, "kl_min"),
-    ({"gae_lambda": -0.1}, "gae_lambda"),
-    ({"target_kl": 0.0}, "target_kl"),
-    ({"ent_coef": -0.01}, "ent_coef"),
-    ({"net_arch": [64, 0]}, "net_arch"),
-    ({"activation": "sigmoid"}, "activation"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"learning_rte": 1e-3}, "learning_rte"),
+        ({"clip_range": "a"}, "clip_range"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"kl_min": 0.02, "kl_max": 0.01}, "kl_min"),
+        ({"kl_min": 0.01, "kl_max": 0.01}, "kl_min"),
+        ({"gae_lambda": -0.1}, "gae_lambda"),
+        ({"target_kl": 0.0}, "target_kl"),
+        ({"ent_coef": -0.01}, "ent_coef"),
+        ({"net_arch": [64, 0]}, "net_arch"),
+        ({"activation": "sigmoid"}, "activation"),
+    ],
+)
 def test_bad_hyperparameters_raise_config_errors_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         PPO(CARTPOLE, num_envs=2, device="cpu", **{**SMALL, **overrides})
@@ -362,12 +386,15 @@ def test_batch_size_must_divide_the_rollout():
         PPO(CARTPOLE, num_envs=3, device="cpu", n_steps=10, batch_size=4)
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"num_envs": 0}, "num_envs"),
-    ({"seed": -1}, "seed"),
-    ({"seed": 1.5}, "seed"),
-    ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"num_envs": 0}, "num_envs"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_agent_arguments(kwargs, key):
     with pytest.raises(ValueError, match=key):
         PPO(CARTPOLE, **{"num_envs": 2, "device": "cpu", **SMALL, **kwargs})
@@ -428,8 +455,9 @@ def test_discrete_action_space_with_nonzero_start():
     assert ((actions >= 1) & (actions <= N_CLASSES)).all()
 
 
-@pytest.mark.parametrize("obs", [np.zeros(3, np.float32), np.zeros((2, 5), np.float32), np.zeros((2, 2, 4), np.float32),
-                                 np.float32(0.0)])
+@pytest.mark.parametrize(
+    "obs", [np.zeros(3, np.float32), np.zeros((2, 5), np.float32), np.zeros((2, 2, 4), np.float32), np.float32(0.0)]
+)
 def test_predict_with_a_wrong_observation_shape(obs):
     agent = small_cartpole()
     with pytest.raises(ValueError, match=r"obs must have shape \(4,\)"):
@@ -450,7 +478,9 @@ def test_batch_size_one_is_refused_with_normalisation_and_finite_without():
     # A one-sample minibatch has no spread to standardise by: refused clearly rather than going NaN.
     with pytest.raises(ConfigError, match="batch_size"):
         PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1)
-    agent = PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1, normalize_advantage=False)
+    agent = PPO(
+        CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1, normalize_advantage=False
+    )
     before = [p.detach().clone() for p in agent.policy.parameters()]
     agent.learn(4)
     assert all(torch.isfinite(p).all() for p in agent.policy.parameters())

@@ -14,9 +14,9 @@ from agent_checks import (
     train_with_the_cli,
 )
 from identity_envs import IdentityEnv, MaskedIdentityEnv, reward_before_and_after
+
 from rlcourse.agents import REINFORCE
 from rlcourse.agents.reinforce import policy_gradient_weights
-
 from rlcourse.config import ConfigError, load_preset
 
 CARTPOLE = "rlcourse/CartPole-v1"
@@ -67,7 +67,9 @@ def test_the_cut_off_tail_is_masked_without_a_critic():
 def test_the_cut_off_tail_is_bootstrapped_with_a_critic():
     rewards = torch.ones(4, 1)
     dones = torch.tensor([[False], [True], [False], [False]])
-    weights, _, used = policy_gradient_weights(rewards, dones, 0.5, True, torch.zeros(1), last_value=torch.tensor([8.0]))
+    weights, _, used = policy_gradient_weights(
+        rewards, dones, 0.5, True, torch.zeros(1), last_value=torch.tensor([8.0])
+    )
     assert used.all()
     # step 3: 1 + 0.5·V(s_4) = 5; step 2: 1 + 0.5·5 = 3.5; the finished episode is untouched: 1 + 0.5·1 = 1.5, 1
     assert weights.flatten().tolist() == [1.5, 1.0, 3.5, 5.0]
@@ -83,7 +85,9 @@ def test_whole_episode_return_counts_what_was_paid_before_the_batch():
 
 def _agent_with_batch(rewards, dones, baseline="none", values=None, **overrides) -> REINFORCE:
     """A REINFORCE agent (one env) whose batch is filled by hand, weights computed."""
-    agent = REINFORCE(IdentityEnv(1), device="cpu", seed=0, n_steps=len(rewards), gamma=1.0, baseline=baseline, **overrides)
+    agent = REINFORCE(
+        IdentityEnv(1), device="cpu", seed=0, n_steps=len(rewards), gamma=1.0, baseline=baseline, **overrides
+    )
     _fill(agent, rewards, dones, values)
     return agent
 
@@ -128,7 +132,9 @@ def test_loss_is_the_return_weighted_log_likelihood():
     obs = torch.eye(4)[:3]
     actions = torch.tensor([0, 1, 2])
     weights = agent.buffer.advantages.flatten()
-    loss, parts = agent._loss(obs, actions, weights, agent.buffer.returns.flatten(), torch.ones(3, dtype=torch.bool), None)
+    loss, parts = agent._loss(
+        obs, actions, weights, agent.buffer.returns.flatten(), torch.ones(3, dtype=torch.bool), None
+    )
     log_prob = torch.log_softmax(agent.policy.policy_params(obs), -1)[torch.arange(3), actions]
     expected = -(torch.tensor([3.0, -2.0, -2.0]) * log_prob).mean()
     torch.testing.assert_close(loss, expected)
@@ -152,7 +158,9 @@ def test_a_batch_that_finishes_no_episode_changes_nothing_without_a_critic():
 # ============================================================================= learning
 @pytest.mark.parametrize("baseline", ["none", "mean", "value"])
 def test_identity_env_is_learned(baseline):
-    agent = REINFORCE(IdentityEnv(8), device="cpu", seed=0, n_steps=16, learning_rate=3e-3, gamma=0.5, baseline=baseline)
+    agent = REINFORCE(
+        IdentityEnv(8), device="cpu", seed=0, n_steps=16, learning_rate=3e-3, gamma=0.5, baseline=baseline
+    )
     before, after = reward_before_and_after(agent, IdentityEnv, 4096)
     assert before < 0.6 and after >= 0.9, (before, after)
 
@@ -194,13 +202,22 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     assert torch.equal(agent.policy.value(obs), loaded.policy.value(obs))
 
 
-@pytest.mark.parametrize("hparams", [
-    {"baseline": "mean", "anneal_lr": True, "reward_to_go": False, "gamma": 1.0},  # running mean and R(τ) across batches
-    {"baseline": "value", "normalize_advantage": True, "max_grad_norm": 0.5},
-])
+@pytest.mark.parametrize(
+    "hparams",
+    [
+        {
+            "baseline": "mean",
+            "anneal_lr": True,
+            "reward_to_go": False,
+            "gamma": 1.0,
+        },  # running mean and R(τ) across batches
+        {"baseline": "value", "normalize_advantage": True, "max_grad_norm": 0.5},
+    ],
+)
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, hparams):
     straight, _ = assert_resume_matches_an_uninterrupted_run(
-        lambda run_dir=None: _small(5, run_dir=run_dir, **hparams), tmp_path, total=2048, half=1024)
+        lambda run_dir=None: _small(5, run_dir=run_dir, **hparams), tmp_path, total=2048, half=1024
+    )
     if hparams["baseline"] == "mean":
         assert straight.mean_baseline.item() != 0.0 and straight.mean_baseline_ready.item()
 
@@ -209,26 +226,54 @@ def test_preset_and_the_cli_run(tmp_path):
     preset = load_preset("reinforce", CARTPOLE)
     assert preset["baseline"] == "value" and preset["total_timesteps"] == 200_000
     assert load_preset("reinforce", "CartPole-v1") == preset
-    train_with_the_cli("reinforce", CARTPOLE, "--total-steps", "512", "--num-envs", "2", "--hp", "n_steps=64", "--hp", "baseline=mean",
-                       "--eval-episodes", "2", "--no-progress", "--device", "cpu", "--runs-root", tmp_path, "--name", "cli")
+    train_with_the_cli(
+        "reinforce",
+        CARTPOLE,
+        "--total-steps",
+        "512",
+        "--num-envs",
+        "2",
+        "--hp",
+        "n_steps=64",
+        "--hp",
+        "baseline=mean",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--runs-root",
+        tmp_path,
+        "--name",
+        "cli",
+    )
     run_dir = tmp_path / "rlcourse_CartPole-v1" / "reinforce" / "cli"
     assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
-    assert {"rollout/ep_rew_mean", "train/policy_loss", "train/baseline", "train/used_fraction", "time/fps",
-            "eval/mean_reward"} <= scalar_tags(run_dir)
+    assert {
+        "rollout/ep_rew_mean",
+        "train/policy_loss",
+        "train/baseline",
+        "train/used_fraction",
+        "time/fps",
+        "eval/mean_reward",
+    } <= scalar_tags(run_dir)
 
 
 # ============================================================================= bad inputs
-@pytest.mark.parametrize("overrides, key", [
-    ({"baseline": "median"}, "baseline"),
-    ({"reward_to_go": False}, "gamma"),  # the whole-episode return is undiscounted: gamma must be 1
-    ({"baseline_decay": 1.0}, "baseline_decay"),
-    ({"n_steps": 0}, "n_steps"),
-    ({"gamma": 1.5}, "gamma"),
-    ({"learning_rate": float("nan")}, "learning_rate"),
-    ({"max_grad_norm": -1.0}, "max_grad_norm"),
-    ({"net_arch": []}, "net_arch"),
-    ({"no_such": 1}, "no_such"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"baseline": "median"}, "baseline"),
+        ({"reward_to_go": False}, "gamma"),  # the whole-episode return is undiscounted: gamma must be 1
+        ({"baseline_decay": 1.0}, "baseline_decay"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm"),
+        ({"net_arch": []}, "net_arch"),
+        ({"no_such": 1}, "no_such"),
+    ],
+)
 def test_bad_hyperparameters_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key):
         REINFORCE(CARTPOLE, num_envs=2, device="cpu", **overrides)
@@ -237,8 +282,15 @@ def test_bad_hyperparameters_name_the_key(overrides, key):
 def test_logs_hold_the_policy_gradient_statistics():
     agent = _small(0, baseline="mean")
     agent.learn(256)
-    for tag in ("train/policy_loss", "train/entropy_loss", "train/baseline", "train/used_fraction",
-                "train/learning_rate", "rollout/ep_rew_mean", "time/fps"):
+    for tag in (
+        "train/policy_loss",
+        "train/entropy_loss",
+        "train/baseline",
+        "train/used_fraction",
+        "train/learning_rate",
+        "rollout/ep_rew_mean",
+        "time/fps",
+    ):
         assert tag in agent.last_log, tag
     assert "train/value_loss" not in agent.last_log  # no critic
     assert all(math.isfinite(v) for v in agent.last_log.values())

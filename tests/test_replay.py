@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from rlcourse.agents.replay import (
     PrioritizedReplayBuffer,
     ReplayBuffer,
@@ -20,8 +21,15 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
-def make_buffer(rows: int, num_envs: int = 1, n_step: int = 1, gamma: float = 0.5, mask_dim: int | None = None,
-                prioritized: bool = False, alpha: float = 1.0) -> ReplayBuffer:
+def make_buffer(
+    rows: int,
+    num_envs: int = 1,
+    n_step: int = 1,
+    gamma: float = 0.5,
+    mask_dim: int | None = None,
+    prioritized: bool = False,
+    alpha: float = 1.0,
+) -> ReplayBuffer:
     args = (rows * num_envs, num_envs, (1,), (), torch.int64, mask_dim, gamma, n_step, CPU)
     return PrioritizedReplayBuffer(*args, alpha=alpha, eps=1e-9) if prioritized else ReplayBuffer(*args)
 
@@ -31,8 +39,15 @@ def add_step(buffer: ReplayBuffer, t: int, rewards, terminated=None, truncated=N
     num_envs = len(rewards)
     terminated = torch.tensor(terminated or [False] * num_envs)
     truncated = torch.tensor(truncated or [False] * num_envs)
-    buffer.add(torch.full((num_envs, 1), float(t)), torch.full((num_envs,), t), torch.tensor(rewards, dtype=torch.float32),
-               torch.full((num_envs, 1), 100.0 + t), terminated, terminated | truncated, next_masks)
+    buffer.add(
+        torch.full((num_envs, 1), float(t)),
+        torch.full((num_envs,), t),
+        torch.tensor(rewards, dtype=torch.float32),
+        torch.full((num_envs, 1), 100.0 + t),
+        terminated,
+        terminated | truncated,
+        next_masks,
+    )
 
 
 def gather(buffer: ReplayBuffer, indices: list[int]):
@@ -75,7 +90,7 @@ def test_n_step_targets_with_terminations_and_truncations_inside_the_window():
 def test_n_step_window_wraps_around_the_ring_and_never_reads_overwritten_rows():
     buffer = make_buffer(rows=4, n_step=3, gamma=0.5)
     for t in range(6):  # rows now hold t4, t5, t2, t3; the write position is row 2
-        add_step(buffer, t, [float(2 ** t)])
+        add_step(buffer, t, [float(2**t)])
     assert int(buffer.pos) == 2 and int(buffer.rows_filled) == 4
     batch = gather(buffer, [2, 3, 0, 1])  # t2, t3, t4, t5
     assert batch.obs.flatten().tolist() == [2.0, 3.0, 4.0, 5.0]
@@ -178,7 +193,7 @@ def test_sampling_frequencies_are_proportional_to_priority_to_the_alpha():
         batch = buffer.sample(2048, generator)
         counts += torch.bincount(batch.indices, minlength=len(errors)).float()
         draws += 2048
-    expected = torch.tensor([e ** alpha if e else 1e-9 ** alpha for e in errors])
+    expected = torch.tensor([e**alpha if e else 1e-9**alpha for e in errors])
     expected /= expected.sum()
     frequencies = counts / draws
     assert counts[4] < 20  # priority (0 + 1e-9)^0.5 ≈ 3e-5: practically never
@@ -224,8 +239,13 @@ def test_state_dict_round_trip_continues_identically():
     buffer = make_buffer(rows=6, num_envs=2, n_step=2, mask_dim=3, prioritized=True)
     generator = torch.Generator().manual_seed(1)
     for t in range(4):
-        add_step(buffer, t, [float(t), -float(t)], terminated=[t == 2, False],
-                 next_masks=torch.rand(2, 3, generator=generator) < 0.7)
+        add_step(
+            buffer,
+            t,
+            [float(t), -float(t)],
+            terminated=[t == 2, False],
+            next_masks=torch.rand(2, 3, generator=generator) < 0.7,
+        )
     buffer.update_priorities(torch.tensor([0, 3, 5]), torch.tensor([0.5, 2.0, 7.0]))
     add_step(buffer, 4, [1.0, 1.0], next_masks=torch.ones(2, 3, dtype=torch.bool))
     state = buffer.state_dict()

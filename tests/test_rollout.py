@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from rlcourse.agents.rollout import (
     RolloutBuffer,
     explained_variance,
@@ -25,7 +26,9 @@ def flags(*values: bool) -> torch.Tensor:
 
 
 def close(actual: torch.Tensor, expected, atol: float = 1e-5) -> None:
-    torch.testing.assert_close(actual, torch.as_tensor(expected, dtype=actual.dtype).reshape(actual.shape), atol=atol, rtol=0)
+    torch.testing.assert_close(
+        actual, torch.as_tensor(expected, dtype=actual.dtype).reshape(actual.shape), atol=atol, rtol=0
+    )
 
 
 # ----------------------------------------------------------------------------- reward-to-go (notes:12751-12779)
@@ -64,7 +67,7 @@ def test_batch_of_two_envs_with_different_done_positions():
     close(returns, [[4.5, 1.0], [-1.0, 1.5], [-2.0, 1.0]])
     # Each column is computed independently: the batch equals the envs done one at a time.
     for env in range(2):
-        close(returns[:, env:env + 1], rewards_to_go(rewards[:, env:env + 1], dones[:, env:env + 1], 0.5))
+        close(returns[:, env : env + 1], rewards_to_go(rewards[:, env : env + 1], dones[:, env : env + 1], 0.5))
 
 
 # ----------------------------------------------------------------------------- GAE(λ)

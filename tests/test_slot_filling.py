@@ -24,12 +24,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
+import rlcourse
+from rlcourse.app.cli import main
 from rlcourse.envs.dialogue import NLU_PRESETS, NluNoise, SlotFillingVecEnv, load_domain
 from rlcourse.envs.dialogue.domain import DOMAIN_DIR, DomainError
 from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, hear, nlu_preset
-
-import rlcourse
-from rlcourse.cli import main
 
 ENV_ID = "rlcourse/SlotFilling-v0"
 NONE = -1
@@ -54,14 +54,17 @@ def value_index(env: SlotFillingVecEnv, slot: str, text: str) -> int:
     return env.domain.values[slot].index(text)
 
 
-def scripted_env(goal: dict[str, str], requests=(), agenda=(), told=(), asked=(), belief=None, **options) -> SlotFillingVecEnv:
+def scripted_env(
+    goal: dict[str, str], requests=(), agenda=(), told=(), asked=(), belief=None, **options
+) -> SlotFillingVecEnv:
     """A one-dialogue env whose user has exactly this goal, agenda and first turn (clean NLU unless told).
 
     ``agenda`` lists constraint slots in the order the user informs them; ``told`` were informed in the
     first turn and ``asked`` requested there. The system's belief is what a clean NLU heard in the first
     turn (certain), or ``belief`` ({slot: (value text or DONTCARE, confidence)}) when given.
     """
-    env = SlotFillingVecEnv(1, record_acts=True, **options)
+    env = SlotFillingVecEnv(1, **options)
+    env.recording = True
     env.reset(seed=0)
     slots = env.slots
     goal_value = torch.tensor([value_index(env, s, goal[s]) if s in goal else NONE for s in slots])
@@ -102,8 +105,11 @@ def set_belief(env: SlotFillingVecEnv, belief: dict[str, tuple]) -> None:
 
 def act_string(env: SlotFillingVecEnv, intent: int, inform, request) -> str:
     """A user act written out, e.g. ``reject(city=seattle)``, ``inform(date=any)``, ``request(price)``."""
-    informs = [f"{s}={'dontcare' if int(v) == DONTCARE else env.domain.values[s][int(v)]}"
-               for s, v in zip(env.slots, inform) if int(v) != ABSENT]
+    informs = [
+        f"{s}={'dontcare' if int(v) == DONTCARE else env.domain.values[s][int(v)]}"
+        for s, v in zip(env.slots, inform)
+        if int(v) != ABSENT
+    ]
     asks = [r for r, a in zip(env.requests, request) if bool(a)]
     name = INTENTS[int(intent)]
     if name == "request":
@@ -118,7 +124,9 @@ def say(env: SlotFillingVecEnv, act: str):
     acts = info["acts"]
     reply = act_string(env, acts["said_intent"][0], acts["said_inform"][0], acts["said_request"][0])
     assert not bool(truncated[0]), "this env never truncates: both endings are terminations"
-    if not bool(terminated[0]):  # the env's own state holds the same reply (after an autoreset it is the next episode's)
+    if not bool(
+        terminated[0]
+    ):  # the env's own state holds the same reply (after an autoreset it is the next episode's)
         assert reply == act_string(env, env.said_intent[0], env.said_inform[0], env.said_request[0])
     return reply, float(reward[0]), bool(terminated[0]), info
 
@@ -159,20 +167,25 @@ def first_episode_success(env: SlotFillingVecEnv, policy, seed: int) -> torch.Te
 # 19, 37, 48 and 54 (zootopia in seattle on november 5th); row 4 (zootopia at amc pacific place 11,
 # los angeles, november 5th, 10:00 am, imax) is the first zootopia showing on november 5th.
 GOAL = {"moviename": "zootopia", "city": "seattle", "date": "november 5th", "numberofpeople": "2"}
-GOAL_SETUP = {"goal": GOAL, "requests": ("starttime", "price"), "agenda": ("moviename", "date", "numberofpeople", "city"),
-              "told": ("moviename",), "asked": ("price",)}
+GOAL_SETUP = {
+    "goal": GOAL,
+    "requests": ("starttime", "price"),
+    "agenda": ("moviename", "date", "numberofpeople", "city"),
+    "told": ("moviename",),
+    "asked": ("price",),
+}
 SCRIPT = [  # (system act, user reply)
-    ("greeting", "inform(date=november 5th)"),            # the next constraint on the agenda
+    ("greeting", "inform(date=november 5th)"),  # the next constraint on the agenda
     ("request(video_format)", "inform(video_format=dontcare)"),  # not constrained: "don't care"
-    ("confirm(moviename)", "affirm"),                      # the belief is right
-    ("book", "reject"),                                    # row 4 breaks city and numberofpeople (unknown): a bare "no"
+    ("confirm(moviename)", "affirm"),  # the belief is right
+    ("book", "reject"),  # row 4 breaks city and numberofpeople (unknown): a bare "no"
     ("request(numberofpeople)", "inform(numberofpeople=2)"),
-    ("book", "reject"),                                    # row 4 again: now only the city is wrong
+    ("book", "reject"),  # row 4 again: now only the city is wrong
     ("request(city)", "inform(city=seattle)"),
-    ("book", "request(starttime)"),                        # row 19 accepted; the first open goal request in domain order
-    ("inform(price)", "request(starttime)"),               # price answered (the user asked it first); starttime still open
-    ("inform(starttime)", "thanks"),                       # all answered
-    ("bye", "bye"),                                        # success
+    ("book", "request(starttime)"),  # row 19 accepted; the first open goal request in domain order
+    ("inform(price)", "request(starttime)"),  # price answered (the user asked it first); starttime still open
+    ("inform(starttime)", "thanks"),  # all answered
+    ("bye", "bye"),  # success
 ]
 
 
@@ -284,7 +297,9 @@ def test_confirm_of_an_unknown_slot_is_a_request():
 
 def test_book_with_no_kb_match_gets_the_next_constraint():
     # zootopia is never shown in seattle on november 7th (KB rows 13, 33, 63 are chicago and los angeles)
-    env = scripted_env(**GOAL_SETUP, belief={"moviename": ("zootopia", 1.0), "city": ("seattle", 1.0), "date": ("november 7th", 1.0)})
+    env = scripted_env(
+        **GOAL_SETUP, belief={"moviename": ("zootopia", 1.0), "city": ("seattle", 1.0), "date": ("november 7th", 1.0)}
+    )
     assert len(kb_rows(env, moviename="zootopia", city="seattle", date="november 7th")) == 0
     assert int(env.match_count[0]) == 0
     assert not bool(env.action_masks()[0, ACTION["book"]]), "book is masked without a KB match"
@@ -298,11 +313,14 @@ def test_a_violating_booking_gets_a_bare_reject_whatever_the_agenda():
     # 4th: los angeles) breaks date, city and numberofpeople (unknown to the system). The user says no but
     # never which slot is wrong, so booking blindly teaches the system nothing about the constraints.
     assert int(kb_rows(SlotFillingVecEnv(1), moviename="zootopia", date="november 4th")[0]) == 3
-    for agenda, expected in [(("city", "numberofpeople", "date", "moviename"), "reject"),
-                             (("numberofpeople", "date", "city", "moviename"), "reject"),
-                             (("date", "city", "numberofpeople", "moviename"), "reject")]:
-        env = scripted_env(**{**GOAL_SETUP, "agenda": agenda},
-                           belief={"moviename": ("zootopia", 1.0), "date": ("november 4th", 1.0)})
+    for agenda, expected in [
+        (("city", "numberofpeople", "date", "moviename"), "reject"),
+        (("numberofpeople", "date", "city", "moviename"), "reject"),
+        (("date", "city", "numberofpeople", "moviename"), "reject"),
+    ]:
+        env = scripted_env(
+            **{**GOAL_SETUP, "agenda": agenda}, belief={"moviename": ("zootopia", 1.0), "date": ("november 4th", 1.0)}
+        )
         reply, reward, terminated, info = say(env, "book")
         assert reply == expected, agenda
         assert int(info["acts"]["entity"][0]) == 3, "the booking took the first match"
@@ -390,17 +408,17 @@ def test_rendered_transcript_of_the_scripted_dialogue():
     assert len(lines) == len(expected)
 
 
-def test_render_turn_needs_record_acts():
+def test_render_turn_needs_recording():
     env = SlotFillingVecEnv(1)
     env.reset(seed=0)
     _, _, _, _, info = env.step(torch.tensor([0]))
-    with pytest.raises(ValueError, match="record_acts=True"):
+    with pytest.raises(ValueError, match="recording = True"):
         env.render_turn(info)
 
 
 def test_misheard_user_shows_what_the_nlu_heard():
-    env = SlotFillingVecEnv(64, nlu="pydial30", slot_error_mode="value", record_acts=True)
-    texts = env.play_transcripts(random_masked_policy(0), seed=1)
+    env = SlotFillingVecEnv(1, nlu="pydial30", slot_error_mode="value")
+    texts = env.play_transcripts(random_masked_policy(0), 64, seed=1)
     noted = [line for text in texts for line in text.splitlines() if line.startswith("        (NLU heard: ")]
     assert noted, "at 30% noise some of 64 dialogues must have a misheard turn"
     assert all("; the user meant: " in line for line in noted)
@@ -491,7 +509,9 @@ def test_kb_matcher_equals_brute_force(domain):
     any_value = (rng.random((batch, len(n_values))) * n_values).astype(np.int64)
     kind = rng.random((batch, len(n_values)))
     entity = d.kb[rng.integers(len(d.kb), size=batch)]
-    from_entity = np.stack([entity[:, d.kb_column(s)] if d.in_kb[s] else any_value[:, i] for i, s in enumerate(env.slots)], 1)
+    from_entity = np.stack(
+        [entity[:, d.kb_column(s)] if d.in_kb[s] else any_value[:, i] for i, s in enumerate(env.slots)], 1
+    )
     value = np.where(np.arange(batch)[:, None] < batch // 2, any_value, from_entity)
     belief = np.where(kind < 0.35, ABSENT, np.where(kind < 0.45, DONTCARE, value))
     env.belief_value.copy_(torch.as_tensor(belief))
@@ -623,7 +643,11 @@ def test_single_env_and_batched_env_give_the_same_dialogues():
         done = bool(terminated_b[0] | truncated_b[0])
         expected_obs = info_b["final_obs"][0] if done else obs_b[0]
         assert np.array_equal(obs_s, expected_obs.numpy()), f"step {step}"
-        assert (reward_s, terminated_s, truncated_s) == (float(reward_b[0]), bool(terminated_b[0]), bool(truncated_b[0]))
+        assert (reward_s, terminated_s, truncated_s) == (
+            float(reward_b[0]),
+            bool(terminated_b[0]),
+            bool(truncated_b[0]),
+        )
         assert bool(info_s["success"]) == bool(info_b["success"][0]) and int(info_s["turns"]) == int(info_b["turns"][0])
         if done:
             outcomes.append(bool(info_s["success"]))
@@ -677,7 +701,7 @@ def test_masks_mean_what_they_say_along_random_dialogues():
     obs, _ = env.reset(seed=2)
     policy = random_masked_policy(2)
     turn_index = env.obs_layout["turn_onehot"][0]
-    for step in range(60):
+    for _ in range(60):
         masks = env.action_masks()
         first_turn = obs[:, turn_index] == 1  # the turn as the observation shows it
         assert torch.equal(masks[:, ACTION["greeting"]], first_turn)
@@ -716,15 +740,18 @@ def test_out_of_range_action_in_the_single_env_names_the_space():
     env.close()
 
 
-@pytest.mark.parametrize("option,value,mentions", [
-    ("nlu", "nope", ["'nope'", "clean, tcbot, pydial15, pydial30"]),
-    ("reward", "nope", ["'nope'", "tcbot, pydial"]),
-    ("domain", "nope", ["'nope'", "movie, restaurant"]),
-    ("slot_error_mode", "nope", ["'nope'", "value, slot, delete, mixed"]),
-    ("max_turns", 1, ["max_turns", ">= 2", "1"]),
-    ("max_turns", 2.5, ["max_turns", "2.5"]),
-    ("max_turns", True, ["max_turns", "True"]),
-])
+@pytest.mark.parametrize(
+    "option,value,mentions",
+    [
+        ("nlu", "nope", ["'nope'", "clean, tcbot, pydial15, pydial30"]),
+        ("reward", "nope", ["'nope'", "tcbot, pydial"]),
+        ("domain", "nope", ["'nope'", "movie, restaurant"]),
+        ("slot_error_mode", "nope", ["'nope'", "value, slot, delete, mixed"]),
+        ("max_turns", 1, ["max_turns", ">= 2", "1"]),
+        ("max_turns", 2.5, ["max_turns", "2.5"]),
+        ("max_turns", True, ["max_turns", "True"]),
+    ],
+)
 def test_bad_options_are_clear_errors(option, value, mentions):
     with pytest.raises(ValueError) as error:
         SlotFillingVecEnv(2, **{option: value})
@@ -737,13 +764,28 @@ def test_unknown_env_option_lists_the_options():
         rlcourse.make_vec(ENV_ID, 2, "cpu", foo=1)
     message = str(error.value)
     assert "'foo'" in message
-    for option in ("domain", "nlu", "reward", "max_turns", "slot_error_mode", "record_acts"):
+    for option in ("domain", "nlu", "reward", "max_turns", "slot_error_mode"):
         assert option in message
+    assert "record_acts" not in message, "recording for transcripts is not a constructor option"
 
 
 def test_cli_bad_env_option_exits_2_with_one_line(tmp_path, capsys):
-    code = main(["train", "ppo", ENV_ID, "--env-opt", "nlu=nope", "--runs-root", str(tmp_path / "runs"),
-                 "--total-steps", "64", "--device", "cpu", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "ppo",
+            ENV_ID,
+            "--env-opt",
+            "nlu=nope",
+            "--runs-root",
+            str(tmp_path / "runs"),
+            "--total-steps",
+            "64",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert code == 2, err
@@ -773,11 +815,11 @@ def test_same_seed_same_noisy_stream_and_different_seeds_differ():
 
 
 def test_reseeding_replays_the_same_transcripts():
-    env = SlotFillingVecEnv(4, nlu="tcbot", record_acts=True)
+    env = SlotFillingVecEnv(1, nlu="tcbot")
     expert = env.rule_expert()
-    first = env.play_transcripts(lambda obs, masks: expert(obs), seed=9)
-    again = env.play_transcripts(lambda obs, masks: expert(obs), seed=9)
-    other = env.play_transcripts(lambda obs, masks: expert(obs), seed=10)
+    first = env.play_transcripts(lambda obs, masks: expert(obs), 4, seed=9)
+    again = env.play_transcripts(lambda obs, masks: expert(obs), 4, seed=9)
+    other = env.play_transcripts(lambda obs, masks: expert(obs), 4, seed=10)
     assert first == again and first != other
 
 
@@ -786,8 +828,17 @@ def test_reseeding_replays_the_same_transcripts():
 def trained_ppo():
     from rlcourse.agents import PPO
 
-    agent = PPO(ENV_ID, num_envs=32, device="cpu", seed=0, n_steps=32, batch_size=512, n_epochs=4, ent_coef=0.01,
-                learning_rate=1e-3)
+    agent = PPO(
+        ENV_ID,
+        num_envs=32,
+        device="cpu",
+        seed=0,
+        n_steps=32,
+        batch_size=512,
+        n_epochs=4,
+        ent_coef=0.01,
+        learning_rate=1e-3,
+    )
     agent.learn(40 * 32 * 32)  # 40,960 steps: 40 iterations (about 10 s on a loaded 2-core machine)
     return agent
 
@@ -827,9 +878,32 @@ def test_agent_transcripts(trained_ppo):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("slot_filling_run") / "runs"
-    code = main(["train", "ppo", ENV_ID, "--total-steps", "512", "--num-envs", "8", "--hp", "n_steps=16", "--hp", "batch_size=64",
-                 "--hp", "n_epochs=1", "--eval-episodes", "4", "--no-progress", "--device", "cpu", "--runs-root", str(root),
-                 "--name", "tiny"])
+    code = main(
+        [
+            "train",
+            "ppo",
+            ENV_ID,
+            "--total-steps",
+            "512",
+            "--num-envs",
+            "8",
+            "--hp",
+            "n_steps=16",
+            "--hp",
+            "batch_size=64",
+            "--hp",
+            "n_epochs=1",
+            "--eval-episodes",
+            "4",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--runs-root",
+            str(root),
+            "--name",
+            "tiny",
+        ]
+    )
     assert code == 0
     return root / "rlcourse_SlotFilling-v0" / "ppo" / "tiny"
 
@@ -882,7 +956,9 @@ def test_play_a_cartpole_run_has_no_transcripts(tmp_path, capsys):
     from rlcourse.agents import PPO
 
     run_dir = tmp_path / "cartpole"
-    PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", seed=0, n_steps=16, batch_size=32, n_epochs=1, run_dir=run_dir).learn(32)
+    PPO(
+        "rlcourse/CartPole-v1", num_envs=2, device="cpu", seed=0, n_steps=16, batch_size=32, n_epochs=1, run_dir=run_dir
+    ).learn(32)
     code = main(["play", str(run_dir), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -891,14 +967,14 @@ def test_play_a_cartpole_run_has_no_transcripts(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- 12. restaurant and domain files
 def test_restaurant_domain_end_to_end():
-    env = SlotFillingVecEnv(8, domain="restaurant", record_acts=True)
+    env = SlotFillingVecEnv(8, domain="restaurant")
     d = env.domain
     assert tuple(env.slots) == ("food", "area", "pricerange", "name", "day", "time", "people")
     assert tuple(env.requests) == ("address", "phone")
     assert env.single_action_space.n == 2 * 7 + 2 + 3 and d.kb.shape == (24, 6)
     assert env.options()["domain"] == "restaurant"
     expert = env.rule_expert()
-    texts = env.play_transcripts(lambda obs, masks: expert(obs), seed=0)
+    texts = env.play_transcripts(lambda obs, masks: expert(obs), 8, seed=0)
     assert len(texts) == 8
     for text in texts:
         check_dialogue(text)
@@ -920,6 +996,7 @@ def test_a_domain_file_by_path_works(tmp_path):
     def smaller(spec):
         spec["name"] = "small"
         spec["kb"]["size"] = 12
+
     path = write_domain(tmp_path, "small", smaller)
     env = SlotFillingVecEnv(4, domain=str(path))
     env.reset(seed=0)
@@ -930,7 +1007,11 @@ DOMAIN_FILE_ERRORS = [
     ("request-not-in-kb", lambda s: s["requestable"].append("day"), ["requestable slot 'day'", "attribute of the KB"]),
     ("informable-not-a-slot", lambda s: s["informable"].append("colour"), ["'colour'", "not a slot"]),
     ("kb-too-big", lambda s: s["kb"].update(size=25), ["kb.size", "24"]),
-    ("probs-not-summing", lambda s: s["goal"].update(request_count_probs=[0.5, 0.4]), ["request_count_probs", "summing to 1"]),
+    (
+        "probs-not-summing",
+        lambda s: s["goal"].update(request_count_probs=[0.5, 0.4]),
+        ["request_count_probs", "summing to 1"],
+    ),
     ("one-value", lambda s: s["slots"]["area"].update(values=["centre"]), ["'area'", "two distinct values"]),
     ("missing-key", lambda s: s.pop("goal"), ["malformed", "goal"]),
 ]

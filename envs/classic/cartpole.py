@@ -62,7 +62,9 @@ class CartPoleVecEnv(TensorVecEnv):
         )
         x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos_theta / TOTAL_MASS
         self.physics.copy_(
-            torch.stack((x + TAU * x_dot, x_dot + TAU * x_acc, theta + TAU * theta_dot, theta_dot + TAU * theta_acc), -1)
+            torch.stack(
+                (x + TAU * x_dot, x_dot + TAU * x_acc, theta + TAU * theta_dot, theta_dot + TAU * theta_acc), -1
+            )
         )
         self.elapsed += 1
         x, theta = self.physics[:, 0], self.physics[:, 2]

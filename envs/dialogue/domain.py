@@ -73,7 +73,9 @@ def load_domain(domain: str) -> Domain:
     if path.suffix != ".json":
         path = DOMAIN_DIR / f"{domain}.json"
         if not path.is_file():
-            raise DomainError(f"unknown dialogue domain {domain!r}; shipped domains: {', '.join(builtin_domains())}, or give a path to a .json file")
+            raise DomainError(
+                f"unknown dialogue domain {domain!r}; shipped domains: {', '.join(builtin_domains())}, or give a path to a .json file"
+            )
     return _load(str(path.resolve()))
 
 
@@ -109,33 +111,47 @@ def _build(spec: dict[str, Any], path: str) -> Domain:
         if not math.isclose(sum(probs), 1.0, abs_tol=1e-6) or min(probs) < 0:
             raise DomainError(f"{path}: goal.{name} must be probabilities summing to 1")
     if len(constraint_probs) > len(informable):
-        raise DomainError(f"{path}: goal.constraint_count_probs allows more constraints than there are informable slots")
+        raise DomainError(
+            f"{path}: goal.constraint_count_probs allows more constraints than there are informable slots"
+        )
     if len(request_probs) > len(requestable) + 1:
         raise DomainError(f"{path}: goal.request_count_probs allows more requests than there are requestable slots")
     askable = len([slot for slot in requestable if slot in informable])
     if len(informable) - min(askable, len(request_probs) - 1) < len(constraint_probs):
-        raise DomainError(f"{path}: a goal with the most requests leaves fewer informable slots than the most constraints")
+        raise DomainError(
+            f"{path}: a goal with the most requests leaves fewer informable slots than the most constraints"
+        )
     kb_slots = [slot for slot in slots if in_kb[slot]]
     kb = _generate_kb(slots, values, kb_slots, int(spec["kb"]["size"]), int(spec["kb"]["seed"]), path)
     return Domain(
-        name=str(spec["name"]), entity=str(spec.get("entity", "booking")), values=values, in_kb=in_kb,
-        informable=informable, requestable=requestable, kb_slots=kb_slots, kb=kb,
-        constraint_count_probs=constraint_probs, request_count_probs=request_probs,
+        name=str(spec["name"]),
+        entity=str(spec.get("entity", "booking")),
+        values=values,
+        in_kb=in_kb,
+        informable=informable,
+        requestable=requestable,
+        kb_slots=kb_slots,
+        kb=kb,
+        constraint_count_probs=constraint_probs,
+        request_count_probs=request_probs,
         first_turn_inform_prob=float(goal.get("first_turn_inform_prob", 0.5)),
         first_turn_request_prob=float(goal.get("first_turn_request_prob", 0.5)),
         nlg=dict(spec.get("nlg", {})),
     )
 
 
-def _generate_kb(slots: dict[str, dict[str, Any]], values: dict[str, list[str]], kb_slots: list[str], size: int, seed: int,
-                 path: str) -> np.ndarray:
+def _generate_kb(
+    slots: dict[str, dict[str, Any]], values: dict[str, list[str]], kb_slots: list[str], size: int, seed: int, path: str
+) -> np.ndarray:
     """``size`` distinct combinations of the independent slots; dependent slots from fixed random tables."""
     rng = np.random.RandomState(seed)
     independent = [slot for slot in kb_slots if not slots[slot].get("depends_on")]
     radices = [len(values[slot]) for slot in independent]
     combinations = math.prod(radices)
     if not 0 < size <= combinations:
-        raise DomainError(f"{path}: kb.size must be between 1 and {combinations} (the distinct combinations of {', '.join(independent)})")
+        raise DomainError(
+            f"{path}: kb.size must be between 1 and {combinations} (the distinct combinations of {', '.join(independent)})"
+        )
     codes = np.sort(rng.choice(combinations, size=size, replace=False))
     kb = np.zeros((size, len(kb_slots)), dtype=np.int64)
     for slot, radix in zip(reversed(independent), reversed(radices)):  # mixed-radix decode, last slot fastest

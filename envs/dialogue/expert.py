@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import torch
 
-from rlcourse.envs.dialogue.slot_filling import BOOK, CONFIRM, INTENTS, SYS_BYE, SYS_INFORM, SYS_REQUEST, SlotFillingVecEnv
+from rlcourse.envs.dialogue.slot_filling import (
+    BOOK,
+    CONFIRM,
+    INTENTS,
+    SYS_BYE,
+    SYS_INFORM,
+    SYS_REQUEST,
+    SlotFillingVecEnv,
+)
 
 THANKS = INTENTS.index("thanks")
 

@@ -54,7 +54,9 @@ def nlu_preset(name: str, slot_error_mode: str | None = None) -> NluNoise:
     noise = NLU_PRESETS[name]
     if slot_error_mode is not None:
         if slot_error_mode not in SLOT_ERROR_MODES:
-            raise ValueError(f"unknown slot_error_mode {slot_error_mode!r}; choose one of {', '.join(SLOT_ERROR_MODES)}")
+            raise ValueError(
+                f"unknown slot_error_mode {slot_error_mode!r}; choose one of {', '.join(SLOT_ERROR_MODES)}"
+            )
         noise = replace(noise, slot_error_mode=slot_error_mode)
     return noise
 
@@ -73,8 +75,14 @@ def _other(index: torch.Tensor, count: torch.Tensor | int, draw: torch.Tensor) -
     return (index + 1 + (draw * (count - 1)).long()) % count
 
 
-def hear(noise: NluNoise, intent: torch.Tensor, inform: torch.Tensor, n_values: torch.Tensor, noisy_intents: int,
-         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def hear(
+    noise: NluNoise,
+    intent: torch.Tensor,
+    inform: torch.Tensor,
+    n_values: torch.Tensor,
+    noisy_intents: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the system hears of a batch of user acts.
 
     Args:
@@ -87,15 +95,20 @@ def hear(noise: NluNoise, intent: torch.Tensor, inform: torch.Tensor, n_values: 
     batch, slots = inform.shape
     draws = torch.rand(batch, slots, 6, generator=generator, device=inform.device)
     intent_draw = torch.rand(batch, 2, generator=generator, device=inform.device)
-    heard_intent = torch.where((intent_draw[:, 0] < noise.intent_error) & (intent < noisy_intents),
-                               _other(intent, noisy_intents, intent_draw[:, 1]), intent)
+    heard_intent = torch.where(
+        (intent_draw[:, 0] < noise.intent_error) & (intent < noisy_intents),
+        _other(intent, noisy_intents, intent_draw[:, 1]),
+        intent,
+    )
 
     present = inform != ABSENT
     wrong = present & (draws[..., 0] < noise.slot_error)
     mode_index = SLOT_ERROR_MODES.index(noise.slot_error_mode)
     mode = (draws[..., 1] * 3).long() if noise.slot_error_mode == "mixed" else torch.full_like(inform, mode_index)
     # mode 0, value: another value of the same slot ("I don't care" heard as some value).
-    new_value = torch.where(inform == DONTCARE, (draws[..., 2] * n_values).long(), _other(inform.clamp(min=0), n_values, draws[..., 2]))
+    new_value = torch.where(
+        inform == DONTCARE, (draws[..., 2] * n_values).long(), _other(inform.clamp(min=0), n_values, draws[..., 2])
+    )
     heard = torch.where(present & ~wrong, inform, ABSENT)
     heard = torch.where(wrong & (mode == 0), new_value, heard)
     # mode 1, slot: heard under another slot, with a random value of that slot (collisions keep the larger code).
@@ -103,11 +116,13 @@ def hear(noise: NluNoise, intent: torch.Tensor, inform: torch.Tensor, n_values: 
     target = _other(torch.arange(slots, device=inform.device).expand(batch, slots), slots, draws[..., 3])
     target_value = (draws[..., 4] * n_values[target]).long()
     landing = one_hot(target, slots) & moved[..., None]  # [B, from, to]
-    landed = torch.where(landing, target_value[..., None] + 1, 0).amax(1) - 1        # [B, to], -1 where nothing landed
+    landed = torch.where(landing, target_value[..., None] + 1, 0).amax(1) - 1  # [B, to], -1 where nothing landed
     heard = torch.where(landed >= 0, landed, heard)
     # mode 2, delete: nothing more to do, the slot is already ABSENT.
     correct = heard == inform
-    low, high = torch.where(correct, noise.confidence_correct[0], noise.confidence_wrong[0]), \
-        torch.where(correct, noise.confidence_correct[1], noise.confidence_wrong[1])
+    low, high = (
+        torch.where(correct, noise.confidence_correct[0], noise.confidence_wrong[0]),
+        torch.where(correct, noise.confidence_correct[1], noise.confidence_wrong[1]),
+    )
     confidence = torch.where(heard != ABSENT, low + (high - low) * draws[..., 5], 0.0)
     return heard_intent, heard, confidence

@@ -67,7 +67,7 @@ INFORM, REQUEST, AFFIRM, DENY, REJECT, THANKS, BYE = range(len(INTENTS))
 ACT_KINDS = ("greeting", "request", "confirm", "inform", "book", "bye")
 GREETING, SYS_REQUEST, CONFIRM, SYS_INFORM, BOOK, SYS_BYE = range(len(ACT_KINDS))
 UNKNOWN = ABSENT  # a belief slot the system has not heard
-NONE = -1         # no entity / no slot
+NONE = -1  # no entity / no slot
 REWARD_PRESETS = ("tcbot", "pydial")
 MATCH_BUCKETS = (0, 1, 2, 6, 21)  # bucket edges of the KB match count: 0, 1, 2-5, 6-20, >20
 
@@ -82,24 +82,54 @@ class SlotFillingVecEnv(TensorVecEnv):
         reward: ``tcbot`` or ``pydial``.
         max_turns: system turns before the user gives up.
         slot_error_mode: override the preset's TC-Bot slot-error mode (``value``, ``slot``, ``delete``, ``mixed``).
-        record_acts: put each turn's acts in ``info["acts"]`` (for transcripts; costs a few copies per step).
+
+    While :attr:`recording` is on, each turn's acts go in ``info["acts"]`` (for transcripts).
     """
 
-    state_names = ("goal_value", "goal_request", "agenda_key", "informed", "answered", "accepted",
-                   "belief_value", "belief_confidence", "pending", "booked", "turn", "sys_action",
-                   "heard_intent", "heard_inform", "heard_request", "said_intent", "said_inform", "said_request")
+    state_names = (
+        "goal_value",
+        "goal_request",
+        "agenda_key",
+        "informed",
+        "answered",
+        "accepted",
+        "belief_value",
+        "belief_confidence",
+        "pending",
+        "booked",
+        "turn",
+        "sys_action",
+        "heard_intent",
+        "heard_inform",
+        "heard_request",
+        "said_intent",
+        "said_inform",
+        "said_request",
+    )
     metadata = {**TensorVecEnv.metadata, "render_modes": ["ansi"]}
+    outcome_keys = ("success",)
+    has_action_masks = True
+    has_transcripts = True
+    has_rule_expert = True
 
-    def __init__(self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False, domain: str = "movie",
-                 nlu: str = "clean", reward: str = "tcbot", max_turns: int = 20, slot_error_mode: str | None = None,
-                 record_acts: bool = False):
+    def __init__(
+        self,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        validate: bool = False,
+        domain: str = "movie",
+        nlu: str = "clean",
+        reward: str = "tcbot",
+        max_turns: int = 20,
+        slot_error_mode: str | None = None,
+    ):
         self.domain: Domain = load_domain(domain)
         self.noise = nlu_preset(nlu, slot_error_mode)
         if reward not in REWARD_PRESETS:
             raise ValueError(f"unknown reward preset {reward!r}; choose one of {', '.join(REWARD_PRESETS)}")
         if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 2:
             raise ValueError(f"max_turns must be an integer >= 2, got {max_turns!r}")
-        self.reward_preset, self.max_turns, self.record_acts = reward, int(max_turns), bool(record_acts)
+        self.reward_preset, self.max_turns = reward, int(max_turns)
         self._options = {"domain": domain, "nlu": nlu, "reward": reward, "max_turns": self.max_turns}
         if slot_error_mode is not None:
             self._options["slot_error_mode"] = slot_error_mode
@@ -110,7 +140,9 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.single_action_space = spaces.Discrete(self.num_actions)
         self.obs_layout = self._layout(S, R, self.max_turns)
         dim = sum(stop - start for start, stop in self.obs_layout.values())
-        self.single_observation_space = spaces.Box(0.0, 1.0, (dim,), dtype=np.float32)  # every feature is a flag or a fraction
+        self.single_observation_space = spaces.Box(
+            0.0, 1.0, (dim,), dtype=np.float32
+        )  # every feature is a flag or a fraction
         super().__init__(num_envs, device, validate)
         self._build_tables()
         B, dev = self.num_envs, self.device
@@ -141,9 +173,22 @@ class SlotFillingVecEnv(TensorVecEnv):
     @staticmethod
     def _layout(S: int, R: int, max_turns: int) -> dict[str, tuple[int, int]]:
         """Where each feature sits in the observation vector."""
-        sizes = {"user_intent": len(INTENTS), "user_inform": S, "user_request": R, "sys_action": 2 * S + R + 3,
-                 "belief_filled": S, "belief_confidence": S, "belief_dontcare": S, "pending": R, "booked": 1,
-                 "turn": 1, "turn_onehot": max_turns + 1, "kb_bucket": len(MATCH_BUCKETS), "kb_log_count": 1, "kb_slot_fraction": S}
+        sizes = {
+            "user_intent": len(INTENTS),
+            "user_inform": S,
+            "user_request": R,
+            "sys_action": 2 * S + R + 3,
+            "belief_filled": S,
+            "belief_confidence": S,
+            "belief_dontcare": S,
+            "pending": R,
+            "booked": 1,
+            "turn": 1,
+            "turn_onehot": max_turns + 1,
+            "kb_bucket": len(MATCH_BUCKETS),
+            "kb_log_count": 1,
+            "kb_slot_fraction": S,
+        }
         layout, start = {}, 0
         for name, size in sizes.items():
             layout[name] = (start, start + size)
@@ -161,10 +206,14 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.slot_in_kb = torch.tensor([d.in_kb[s] for s in self.slots], device=dev)
         kb = torch.as_tensor(d.kb, device=dev)
         self.kb_size = kb.shape[0]
-        self.kb_slot_values = torch.stack([kb[:, d.kb_column(s)] if d.in_kb[s] else torch.zeros_like(kb[:, 0]) for s in self.slots], 1)
+        self.kb_slot_values = torch.stack(
+            [kb[:, d.kb_column(s)] if d.in_kb[s] else torch.zeros_like(kb[:, 0]) for s in self.slots], 1
+        )
         self.kb_request_values = torch.stack([kb[:, d.kb_column(r)] for r in self.requests], 1)
         # A request on a slot the goal constrains is never sampled: the user already knows that value.
-        self.request_slot = torch.tensor([self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev)
+        self.request_slot = torch.tensor(
+            [self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev
+        )
         # KB query with bitsets: for each (slot, value) the set of entities having it, 32 entities per int64
         # word (the top half stays clear, so shifts and products never touch the sign bit). The last
         # value row of every slot is the wildcard (all entities): unknown, "don't care" and booking slots.
@@ -182,7 +231,9 @@ class SlotFillingVecEnv(TensorVecEnv):
         counts = torch.zeros(S, int(self.n_values.max()), device=dev)
         for i, s in enumerate(self.slots):
             if d.in_kb[s]:
-                counts[i, : len(d.values[s])] = torch.bincount(self.kb_slot_values[:, i], minlength=len(d.values[s])).float()
+                counts[i, : len(d.values[s])] = torch.bincount(
+                    self.kb_slot_values[:, i], minlength=len(d.values[s])
+                ).float()
         self.value_fraction = counts / self.kb_size
         self.slot_index = torch.arange(S, device=dev)
         self.constraint_count_cdf = torch.tensor(d.constraint_count_probs, device=dev).cumsum(0)
@@ -224,14 +275,18 @@ class SlotFillingVecEnv(TensorVecEnv):
         n_requests = torch.bucketize(torch.rand(B, generator=g, device=dev), self.request_count_cdf, right=True)
         n_requests = n_requests.clamp(max=len(self.request_count_cdf) - 1)
         draws = torch.rand(B, 2 * S + R, generator=g, device=dev)
-        slot_keys, value_draw, request_keys = draws[:, :S], draws[:, S:2 * S], draws[:, 2 * S:]
+        slot_keys, value_draw, request_keys = draws[:, :S], draws[:, S : 2 * S], draws[:, 2 * S :]
         # Requests first, then constraints among the other slots: the user never asks for a value it already
         # fixed, and both counts follow the domain's distributions exactly (the domain file is checked for room).
         goal_request = request_keys.argsort(1).argsort(1) < n_requests[:, None]
         asked_slot = (one_hot(self.request_slot, S)[None] & goal_request[:, :, None]).any(1)
-        constrained = (torch.where(asked_slot, 2.0, slot_keys).argsort(1).argsort(1) < n_constraints[:, None]) & ~asked_slot
+        constrained = (
+            torch.where(asked_slot, 2.0, slot_keys).argsort(1).argsort(1) < n_constraints[:, None]
+        ) & ~asked_slot
         booking_value = (value_draw * self.n_values).long()
-        goal_value = torch.where(constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), NONE)
+        goal_value = torch.where(
+            constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), NONE
+        )
         # The agenda: constraints are informed in a random order; the first turn tells some of them (at least one).
         agenda_key = torch.rand(B, S, generator=g, device=dev)
         first = torch.rand(B, S + R, generator=g, device=dev)
@@ -260,7 +315,9 @@ class SlotFillingVecEnv(TensorVecEnv):
         put("pending", torch.zeros_like(self.pending))
         put("booked", torch.full_like(self.booked, NONE))
         heard = self._hear(self.said_intent, self.said_inform, self.said_request)
-        fresh_view = self._track(heard, kind=torch.full_like(self.turn, GREETING), slot=torch.zeros_like(self.turn), answered_request=None)
+        fresh_view = self._track(
+            heard, kind=torch.full_like(self.turn, GREETING), slot=torch.zeros_like(self.turn), answered_request=None
+        )
         for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), fresh_view):
             put(name, value)
         for name, value in zip(("heard_intent", "heard_inform", "heard_request"), heard[:3]):
@@ -294,7 +351,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         B, S, R, dev = self.num_envs, len(self.slots), len(self.requests), self.device
         action = actions.long()
         kind, slot = self.action_kind[action], self.action_slot[action]
-        belief_before = self.belief_value.clone() if self.record_acts else None
+        belief_before = self.belief_value.clone() if self.recording else None
         self.turn += 1
         request_hot = one_hot(slot, R) & (kind == SYS_INFORM)[:, None]
 
@@ -303,7 +360,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         found = self.match_count > 0
         self.booked.copy_(torch.where(booking, torch.where(found, self.first_match, NONE), self.booked))
         answering = (kind == SYS_INFORM) & (self.booked >= 0)
-        booked_entity = self.booked.clone() if self.record_acts else None
+        booked_entity = self.booked.clone() if self.recording else None
 
         # 2. The user judges it against the goal.
         goal, constrained = self.goal_value, self.goal_value != NONE
@@ -342,8 +399,11 @@ class SlotFillingVecEnv(TensorVecEnv):
         # so booking blindly is no cheaper a way to learn the constraints than asking for them)
         no_match = booking & ~found
         intent = torch.where(no_match, INFORM, torch.where(rejected, REJECT, intent))
-        inform_slot = torch.where(no_match, torch.where(waiting.any(1), next_constraint, first_constraint),
-                                  torch.where(rejected, NONE, inform_slot))
+        inform_slot = torch.where(
+            no_match,
+            torch.where(waiting.any(1), next_constraint, first_constraint),
+            torch.where(rejected, NONE, inform_slot),
+        )
         request_slot = torch.where(no_match | rejected, NONE, request_slot)
         # bye, or out of turns: the user leaves
         leaving = (kind == SYS_BYE) | (self.turn >= self.max_turns)
@@ -381,18 +441,23 @@ class SlotFillingVecEnv(TensorVecEnv):
         self._refresh_matches()
 
         info: dict[str, Any] = {"success": success, "turns": self.turn.clone()}
-        if self.record_acts:
+        if self.recording:
             info["acts"] = {
-                "sys_action": action.clone(), "entity": booked_entity, "belief": belief_before,
-                "said_intent": intent.clone(), "said_inform": said_inform.clone(), "said_request": said_request.clone(),
-                "heard_intent": heard[0].clone(), "heard_inform": heard[1].clone(),
+                "sys_action": action.clone(),
+                "entity": booked_entity,
+                "belief": belief_before,
+                "said_intent": intent.clone(),
+                "said_inform": said_inform.clone(),
+                "said_request": said_request.clone(),
+                "heard_intent": heard[0].clone(),
+                "heard_inform": heard[1].clone(),
             }
         truncated = torch.zeros(B, dtype=torch.bool, device=dev)
         return reward.float(), terminated, truncated, info
 
     # ----------------------------------------------------------------- what the system sees
     def _observe(self) -> torch.Tensor:
-        B, S = self.num_envs, len(self.slots)
+        S = len(self.slots)
         known = self.belief_value != UNKNOWN
         dontcare = self.belief_value == DONTCARE
         value_index = self.belief_value.clamp(min=0)
@@ -439,24 +504,30 @@ class SlotFillingVecEnv(TensorVecEnv):
     def render_opening(self, index: int = 0) -> list[str]:
         """The goal and first user turn of sub-env ``index`` as text lines."""
         from rlcourse.envs.dialogue.transcript import opening_lines
+
         return opening_lines(self, index)
 
     def render_turn(self, info: dict[str, Any], index: int = 0) -> list[str]:
-        """The system turn and user reply of the last ``step`` in sub-env ``index`` (needs ``record_acts=True``)."""
+        """The system turn and user reply of the last ``step`` in sub-env ``index`` (needs :attr:`recording`)."""
         from rlcourse.envs.dialogue.transcript import turn_lines
+
         if "acts" not in info:
-            raise ValueError("render_turn needs an env made with record_acts=True")
+            raise ValueError("render_turn needs the step to be taken with env.recording = True")
         return turn_lines(self, info["acts"], index)
 
     def rule_expert(self):
         """The hand-written policy of :mod:`~rlcourse.envs.dialogue.expert` for this env."""
         from rlcourse.envs.dialogue.expert import RuleExpert
+
         return RuleExpert(self)
 
-    def play_transcripts(self, policy, seed: int | None = None) -> list[str]:
-        """One dialogue per sub-env played by ``policy(obs, action_masks)``, as text (needs ``record_acts=True``)."""
+    def play_transcripts(self, policy, num_episodes: int, seed: int | None = None) -> list[str]:
+        """``num_episodes`` dialogues played by ``policy(obs, action_masks)`` on a fresh copy of this env, as text."""
         from rlcourse.envs.dialogue.transcript import play_dialogues
-        return play_dialogues(self, policy, seed)
+
+        env = self.spawn(num_episodes)
+        env.recording = True
+        return play_dialogues(env, policy, seed)
 
     # ----------------------------------------------------------------- reading the state
     def describe_action(self, action: int) -> str:

@@ -34,8 +34,11 @@ def act_text(env: SlotFillingVecEnv, intent: int, inform: list[int], request: li
 def user_text(env: SlotFillingVecEnv, intent: int, inform: list[int], request: list[bool]) -> str:
     """What the simulated user says."""
     phrases = env.domain.nlg.get("user_inform", {})
-    wanted = [phrases.get(slot, f"{slot} {{value}}").format(value=_value(env, slot, v))
-              for slot, v in zip(env.slots, inform) if v >= 0]
+    wanted = [
+        phrases.get(slot, f"{slot} {{value}}").format(value=_value(env, slot, v))
+        for slot, v in zip(env.slots, inform)
+        if v >= 0
+    ]
     free = [f"Any {_slot_name(env, slot)} is fine." for slot, v in zip(env.slots, inform) if v == DONTCARE]
     asks = [f"What is the {_slot_name(env, r)}?" for r, asked in zip(env.requests, request) if asked]
     told = " ".join(wanted)
@@ -79,15 +82,20 @@ def system_text(env: SlotFillingVecEnv, action: int, entity: int, belief: list[i
     if kind == "book":
         if entity < 0:
             return f"Sorry, no {env.domain.entity} matches that."
-        extra = {slot: _value(env, slot, v) if v >= 0 or v == DONTCARE else "?" for slot, v in zip(env.slots, belief)
-                 if not env.domain.in_kb[slot]}
+        extra = {
+            slot: _value(env, slot, v) if v >= 0 or v == DONTCARE else "?"
+            for slot, v in zip(env.slots, belief)
+            if not env.domain.in_kb[slot]
+        }
         return env.domain.nlg.get("booking", "Booked.").format(**env.domain.entity_text(entity, extra))
     return "Goodbye."
 
 
 def opening_lines(env: SlotFillingVecEnv, index: int) -> list[str]:
     """The user's goal and first turn in sub-env ``index`` (read from the state after a reset)."""
-    goal = [f"{slot}={_value(env, slot, int(v))}" for slot, v in zip(env.slots, env.goal_value[index].tolist()) if v >= 0]
+    goal = [
+        f"{slot}={_value(env, slot, int(v))}" for slot, v in zip(env.slots, env.goal_value[index].tolist()) if v >= 0
+    ]
     wants = [r for r, asked in zip(env.requests, env.goal_request[index].tolist()) if asked]
     lines = [f"[goal: {', '.join(goal)}" + (f"; asks for {', '.join(wants)}" if wants else "") + "]"]
     said = (int(env.said_intent[index]), env.said_inform[index].tolist(), env.said_request[index].tolist())
@@ -104,9 +112,15 @@ def _user_lines(env: SlotFillingVecEnv, said, heard) -> list[str]:
 
 def turn_lines(env: SlotFillingVecEnv, acts: dict[str, torch.Tensor], index: int) -> list[str]:
     """One system turn and the user's reply in sub-env ``index``, from ``info["acts"]``."""
-    system = system_text(env, int(acts["sys_action"][index]), int(acts["entity"][index]), acts["belief"][index].tolist())
+    system = system_text(
+        env, int(acts["sys_action"][index]), int(acts["entity"][index]), acts["belief"][index].tolist()
+    )
     said = (int(acts["said_intent"][index]), acts["said_inform"][index].tolist(), acts["said_request"][index].tolist())
-    heard = (int(acts["heard_intent"][index]), acts["heard_inform"][index].tolist(), acts["said_request"][index].tolist())
+    heard = (
+        int(acts["heard_intent"][index]),
+        acts["heard_inform"][index].tolist(),
+        acts["said_request"][index].tolist(),
+    )
     return [f"System: {system}", *_user_lines(env, said, heard)]
 
 
@@ -114,12 +128,12 @@ Policy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def play_dialogues(env: SlotFillingVecEnv, policy: Policy, seed: int | None = None) -> list[str]:
-    """Play one dialogue in every sub-env of ``env`` (built with ``record_acts=True``) and return the transcripts.
+    """Play one dialogue in every sub-env of ``env`` (with ``env.recording`` on) and return the transcripts.
 
     ``policy(obs, action_masks) -> actions`` acts for the system.
     """
-    if not env.record_acts:
-        raise ValueError("play_dialogues needs an env made with record_acts=True")
+    if not env.recording:
+        raise ValueError("play_dialogues needs env.recording = True")
     obs, _ = env.reset(seed=seed)
     lines = [opening_lines(env, i) for i in range(env.num_envs)]
     finished = [False] * env.num_envs
@@ -133,7 +147,9 @@ def play_dialogues(env: SlotFillingVecEnv, policy: Policy, seed: int | None = No
             if done[i]:
                 outcome = "success" if bool(info["final_info"]["success"][i]) else "failure"
                 turns = int(info["episode"]["l"][i])
-                lines[i].append(f"[{outcome} in {turns} system turns ({2 * turns} in TC-Bot's units), "
-                                f"return {float(info['episode']['r'][i]):.0f}]")
+                lines[i].append(
+                    f"[{outcome} in {turns} system turns ({2 * turns} in TC-Bot's units), "
+                    f"return {float(info['episode']['r'][i]):.0f}]"
+                )
                 finished[i] = True
     return ["\n".join(dialogue) for dialogue in lines]

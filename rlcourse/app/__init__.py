@@ -1,0 +1,1 @@
+"""The application layer: the ``rlcourse`` CLI and the bench suites (the only layer that imports everything)."""

@@ -1,0 +1,313 @@
+"""The ``rlcourse bench`` click command: options, the device, and which suite runs.
+
+Each suite lives in its own module (:mod:`~rlcourse.app.bench.cartpole`, :mod:`~rlcourse.app.bench.agents`,
+:mod:`~rlcourse.app.bench.dialogue`); this one only parses the options, runs the chosen suite, prints its
+markdown and writes the report files. The ``rlcourse`` group imports it only when ``bench`` is run, since
+the suites import Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from rlcourse.app.bench import agents, agents_report, cartpole, dialogue
+from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
+from rlcourse.app.bench.report import write_report
+from rlcourse.device import resolve_device
+
+
+# --------------------------------------------------------------------------- the command
+@click.command("bench")
+@click.option(
+    "--suite",
+    type=click.Choice(["cartpole", "dialogue", "agents"]),
+    default="cartpole",
+    show_default=True,
+    help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
+    "agents: every algorithm on its preset task, next to SB3's where SB3 has it.",
+)
+@click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
+@click.option(
+    "--nlu", "nlu_presets", multiple=True, help="dialogue suite: NLU presets of the PPO rows (default: clean, tcbot)."
+)
+@click.option(
+    "--env-num-envs",
+    "env_num_envs",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="dialogue suite: batch sizes of the raw env throughput rows (default: 4096 on CPU, 1048576 on CUDA).",
+)
+@click.option(
+    "--sb3-seeds",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="dialogue suite: SB3 seeds (0: no SB3 row).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Device of the rlcourse rows (SB3 always runs on the CPU).",
+)
+@click.option(
+    "--num-envs",
+    "num_envs",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Parallel envs of an rlcourse row; repeat for several (default: 64 on CPU, 4096 and 262144 on CUDA).",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=None, help="Number of seeds, 0..N-1 (default: 1; 5 for --quality)."
+)
+@click.option(
+    "--target", type=float, default=475.0, show_default=True, help="Deterministic mean return that counts as solved."
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Env-step budget per rlcourse run (default: 20,000,000 on CUDA, 3,000,000 on CPU).",
+)
+@click.option("--sb3/--no-sb3", default=True, show_default=True, help="Include Stable-Baselines3's PPO.")
+@click.option(
+    "--sb3-max-steps",
+    type=click.IntRange(min=1),
+    default=cartpole.RL_ZOO_STEPS,
+    show_default=True,
+    help="SB3's env-step budget (RL Zoo's is 100,000).",
+)
+@click.option(
+    "--quality/--no-quality",
+    default=False,
+    show_default=True,
+    help="Also run the learning-quality suite: the shipped preset (and SB3) for 100k steps per seed.",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Iterations (SB3: rollouts) between evaluations (default: about every {EVAL_INTERVAL_STEPS} env steps).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("bench_results"),
+    show_default=True,
+    help="Folder for the .md and .json reports.",
+)
+@click.option("--compile", "compile_", is_flag=True, help="Run rlcourse's hot functions through torch.compile.")
+@click.option(
+    "--large-batch/--no-large-batch",
+    "large_batch",
+    default=None,
+    help="agents suite: also run each algorithm with its large-batch GPU settings (default: on CUDA only).",
+)
+@click.option(
+    "--preset-rows/--no-preset-rows",
+    "preset_rows",
+    default=True,
+    show_default=True,
+    help="agents suite: run each algorithm with its shipped preset.",
+)
+@click.option(
+    "--tf32",
+    is_flag=True,
+    help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).",
+)
+def bench_command(
+    suite: str,
+    algos: tuple[str, ...],
+    nlu_presets: tuple[str, ...],
+    env_num_envs: tuple[int, ...],
+    sb3_seeds: int,
+    device: str,
+    num_envs: tuple[int, ...],
+    seeds: int | None,
+    target: float,
+    max_steps: int | None,
+    sb3: bool,
+    sb3_max_steps: int,
+    quality: bool,
+    eval_every: int | None,
+    out: Path,
+    compile_: bool,
+    large_batch: bool | None,
+    preset_rows: bool,
+    tf32: bool,
+) -> None:
+    """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
+
+    The cartpole suite runs PPO on CartPole-v1; the dialogue suite measures rlcourse/SlotFilling-v0.
+    Prints the device, the date and markdown tables, and writes <out>/bench-<device>-<...>-<date>.md and .json.
+    """
+    if suite == "agents":
+        _agents_suite(device, algos, seeds, sb3_seeds if sb3 else 0, out, compile_, tf32, large_batch, preset_rows)
+        return
+    if suite == "dialogue":
+        _dialogue_suite(
+            device, nlu_presets, env_num_envs, sb3_seeds if sb3 else 0, num_envs, seeds, max_steps, out, compile_, tf32
+        )
+        return
+    if not math.isfinite(target):
+        raise click.BadParameter(f"must be a finite number, got {target!r}", param_hint="--target")
+    dev = _bench_device(device, tf32)
+    meta = bench_meta(
+        device,
+        target,
+        seeds=seeds or 1,
+        quality_seeds=(seeds or 5) if quality else None,
+        num_envs=list(num_envs) or cartpole.default_num_envs(dev),
+        max_steps=max_steps,
+        sb3=sb3,
+        sb3_max_steps=sb3_max_steps,
+        quality=quality,
+        eval_every=eval_every,
+        compile=compile_,
+        tf32=tf32,
+    )
+    _announce(meta)
+    rows = cartpole.run_bench(
+        device=device,
+        num_envs=num_envs,
+        seeds=seeds,
+        target=target,
+        max_steps=max_steps,
+        sb3=sb3,
+        sb3_max_steps=sb3_max_steps,
+        quality=quality,
+        eval_every=eval_every,
+        compile=compile_,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    _finish_suite(None, {"rows": rows}, meta, lambda report, meta: cartpole.render_markdown(report["rows"], meta), out)
+
+
+def _bench_device(device: str, tf32: bool) -> torch.device:
+    """The ``--device`` option as a device (a click error when it is unusable), with TF32 set as asked."""
+    try:
+        dev = resolve_device(device)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return dev
+
+
+def _announce(meta: dict[str, Any]) -> None:
+    """Say where and when, before the first run (a report is only as good as knowing its machine)."""
+    click.echo(f"device: {meta['device_name']}")
+    click.echo(f"date: {meta['date']}")
+
+
+def _finish_suite(
+    suite: str | None, report: dict[str, Any], meta: dict[str, Any], render: Callable[[Any, Any], str], out: Path
+) -> None:
+    """Print a suite's markdown (``render(report, meta)``) and write it with the raw report to
+    ``<out>/bench-[<suite>-]<device>-<...>-<date>.md/.json``."""
+    meta["load_average_end"] = load_average()
+    markdown = render(report, meta)
+    md_path, json_path = write_report(markdown, report, meta, out, suite=suite)
+    click.echo(markdown)
+    click.echo(f"wrote {md_path} and {json_path}")
+
+
+def _dialogue_suite(
+    device: str,
+    nlu_presets: tuple[str, ...],
+    env_num_envs: tuple[int, ...],
+    sb3_seeds: int,
+    num_envs: tuple[int, ...],
+    seeds: int | None,
+    max_steps: int | None,
+    out: Path,
+    compile_: bool,
+    tf32: bool,
+) -> None:
+    from rlcourse.envs.dialogue.nlu import NLU_PRESETS
+
+    for nlu in nlu_presets:
+        if nlu not in NLU_PRESETS:
+            raise click.BadParameter(
+                f"unknown NLU preset {nlu!r}; choose from {', '.join(NLU_PRESETS)}", param_hint="--nlu"
+            )
+    dev = _bench_device(device, tf32)
+    batch_sizes = list(num_envs) or ([4096, 65536] if dev.type == "cuda" else [64])
+    env_sizes = list(env_num_envs) or ([1 << 20] if dev.type == "cuda" else [4096])
+    meta = bench_meta(
+        device,
+        0.9,
+        suite="dialogue",
+        seeds=seeds or 5,
+        num_envs=batch_sizes,
+        env_num_envs=env_sizes,
+        nlu=list(nlu_presets) or ["clean", "tcbot"],
+        sb3_seeds=sb3_seeds,
+        max_steps=max_steps,
+        compile=compile_,
+        tf32=tf32,
+    )
+    _announce(meta)
+    report = dialogue.run_dialogue_bench(
+        dev,
+        batch_sizes,
+        seeds or 5,
+        list(nlu_presets) or ["clean", "tcbot"],
+        env_sizes,
+        max_steps,
+        sb3_seeds,
+        compile_,
+        say=lambda line: click.echo(line, err=True),
+    )
+    _finish_suite("dialogue", report, meta, dialogue.render_dialogue_markdown, out)
+
+
+def _agents_suite(
+    device: str,
+    algos: tuple[str, ...],
+    seeds: int | None,
+    sb3_seeds: int,
+    out: Path,
+    compile_: bool,
+    tf32: bool,
+    large_batch: bool | None,
+    preset_rows: bool = True,
+) -> None:
+    dev = _bench_device(device, tf32)
+    large_batch = dev.type == "cuda" if large_batch is None else large_batch
+    if not preset_rows and not large_batch:
+        raise click.BadParameter(
+            "with --no-preset-rows there is nothing to run unless --large-batch is on "
+            "(it is on by default on CUDA only)",
+            param_hint="--no-preset-rows",
+        )
+    meta = bench_meta(
+        device,
+        0.0,
+        suite="agents",
+        algos=list(algos) or None,
+        seeds=seeds or 5,
+        sb3_seeds=sb3_seeds,
+        compile=compile_,
+        tf32=tf32,
+        large_batch=large_batch,
+        preset_rows=preset_rows,
+    )
+    _announce(meta)
+    report = agents.run_agents_bench(
+        dev,
+        algos=list(algos) or None,
+        seeds=seeds or 5,
+        sb3_seeds=sb3_seeds,
+        compile=compile_,
+        say=lambda line: click.echo(line, err=True),
+        large_batch=large_batch,
+        presets=preset_rows,
+    )
+    _finish_suite("agents", report, meta, agents_report.render_agents_markdown, out)

@@ -1,0 +1,290 @@
+"""The ``rlcourse`` command line: ``train``, ``eval``, ``play``, ``list`` and ``bench``.
+
+Error policy: every bad input (unknown algorithm, env, preset or hyperparameter, bad value, missing file,
+unusable checkpoint, absent CUDA, unknown option) ends the program with exit code 2 and exactly one
+line ``rlcourse: error: <reason>`` on stderr, never a traceback. :func:`main` gets this by running the
+click group with ``standalone_mode=False`` and turning click's usage errors and the library's
+``ValueError``s (``ConfigError``, ``CheckpointError``, ``RunDirError``, device errors) into that line.
+Inputs are all checked before training starts; a ``ValueError`` raised *during* training is a defect,
+so it is re-raised as a ``RuntimeError`` and keeps its traceback.
+
+``train`` lives in :mod:`rlcourse.app.train`, ``bench`` in :mod:`rlcourse.app.bench.command`.
+Torch-heavy modules (agents, TensorBoard, the SB3-based bench) are imported inside the commands,
+so ``rlcourse --help`` stays quick and never imports Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import rlcourse
+from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of
+from rlcourse.app.runs import describe_eval, load_run_agent
+from rlcourse.app.train import train
+from rlcourse.config import field_docs, list_presets, parse_hp, preset_names
+from rlcourse.registry import list_envs
+
+
+# --------------------------------------------------------------------------- the group
+class RLCourseGroup(click.Group):
+    """A click group whose heavy commands (``bench``, which imports SB3) are imported only when run."""
+
+    #: name -> (module, attribute, one-line help shown by ``rlcourse --help`` without importing it)
+    lazy_commands = {
+        "bench": (
+            "rlcourse.app.bench.command",
+            "bench_command",
+            "Benchmark rlcourse against Stable-Baselines3 on the same task.",
+        ),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy_commands:
+            return super().get_command(ctx, name)
+        module_name, attribute, _ = self.lazy_commands[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:  # the module exists but one of its dependencies is missing
+                raise click.ClickException(
+                    f"'rlcourse {name}' needs the package {error.name!r}, which is not installed"
+                ) from None
+            raise click.ClickException(
+                f"'rlcourse {name}' is not available in this installation ({module_name} is missing)"
+            ) from None
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, but lazy commands are described from :attr:`lazy_commands`, without importing them."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.lazy_commands:
+                rows.append((name, self.lazy_commands[name][2]))
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group("rlcourse", cls=RLCourseGroup, context_settings=CONTEXT)
+@click.version_option(rlcourse.__version__, "--version", prog_name="rlcourse", message="%(prog)s %(version)s")
+def cli() -> None:
+    """rlcourse: batched on-device Gymnasium environments and course-style RL agents.
+
+    \b
+    rlcourse train ppo rlcourse/SlotFilling-v0       train the dialogue policy (preset)
+    rlcourse train ppo rlcourse/CartPole-v1          train with the shipped preset
+    rlcourse train ALGO ENV --preset NAME            a named preset variant (rlcourse list)
+    rlcourse eval runs/rlcourse_CartPole-v1/ppo/NAME  evaluate a run's checkpoint
+    rlcourse play RUN_DIR                            print sample dialogues of a run
+    rlcourse list [--hp ppo]                         algorithms, envs, presets, hyperparameters
+    tensorboard --logdir runs                        watch the runs
+    """
+
+
+cli.add_command(train)
+
+
+# --------------------------------------------------------------------------- small helpers
+def _format_value(value: Any) -> str:
+    """A default as one would write it in YAML or ``--hp``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+# --------------------------------------------------------------------------- eval
+@cli.command("eval", context_settings=CONTEXT)
+@click.argument("run_dir")
+@click.option("--episodes", type=click.IntRange(min=1), default=100, show_default=True, help="Episodes to play.")
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+)
+def eval_command(run_dir: str, episodes: int, device: str) -> None:
+    """Evaluate a run's checkpoint deterministically and write eval.json.
+
+    RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file (eval.json is written
+    beside it).
+    """
+    device_of(device)  # a bad --device fails before the checkpoint is read
+    agent = load_run_agent(Path(run_dir), device)
+    result = agent.write_eval(episodes)
+    click.echo(f"{agent.algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {describe_eval(result)}")
+    click.echo(f"  written to {agent.run_dir.eval}")
+
+
+# --------------------------------------------------------------------------- play
+@cli.command("play", context_settings=CONTEXT)
+@click.argument("run_dir", required=False)
+@click.option(
+    "--episodes", type=click.IntRange(min=1, max=1000), default=3, show_default=True, help="Dialogues to print."
+)
+@click.option(
+    "--expert",
+    "expert_env",
+    metavar="ENV",
+    help="Play the env's rule expert instead of a run (rlcourse/SlotFilling-v0).",
+)
+@click.option(
+    "--env-opt",
+    "env_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --expert: an env option (nlu=tcbot); repeatable.",
+)
+@click.option("--stochastic", is_flag=True, help="Sample the policy's actions instead of taking the most likely one.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=None, help="Seed of the dialogues (default: fixed per run)."
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+)
+def play_command(
+    run_dir: str | None,
+    episodes: int,
+    expert_env: str | None,
+    env_opts: tuple[str, ...],
+    stochastic: bool,
+    seed: int | None,
+    device: str,
+) -> None:
+    """Print sample dialogues played by a run's policy (or by a rule expert).
+
+    RUN_DIR is a run folder or a checkpoint file of a text env such as rlcourse/SlotFilling-v0.
+    Lines in parentheses show where the NLU misheard the user.
+    """
+    resolved_device = device_of(device)
+    if (run_dir is None) == (expert_env is None):
+        raise BadInput("give either RUN_DIR or --expert ENV")
+    if expert_env is not None:
+        from rlcourse.registry import make_vec
+
+        env = make_vec(expert_env, 1, resolved_device, **parse_hp(env_opts, flag="--env-opt"))
+        if not env.has_rule_expert:
+            raise BadInput(f"{expert_env} has no rule expert")
+        if not env.has_transcripts:
+            raise BadInput(f"{expert_env} has no transcripts to print")
+        expert = env.rule_expert()
+        texts = env.play_transcripts(lambda obs, masks: expert(obs), episodes, seed=0 if seed is None else seed)
+        title = f"rule expert on {expert_env} {env.options()}"
+    else:
+        if env_opts:
+            raise BadInput("--env-opt goes with --expert; a run plays on the env it was trained on")
+        agent = load_run_agent(Path(run_dir), device)
+        texts = agent.transcripts(episodes, deterministic=not stochastic, seed=seed)
+        title = f"{agent.algo} on {agent.env_id} {agent.env.options()} after {agent.num_timesteps:,} steps"
+    click.echo(f"# {title}")
+    for index, text in enumerate(texts):
+        click.echo(f"\n--- dialogue {index + 1} ---\n{text}")
+
+
+# --------------------------------------------------------------------------- list
+@cli.command("list", context_settings=CONTEXT)
+@click.option("--hp", "hp_algo", metavar="ALGO", help="Show every hyperparameter of ALGO with its default and meaning.")
+def list_command(hp_algo: str | None) -> None:
+    """List algorithms, envs and presets with their variants; with --hp ALGO, its hyperparameters."""
+    from rlcourse.agents import ALGOS
+
+    if hp_algo is not None:
+        config_class = algo_class(hp_algo).config_class
+        docs = field_docs(config_class)
+        rows = [(f.name, _format_value(f.default), docs[f.name]) for f in dataclasses.fields(config_class)]
+        click.echo(
+            f"{hp_algo} hyperparameters ({config_class.__name__}); set them with --hp KEY=VALUE or --config FILE:"
+        )
+        name_width = max(len(r[0]) for r in rows)
+        default_width = max(len(r[1]) for r in rows)
+        for name, default, doc in rows:
+            click.echo(f"  {name:<{name_width}}  {default:<{default_width}}  {doc}")
+        presets = list_presets(hp_algo)
+        if presets:
+            click.echo(f"Presets in rlcourse/presets/{hp_algo}.yml override these for: {', '.join(presets)}")
+            _echo_preset_variants(hp_algo, "  ")
+        return
+    click.echo("Algorithms (rlcourse train ALGO ENV):")
+    width = max(len(name) for name in ALGOS)
+    for name, agent_class in sorted(ALGOS.items()):
+        click.echo(
+            f"  {name:<{width}}  {_first_line(inspect.getmodule(agent_class).__doc__) or _first_line(agent_class.__doc__)}"
+        )
+    click.echo("Batched rlcourse envs (any registered Gymnasium id works too, e.g. Pendulum-v1):")
+    for env_id in list_envs():
+        click.echo(f"  {env_id}")
+    click.echo("Presets (used automatically for these envs; pick another variant with --preset NAME):")
+    for name in sorted(ALGOS):
+        click.echo(f"  {name:<{width}}  {', '.join(list_presets(name)) or '(none)'}")
+        _echo_preset_variants(name, "  " + " " * (width + 4))
+    click.echo("Hyperparameters: rlcourse list --hp ALGO")
+
+
+def _echo_preset_variants(algo: str, indent: str) -> None:
+    """One line per env with named variants beyond ``default``: ``<env>: default, large_batch_4096, ...``."""
+    for env_id in list_presets(algo):
+        names = preset_names(algo, env_id)
+        if names != ["default"]:
+            click.echo(f"{indent}{env_id}: {', '.join(names)}")
+
+
+# --------------------------------------------------------------------------- entry point
+def _error(message: str) -> None:
+    """The one stderr line of a failed command."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    click.echo(f"rlcourse: error: {' '.join(lines) or 'failed'}", err=True)
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None)  # click >= 8.2
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script ``rlcourse`` and ``python -m rlcourse``)."""
+    try:
+        result = cli.main(args=list(args) if args is not None else None, prog_name="rlcourse", standalone_mode=False)
+    except click.exceptions.UsageError as error:
+        if _NO_ARGS_IS_HELP is not None and isinstance(error, _NO_ARGS_IS_HELP):
+            click.echo(error.format_message())  # plain `rlcourse`: show the help, as `rlcourse --help` does
+            return 0
+        usage = error.ctx is not None and not isinstance(error, BadInput)  # click's own parse errors
+        hint = f" (see '{error.ctx.command_path} --help')" if usage else ""
+        _error(error.format_message() + hint)
+        return error.exit_code
+    except click.exceptions.ClickException as error:
+        _error(error.format_message())
+        return error.exit_code
+    except click.exceptions.Abort:
+        _error("interrupted")
+        return 130
+    except ValueError as error:  # ConfigError, CheckpointError, device and env errors: all bad input
+        _error(str(error))
+        return 2
+    except BrokenPipeError:  # `rlcourse list | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,68 @@
+"""What every ``rlcourse`` command checks on its input, and the one error type a bad input becomes.
+
+A bad input is a :class:`BadInput`: :func:`rlcourse.app.cli.main` prints it as one line and exits 2.
+The library's own ``ValueError``s (``ConfigError``, ``CheckpointError``, ``RunDirError``, device errors)
+end the same way, so a check here only has to exist where the library's message would not name the flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from rlcourse.config import ConfigError
+from rlcourse.device import resolve_device
+from rlcourse.run_dir import RunDirError
+
+#: click settings every command shares: ``-h`` as well as ``--help``, and help text up to 100 columns.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class BadInput(click.UsageError):
+    """A bad argument found by rlcourse itself (its message says what to do; no ``--help`` hint)."""
+
+
+@contextmanager
+def run_dir_errors(flag: str | None = None) -> Iterator[None]:
+    """Turn a :class:`~rlcourse.run_dir.RunDirError` inside the block into a :class:`BadInput` (naming ``flag``)."""
+    try:
+        yield
+    except RunDirError as error:
+        raise BadInput(f"{flag}: {error}" if flag else str(error)) from None
+
+
+def positive_int(key: str, value: Any, source: str) -> int:
+    """A run setting (num_envs, total_timesteps) as a positive int; accepts 1e5-style numbers from YAML."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            number = None
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise ConfigError(f"bad value {value!r} for {key} (from {source}): expected a positive integer")
+    return number
+
+
+def algo_class(algo: str) -> type:
+    """The agent class of an algorithm name (``ppo`` -> :class:`rlcourse.agents.PPO`)."""
+    from rlcourse.agents import ALGOS
+
+    if algo not in ALGOS:
+        raise BadInput(f"unknown algorithm {algo!r}; available: {', '.join(sorted(ALGOS))}")
+    return ALGOS[algo]
+
+
+def device_of(device: str, context: str = "", agent_class: Any = None) -> Any:
+    """``--device`` as a torch device; ``auto`` is the CPU for an agent that only runs there (A3C)."""
+    if agent_class is not None and agent_class.cpu_only and str(device).strip().lower() == "auto":
+        device = "cpu"
+    try:
+        return resolve_device(device)
+    except ValueError as error:
+        raise BadInput(f"{context}{error}") from None

@@ -1,0 +1,380 @@
+"""``rlcourse train``: claim a run folder, train, evaluate; the settings come from :mod:`rlcourse.app.settings`.
+
+Every input is checked before the run folder is claimed, so a bad one leaves nothing behind. The run's
+``config.yaml`` records everything ``--resume`` needs to continue it the same way, periodic evaluation
+and checkpoint callbacks included.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import gymnasium
+import torch
+from click.core import ParameterSource
+
+import rlcourse
+from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors
+from rlcourse.app.runs import describe_eval, log_eval
+from rlcourse.app.settings import applied_preset, run_settings
+from rlcourse.checkpoint import CheckpointError
+from rlcourse.config import (
+    DEFAULT_PRESET,
+    ENV_KWARGS_KEY,
+    config_to_dict,
+    make_config,
+)
+from rlcourse.registry import list_envs
+from rlcourse.run_dir import RunDir, check_run_name
+
+#: Episodes of each evaluation when ``--eval-episodes`` is not given.
+DEFAULT_EVAL_EPISODES = 100
+#: Flags that set what a run is; ``--resume`` takes them from the run's config.yaml instead.
+RUN_DEFINING_FLAGS = (
+    ("--hp", "hp_assignments"),
+    ("--env-opt", "env_opts"),
+    ("--config", "config_file"),
+    ("--num-envs", "num_envs"),
+    ("--total-steps", "total_steps"),
+    ("--name", "name"),
+    ("--seed", "seed"),
+    ("--runs-root", "runs_root"),
+    ("--preset", "preset"),
+    ("--eval-freq", "eval_freq"),
+    ("--checkpoint-freq", "checkpoint_freq"),
+)
+
+
+def training_callbacks(config: dict[str, Any]) -> list[Any]:
+    """The callbacks a run's config asks for, always in the same order, so a resumed run gets its saved states back."""
+    from rlcourse.callbacks import CheckpointCallback, EvalCallback
+
+    callbacks: list[Any] = []
+    if config.get("eval_freq"):
+        callbacks.append(EvalCallback(int(config["eval_freq"]), n_eval_episodes=int(config["eval_episodes"])))
+    if config.get("checkpoint_freq"):
+        callbacks.append(CheckpointCallback(int(config["checkpoint_freq"])))
+    return callbacks
+
+
+# --------------------------------------------------------------------------- the command
+@click.command(context_settings=CONTEXT)
+@click.argument("algo", required=False)
+@click.argument("env", required=False)
+@click.option(
+    "--preset",
+    default=DEFAULT_PRESET,
+    show_default=True,
+    metavar="NAME",
+    help="Preset variant for (ALGO, ENV) from rlcourse/presets/ALGO.yml (see `rlcourse list`); 'none' for no preset.",
+)
+@click.option(
+    "--num-envs", type=click.IntRange(min=1), default=None, help="Parallel envs (default: the preset's, else 8)."
+)
+@click.option(
+    "--total-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Env steps to train, summed over envs (default: the preset's, else 100000).",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds networks, envs and sampling."
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+)
+@click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
+@click.option(
+    "--hp",
+    "hp_assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a hyperparameter; repeatable; values are YAML (0.2, true, [64, 64], null).",
+)
+@click.option(
+    "--env-opt",
+    "env_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set an env option; repeatable (rlcourse/SlotFilling-v0: nlu=tcbot, reward=pydial, domain=restaurant, max_turns=20).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="YAML file of hyperparameters and run keys (or a run's config.yaml); --hp overrides it.",
+)
+@click.option("--compile", "use_compile", is_flag=True, help="Run the hot functions through torch.compile.")
+@click.option(
+    "--tf32",
+    is_flag=True,
+    help="Let CUDA float32 matmuls use TF32 tensor cores (faster on large batches; slightly less precise).",
+)
+@click.option("--resume", "resume", metavar="RUN_DIR", help="Continue a stopped run from RUN_DIR/checkpoint.pt.")
+@click.option(
+    "--runs-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Root folder of the runs (point TensorBoard here).",
+)
+@click.option(
+    "--eval-freq",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Also evaluate every N env steps (logged as eval/*) and keep the best policy in best.pt.",
+)
+@click.option(
+    "--eval-episodes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_EVAL_EPISODES,
+    show_default=True,
+    help="Episodes of each deterministic evaluation (the final one, and every --eval-freq steps).",
+)
+@click.option(
+    "--checkpoint-freq",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Also write checkpoint.pt every N env steps (it is always written every 5 minutes and at the end).",
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    algo: str | None,
+    env: str | None,
+    preset: str,
+    num_envs: int | None,
+    total_steps: int | None,
+    seed: int,
+    device: str,
+    name: str | None,
+    hp_assignments: tuple[str, ...],
+    env_opts: tuple[str, ...],
+    config_file: str | None,
+    use_compile: bool,
+    tf32: bool,
+    resume: str | None,
+    runs_root: Path,
+    eval_freq: int | None,
+    eval_episodes: int,
+    checkpoint_freq: int | None,
+    no_progress: bool,
+) -> None:
+    """Train ALGO on ENV and evaluate it.
+
+    ALGO is one of `rlcourse list`'s algorithms; ENV an rlcourse env id (rlcourse/CartPole-v1) or any
+    Gymnasium id (Pendulum-v1). Settings, later ones winning: the algorithm's defaults, the shipped
+    preset variant for (ALGO, ENV) (--preset), --config FILE, --hp KEY=VALUE, --num-envs/--total-steps.
+
+    The run is written to RUNS_ROOT/<env>/<algo>/<name>/: config.yaml, TensorBoard events,
+    checkpoint.pt (and best.pt with --eval-freq) and eval.json. Ctrl-C (or SIGTERM) stops after the
+    current iteration and saves a checkpoint; `rlcourse train --resume RUN_DIR` continues it.
+    """
+    if resume is not None:
+        _resume(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes, no_progress)
+        return
+    if algo is None or env is None:
+        missing = "ALGO and ENV" if algo is None else "ENV"
+        raise BadInput(
+            f"missing {missing}: use 'rlcourse train ALGO ENV' (or --resume RUN_DIR); "
+            f"rlcourse envs: {', '.join(list_envs())}"
+        )
+    agent_class = algo_class(algo)
+    resolved_device = device_of(device, agent_class=agent_class)
+    preset_used = applied_preset(algo, env, preset)
+    run, hparams, env_kwargs = run_settings(
+        algo, env, preset_used, config_file, hp_assignments, num_envs, total_steps, env_opts
+    )
+    make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    if name is not None:
+        with run_dir_errors("--name"):
+            check_run_name(name)
+    try:
+        agent = agent_class(
+            env,
+            num_envs=run["num_envs"],
+            device=resolved_device,
+            seed=seed,
+            compile=use_compile,
+            env_kwargs=env_kwargs,
+            **hparams,
+        )
+    except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
+        raise BadInput(f"cannot make env {env!r}: {error}") from None
+    # Claimed only once everything is valid (building the agent checks the batch against the envs too),
+    # so bad input leaves no folder behind; hence the agent gets its RunDir after it is built.
+    with run_dir_errors():
+        run_dir = agent.run_dir = RunDir.create(runs_root, agent.env_id, algo, name, seed)
+    config = {
+        "algo": algo,
+        "env": agent.env_id,
+        "preset": preset_used,
+        ENV_KWARGS_KEY: agent.env.options(),
+        "num_envs": agent.num_envs,
+        "total_timesteps": run["total_timesteps"],
+        "seed": seed,
+        "device": str(agent.device),
+        "compile": use_compile,
+        "tf32": tf32,
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "checkpoint_freq": checkpoint_freq,
+        "torch_threads": torch.get_num_threads(),
+        "rlcourse_version": rlcourse.__version__,
+        "hyperparameters": config_to_dict(agent.config),
+    }
+    run_dir.write_config(config)
+    preset_note = f", preset {preset_used}" if preset_used else ""
+    click.echo(
+        f"Training {algo} on {agent.env_id}: {run['total_timesteps']:,} steps, {agent.num_envs} envs, "
+        f"seed {seed}{preset_note}, {agent.device} -> {run_dir}"
+    )
+    _learn_and_finish(
+        ctx,
+        agent,
+        run_dir,
+        run_dir.runs_root(agent.env_id, algo),
+        run["total_timesteps"],
+        run["total_timesteps"],
+        reset=True,
+        eval_episodes=eval_episodes,
+        progress=not no_progress,
+        callbacks=training_callbacks(config),
+    )
+
+
+def _resume(
+    ctx: click.Context,
+    algo: str | None,
+    env: str | None,
+    resume: str,
+    device: str,
+    use_compile: bool,
+    tf32: bool,
+    eval_episodes: int,
+    no_progress: bool,
+) -> None:
+    """``train --resume RUN_DIR``: the run's own settings, from its config.yaml and checkpoint."""
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    conflicting = [flag for flag, param in RUN_DEFINING_FLAGS if ctx.get_parameter_source(param) in given]
+    if conflicting:
+        raise BadInput(
+            f"--resume continues a run with the settings it was started with; "
+            f"it cannot be combined with {', '.join(conflicting)}"
+        )
+    with run_dir_errors("--resume"):
+        run_dir = RunDir.open(resume)
+        config = run_dir.read_config()
+    for flag_value, key in ((algo, "algo"), (env, "env")):
+        if flag_value is not None and flag_value != config[key]:
+            raise BadInput(f"{str(run_dir)!r} is a run of {key} {config[key]!r}, not {flag_value!r}")
+    agent_class = algo_class(config["algo"])
+    if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
+        resolved_device = device_of(str(config["device"]), context=f"the run was trained on {config['device']}: ")
+    else:
+        resolved_device = device_of(device, agent_class=agent_class)
+    where = str(run_dir.config)
+    total = positive_int("total_timesteps", config["total_timesteps"], where)
+    # The periodic evaluation keeps the run's own episode count (best.pt compares like with like); the final
+    # one takes --eval-episodes when it is given.
+    config.setdefault("eval_episodes", DEFAULT_EVAL_EPISODES)
+    if ctx.get_parameter_source("eval_episodes") not in given:
+        eval_episodes = positive_int("eval_episodes", config["eval_episodes"], where)
+    callbacks = training_callbacks(config)
+    torch.backends.cuda.matmul.allow_tf32 = tf32 or bool(config.get("tf32", False))
+    if "torch_threads" in config:
+        # CPU float sums are split across threads: the same thread count makes the resumed run bit-identical.
+        torch.set_num_threads(positive_int("torch_threads", config["torch_threads"], where))
+    agent = agent_class.load(
+        run_dir.checkpoint,
+        device=resolved_device,
+        run_dir=run_dir,
+        compile=use_compile or bool(config.get("compile", False)),
+    )
+    if agent.env_id != config["env"]:
+        raise CheckpointError(
+            f"{str(run_dir.checkpoint)!r} is for env {agent.env_id!r}, but {RunDir.CONFIG} says {config['env']!r}"
+        )
+    remaining = total - agent.num_timesteps
+    if remaining > 0:
+        note = "" if agent.env.restorable else " (Gymnasium envs restart their episodes on resume)"
+        click.echo(
+            f"Resuming {config['algo']} on {agent.env_id} at step {agent.num_timesteps:,} of {total:,} "
+            f"on {agent.device} -> {run_dir}{note}"
+        )
+    else:
+        click.echo(f"{run_dir} already finished its {total:,} steps ({agent.num_timesteps:,} done); evaluating it")
+    _learn_and_finish(
+        ctx,
+        agent,
+        run_dir,
+        run_dir.runs_root(agent.env_id, config["algo"]),
+        total,
+        remaining,
+        reset=False,
+        eval_episodes=eval_episodes,
+        progress=not no_progress,
+        callbacks=callbacks,
+    )
+
+
+def _learn_and_finish(
+    ctx: click.Context,
+    agent: Any,
+    run_dir: RunDir,
+    runs_root: Path,
+    total: int,
+    steps: int,
+    reset: bool,
+    eval_episodes: int,
+    progress: bool,
+    callbacks: list[Any],
+) -> None:
+    """Train ``steps`` more steps (if any), then handle an interruption or evaluate and summarise."""
+    start_steps, start_time = agent.num_timesteps, time.perf_counter()
+    if steps > 0:
+        try:
+            agent.learn(steps, progress_bar=progress, reset_num_timesteps=reset, callbacks=callbacks)
+        except ValueError as error:  # every input was checked above: this is a defect, keep its traceback
+            raise RuntimeError(f"training failed: {error}") from error
+    wall = time.perf_counter() - start_time
+    if agent.interrupted_by is not None:
+        signame = signal.Signals(agent.interrupted_by).name
+        click.echo(
+            f"rlcourse: stopped by {signame} at step {agent.num_timesteps:,} of {total:,}; checkpoint saved to "
+            f"{run_dir.checkpoint}; resume with: rlcourse train --resume {shlex.quote(str(run_dir))}",
+            err=True,
+        )
+        ctx.exit(128 + agent.interrupted_by)
+    try:
+        result = agent.write_eval(eval_episodes)
+    except ValueError as error:
+        raise RuntimeError(f"evaluation failed: {error}") from error
+    log_eval(run_dir, result, agent.num_timesteps)
+    trained = agent.num_timesteps - start_steps
+    if trained == 0:
+        click.echo(f"Done: {agent.num_timesteps:,} env steps (nothing left to train)")
+    else:
+        resumed = f" ({trained:,} in this session)" if start_steps else ""
+        click.echo(
+            f"Done: {agent.num_timesteps:,} env steps{resumed} in {wall:.1f} s ({trained / max(wall, 1e-9):,.0f} steps/s)"
+        )
+        train_return = agent.last_log.get("rollout/ep_rew_mean")
+        click.echo(
+            "  training mean return (last log): "
+            + (f"{train_return:.2f}" if train_return is not None else "n/a (no episode ended in the last log interval)")
+        )
+    click.echo(f"  evaluation: {describe_eval(result)}")
+    if run_dir.best.is_file():
+        click.echo(f"  best policy so far (periodic evaluation): {run_dir.best}")
+    click.echo(f"  run folder: {run_dir}")
+    click.echo(f"TensorBoard: tensorboard --logdir {shlex.quote(str(runs_root))}")

@@ -148,7 +148,7 @@ def test_pendulum_improves_far_beyond_random_within_a_small_budget():
     before = agent.evaluate(n_episodes=10)["mean_reward"]
     agent.learn(5000)
     result = agent.evaluate(n_episodes=10)
-    # an untrained or random policy scores about −1200; the shipped preset reaches ≥ −200 at 20k steps (see the README)
+    # an untrained or random policy scores about −1200; the shipped preset reaches ≥ −200 at 20k steps (see docs/results.md)
     assert before < -700
     assert result["mean_reward"] > -400, result
 

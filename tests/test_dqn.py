@@ -318,7 +318,7 @@ def test_identity_env_is_learned_by_rainbow_with_every_component_on():
 
 
 # A small CPU budget (10k steps, 5k updates of a 64x64 net; 3-step returns learn fastest): far above random (≈ 22),
-# though short of the 475 that the shipped preset reaches on every seed at 50k steps (see the README).
+# though short of the 475 that the shipped preset reaches on every seed at 50k steps (see docs/results.md).
 CARTPOLE_SMALL = dict(
     net_arch=(64, 64),
     learning_rate=2.3e-3,

@@ -55,7 +55,9 @@ from rlcourse.agents.a2c import A2C, A2CConfig
 from rlcourse.agents.training import TrainingLoop
 from rlcourse.callbacks import RolloutBatch
 from rlcourse.config import hp
+from rlcourse.run_dir import RunDir
 from rlcourse.vec_env import TensorVecEnv
+from rlcourse.wrappers import TensorVecEnvWrapper
 
 #: Seconds the main process waits for the workers to finish their rollout once asked to stop.
 SHUTDOWN_GRACE_S = 30.0
@@ -104,17 +106,19 @@ class A3C(A2C):
     config_class = A3CConfig
     config: A3CConfig
     cpu_only = True
+    default_num_envs = 1  # per worker
 
     def __init__(
         self,
         env: str | TensorVecEnv,
-        num_envs: int = 1,
+        num_envs: int | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
-        run_dir: str | Path | None = None,
+        run_dir: str | Path | RunDir | None = None,
         compile: bool = False,
         cuda_graphs: bool | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        preset: str | None = None,
         **hparams: Any,
     ):
         try:
@@ -130,6 +134,11 @@ class A3C(A2C):
             raise ValueError("A3C does not capture CUDA graphs: its workers run on the CPU")
         if isinstance(env, TensorVecEnv) and env.device.type != "cpu":
             raise ValueError(f"A3C needs an env on the CPU, got one on {env.device}")
+        if isinstance(env, TensorVecEnvWrapper):
+            raise ValueError(
+                f"A3C's workers build their own envs from the env id, so a wrapped env ({type(env).__name__}) "
+                "would train unwrapped; use A2C for wrapped envs"
+            )
         super().__init__(
             env,
             num_envs=num_envs,
@@ -139,6 +148,7 @@ class A3C(A2C):
             compile=compile,
             cuda_graphs=False,
             env_kwargs=env_kwargs,
+            preset=preset,
             **hparams,
         )
 

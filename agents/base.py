@@ -120,10 +120,8 @@ class Agent(abc.ABC):
         self.env_id = self.env.env_id
         self.num_envs = self.env.num_envs
         self.seed = int(seed)
-        if run_dir is None or isinstance(run_dir, RunDir):
-            self.run_dir = run_dir
-        else:
-            self.run_dir = RunDir.claim(run_dir)
+        # A path is claimed once the agent is built, so a bad setting leaves no folder behind.
+        self.run_dir = run_dir if run_dir is None or isinstance(run_dir, RunDir) else None
         self.compile = bool(compile)
         if cuda_graphs is None:
             cuda_graphs = self.device.type == "cuda" and self.env.graph_safe
@@ -166,6 +164,8 @@ class Agent(abc.ABC):
         self.obs, _ = self.env.reset(seed=env_seed)
         self.episodes = EpisodeStats(self.env.outcome_keys, self.device)
         self._build()
+        if run_dir is not None and not isinstance(run_dir, RunDir):
+            self.run_dir = RunDir.claim(run_dir)
 
     def _preset_values(self, env: str | TensorVecEnv, preset: str | None) -> dict[str, Any]:
         """The settings of ``preset`` for this algorithm and env ({} for None)."""
@@ -282,6 +282,7 @@ class Agent(abc.ABC):
         callback_list = CallbackList(callbacks)
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
+            self._saved_callback_states = {}  # a fresh count: callbacks start afresh too
         self.total_timesteps = self.num_timesteps + int(total_timesteps)
         self.interrupted_by = None
         self._record_batches(callback_list.needs_batch)
@@ -522,10 +523,10 @@ class Agent(abc.ABC):
         if restores_env:
             self.env.check_state_dict(payload["env"])
 
-    def write_eval(self, n_episodes: int = 100) -> dict[str, float]:
-        """Evaluate and write ``run_dir/eval.json``."""
+    def write_eval(self, n_episodes: int = 100, path: str | Path | None = None) -> dict[str, float]:
+        """Evaluate and write ``run_dir/eval.json`` (or ``path``)."""
         result = self.evaluate(n_episodes)
         if self.run_dir is not None:
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
-            self.run_dir.write_eval({"num_timesteps": self.num_timesteps, **result})
+            self.run_dir.write_eval({"num_timesteps": self.num_timesteps, **result}, path)
         return result

@@ -69,6 +69,7 @@ def agent_state(agent: Agent) -> dict[str, Any]:
         "extra": {name: value.detach().clone() for name, value in agent._extra_state().items()},
         "rng": {"global": capture_global_rng(), "agent": agent.generator.get_state()},
         "env": agent.env.state_dict() if agent.env.restorable else None,
+        "env_statistics": agent.env.statistics_state(),
         "obs": agent.obs.clone(),
         "episodes": agent.episodes.sums.clone(),
         "callbacks": agent._callback_states(),
@@ -114,6 +115,9 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
             and payload["num_envs"] == agent.num_envs
         )
         agent._check_fits(payload, restores_env)
+        statistics = _to_device(payload.get("env_statistics") or {}, agent.env.device)
+        agent.env.check_statistics(statistics)
+        agent.episodes.check(payload["episodes"])
         for name, module in agent._modules().items():
             module.load_state_dict(payload["modules"][name])
         for name, optimizer in agent._optimizers().items():
@@ -130,6 +134,8 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
                 agent.env.load_state_dict(_to_device(payload["env"], agent.env.device))
                 agent.obs.copy_(payload["obs"])
                 agent.episodes.load(payload["episodes"])
+        # Learned statistics (a NormalizeObservation's) hold for any batch size and device: they always load.
+        agent.env.load_statistics(statistics)
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise CheckpointError(
             f"{source} does not fit this {agent.algo.upper()} agent: {str(error).splitlines()[0]}"

@@ -43,8 +43,8 @@ class EpisodeStats:
         stats.update({f"rollout/{key}_rate": value / count for key, value in zip(self.outcome_keys, outcomes)})
         return stats
 
-    def load(self, sums: torch.Tensor) -> None:
-        """Restore saved sums; a checkpoint from before outcome keys (count, return, length, success) fits too."""
+    def check(self, sums: torch.Tensor) -> torch.Tensor:
+        """``sums`` in this layout, or ``ValueError``; a checkpoint from before outcome keys fits too."""
         if sums.numel() == 4 and self.sums.numel() == 3:
             sums = sums[:3]  # an env without outcomes: the old layout's success count was always 0
         if sums.shape != self.sums.shape:
@@ -52,4 +52,8 @@ class EpisodeStats:
                 f"episode statistics have {sums.numel()} entries in the checkpoint, {self.sums.numel()} here "
                 f"(outcome keys {self.outcome_keys})"
             )
-        self.sums.copy_(sums)
+        return sums
+
+    def load(self, sums: torch.Tensor) -> None:
+        """Restore saved sums (see :meth:`check`)."""
+        self.sums.copy_(self.check(sums))

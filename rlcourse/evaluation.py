@@ -18,6 +18,9 @@ from rlcourse.vec_env import TensorVecEnv
 Policy = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 #: Steps between two checks of whether every sub-env has finished (each check is one host read).
 CHECK_EVERY = 32
+#: Steps after which an evaluation gives up: an episode that long never ends (a policy that stalls an env without
+#: a time limit).
+MAX_STEPS = 1_000_000
 
 
 def outcome_stat(key: str) -> str:
@@ -26,7 +29,9 @@ def outcome_stat(key: str) -> str:
 
 
 @torch.no_grad()
-def evaluate_policy(env: TensorVecEnv, policy: Policy, seed: int | None = None) -> dict[str, float]:
+def evaluate_policy(
+    env: TensorVecEnv, policy: Policy, seed: int | None = None, max_steps: int = MAX_STEPS
+) -> dict[str, float]:
     """One episode per sub-env of ``env`` played by ``policy``; their mean and std return, mean length, rates.
 
     Returns ``mean_reward``, ``std_reward``, ``mean_length``, ``n_episodes`` and ``<key>_rate`` for each
@@ -51,6 +56,11 @@ def evaluate_policy(env: TensorVecEnv, policy: Policy, seed: int | None = None) 
         step += 1
         if step % CHECK_EVERY == 0 and bool(finished.all()):
             break
+        if step >= max_steps:
+            raise ValueError(
+                f"{env!r}: {int((~finished).sum())} of {n} episodes had not ended after {max_steps:,} steps; "
+                "give the env a time limit (truncation) or evaluate with a larger max_steps"
+            )
     summary = torch.stack(
         [returns.mean(), returns.std(unbiased=False), lengths.mean(), *[v.mean() for v in outcomes.values()]]
     )

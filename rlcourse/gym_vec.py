@@ -56,7 +56,10 @@ class GymVecEnv(TensorVecEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if vectorization_mode not in ("sync", "async"):
             raise ValueError(f"vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}")
-        probe = gym.make(env_id, **(env_kwargs or {}))
+        try:
+            probe = gym.make(env_id, **(env_kwargs or {}))
+        except TypeError as error:
+            raise ValueError(f"{env_id} does not take the options {sorted(env_kwargs or {})}: {error}") from None
         obs_space, act_space = probe.observation_space, probe.action_space
         probe.close()
         _check_supported(env_id, obs_space, act_space)

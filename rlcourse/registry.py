@@ -8,6 +8,7 @@ Any other Gymnasium id is wrapped by :class:`rlcourse.gym_vec.GymVecEnv`.
 from __future__ import annotations
 
 import inspect
+import warnings
 from importlib import metadata
 from typing import Any
 
@@ -29,7 +30,14 @@ def load_env_plugins() -> None:
     and a third-party package's are registered the same way, from their distribution's metadata.
     """
     for entry_point in metadata.entry_points(group=ENV_PLUGIN_GROUP):
-        entry_point.load()()
+        try:
+            entry_point.load()()
+        except Exception as error:  # a broken third-party env package must not break rlcourse itself
+            warnings.warn(
+                f"the env plugin {entry_point.name!r} ({entry_point.value}) failed to register: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def register_env(env_id: str, vec_cls: type[TensorVecEnv]) -> None:
@@ -69,7 +77,12 @@ def make_vec(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"{env_id} has no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")
-        return vec_cls(num_envs=num_envs, device=device, **kwargs)
+        try:
+            return vec_cls(num_envs=num_envs, device=device, **kwargs)
+        except TypeError as error:  # an option of the wrong type (e.g. dtype="float16" where a torch dtype is due)
+            raise ValueError(
+                f"bad option value for {env_id} ({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): {error}"
+            ) from None
     if env_id not in gym.registry:
         raise ValueError(
             f"unknown env {env_id!r}; rlcourse envs: {', '.join(list_envs())}; "
@@ -77,4 +90,8 @@ def make_vec(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
         )
     from rlcourse.gym_vec import GymVecEnv
 
-    return GymVecEnv(env_id, num_envs=num_envs, device=device, **kwargs)
+    # GymVecEnv's own options pass through; every other option goes to gym.make (as --env-opt g=9.81 on Pendulum-v1).
+    own = {key: kwargs.pop(key) for key in ("validate", "vectorization_mode", "env_kwargs") if key in kwargs}
+    if kwargs:
+        own["env_kwargs"] = {**own.get("env_kwargs", {}), **kwargs}
+    return GymVecEnv(env_id, num_envs=num_envs, device=device, **own)

@@ -69,6 +69,12 @@ class RunDir:
     def eval(self) -> Path:
         return self.path / self.EVAL
 
+    def eval_for(self, checkpoint: str | Path) -> Path:
+        """Where an evaluation of ``checkpoint`` goes: ``eval.json`` for the run's checkpoint, ``eval-best.json``
+        for ``best.pt`` and so on, so evaluating another file never overwrites the run's final evaluation."""
+        name = Path(checkpoint).name
+        return self.eval if name == self.CHECKPOINT else self.path / f"eval-{Path(name).stem}.json"
+
     def event_files(self) -> list[Path]:
         return sorted(self.path.glob(self.EVENTS_PATTERN))
 
@@ -152,8 +158,11 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         _atomic_write_text(self.config, yaml.safe_dump(config, sort_keys=False))
 
-    def write_eval(self, result: dict[str, Any]) -> None:
-        _atomic_write_text(self.eval, json.dumps(result, indent=2))
+    def write_eval(self, result: dict[str, Any], path: str | Path | None = None) -> Path:
+        """Write an evaluation to ``eval.json`` (or ``path``, e.g. :meth:`eval_for`)."""
+        target = self.eval if path is None else Path(path)
+        _atomic_write_text(target, json.dumps(result, indent=2))
+        return target
 
     def read_eval(self) -> dict[str, Any]:
         return json.loads(self.eval.read_text())

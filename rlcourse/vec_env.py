@@ -155,6 +155,16 @@ class TensorVecEnv(VectorEnv):
         episode = {"r": torch.where(done, self.episode_return, 0.0), "l": torch.where(done, self.episode_length, 0)}
         self.episode_return.masked_fill_(done, 0.0)
         self.episode_length.masked_fill_(done, 0)
+        for key in self.outcome_keys:  # a declaration the env does not keep fails here, by name (free: no sync)
+            if (
+                key not in step_info
+                or not isinstance(step_info[key], torch.Tensor)
+                or step_info[key].dtype != torch.bool
+            ):
+                raise ValueError(
+                    f"{type(self).__name__} declares the outcome {key!r} (outcome_keys), so every step's info must "
+                    f"hold it as a bool tensor of shape (num_envs,); got {type(step_info.get(key)).__name__}"
+                )
         info: TensorDict = dict(step_info)
         info.update(
             final_obs=final_obs,
@@ -268,6 +278,25 @@ class TensorVecEnv(VectorEnv):
             raise ValueError(
                 f"env generator state does not match a {self.device.type} generator (saved on another device?)"
             )
+
+    def statistics_state(self) -> dict[str, Any]:
+        """State that holds for any batch size and device (a wrapper's normalisation statistics); {} for an env.
+
+        Checkpoints keep it apart from :meth:`state_dict`, so it loads even where the episodes cannot
+        (another ``num_envs``, a GPU run loaded on the CPU, a Gymnasium env that cannot be restored).
+        """
+        return {}
+
+    def check_statistics(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` fits :meth:`statistics_state`."""
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no statistics, but the checkpoint has {sorted(state)} (saved wrapped?)"
+            )
+
+    def load_statistics(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`statistics_state` in place."""
+        self.check_statistics(state)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore a :meth:`state_dict` in place (tensor addresses stay, so captured CUDA graphs stay valid).

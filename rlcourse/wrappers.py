@@ -205,6 +205,43 @@ class TensorVecEnvWrapper(TensorVecEnv):
         for key, target in self._own_tensors().items():
             target.copy_(state["wrapper"][key])
 
+    def _statistics(self) -> dict[str, torch.Tensor]:
+        """The part of :meth:`_own_tensors` that holds for any batch size (learned statistics)."""
+        return {}
+
+    def statistics_state(self) -> dict[str, Any]:
+        own = {name: value.clone() for name, value in self._statistics().items()}
+        return {"env": self.env.statistics_state(), "wrapper": own} if own or self.env.statistics_state() else {}
+
+    def check_statistics(self, state: dict[str, Any]) -> None:
+        expected = self.statistics_state()
+        if not state and not expected:
+            return
+        name = type(self).__name__
+        if not isinstance(state, dict) or set(state) != {"env", "wrapper"}:
+            raise ValueError(
+                f"{name} statistics must have the keys ['env', 'wrapper'], got {sorted(state) if isinstance(state, dict) else state!r} (saved without this wrapper?)"
+            )
+        for key, target in expected["wrapper"].items():
+            value = state["wrapper"].get(key)
+            if not isinstance(value, torch.Tensor) or value.shape != target.shape or value.dtype != target.dtype:
+                raise ValueError(
+                    f"{name} statistics {key!r} do not fit: expected shape {tuple(target.shape)} and dtype {target.dtype}"
+                )
+        if set(state["wrapper"]) != set(expected["wrapper"]):
+            raise ValueError(
+                f"{name} statistics have the entries {sorted(state['wrapper'])}, expected {sorted(expected['wrapper'])}"
+            )
+        self.env.check_statistics(state["env"])
+
+    def load_statistics(self, state: dict[str, Any]) -> None:
+        self.check_statistics(state)
+        if not state:
+            return
+        self.env.load_statistics(state["env"])
+        for key, target in self._statistics().items():
+            target.copy_(state["wrapper"][key])
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env!r})"
 
@@ -270,6 +307,9 @@ class _Normalize(TensorVecEnvWrapper):
         return spawned
 
     def _own_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.rms.tensors())
+
+    def _statistics(self) -> dict[str, torch.Tensor]:
         return dict(self.rms.tensors())
 
 

@@ -459,12 +459,11 @@ def test_eval_freq_and_checkpoint_freq(tmp_path, saves):
     # best.pt is written when, and only when, the mean reward beats every earlier evaluation.
     assert [step for name, step in saves if name == "best.pt"] == improved and improved[0] == 128
     assert (run_dir / "best.pt").is_file() and str(run_dir / "best.pt") in result.stdout
-    copy = tmp_path / "best"
-    copy.mkdir()
-    shutil.copy(run_dir / "best.pt", copy / "best.pt")
-    invoke("eval", copy / "best.pt", "--episodes", "3")  # the same evaluation seed as the callback's
-    best_reward = json.loads((copy / "eval.json").read_text())["mean_reward"]
+    final = (run_dir / "eval.json").read_text()
+    invoke("eval", run_dir / "best.pt", "--episodes", "3")  # the same evaluation seed as the callback's
+    best_reward = json.loads((run_dir / "eval-best.json").read_text())["mean_reward"]
     assert best_reward == pytest.approx(max(periodic.values()), rel=1e-6)
+    assert (run_dir / "eval.json").read_text() == final, "evaluating best.pt leaves the run's final evaluation alone"
 
 
 def test_resume_rebuilds_the_callbacks(tmp_path, interrupt_at):

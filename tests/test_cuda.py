@@ -93,29 +93,37 @@ def test_captured_updates_carry_the_optimizer_state_across_replays(algo, setting
     assert steps == {float(iterations * updates_per_iteration)}
 
 
-def test_several_agents_train_one_after_another_in_one_process():
-    """A dead agent's CUDA graph must not be freed inside the next agent's capture (the collector is kept off
-    there): A2C, then PPO, then DQN, each captured, with the earlier ones left to the garbage collector."""
+def test_several_agents_train_one_after_another_in_one_process(monkeypatch):
+    """A dead agent's CUDA graph must not be freed inside the next agent's capture: A2C, then PPO, then DQN, each
+    captured, with the earlier ones left to the garbage collector. To make the hazard certain rather than a matter
+    of when the collector happens to run, a collection is forced as each capture begins (inside
+    ``torch.cuda.graph.__enter__``, once the stream captures), if the collector is on: without
+    ``graphs.no_garbage_collection`` it frees the dead agents' graphs there (cudaErrorStreamCaptureInvalidated)."""
     import gc
 
     from rlcourse.agents import ALGOS
 
+    enter = torch.cuda.graph.__enter__
+
+    def enter_then_collect(self):
+        result = enter(self)
+        if gc.isenabled():
+            gc.collect()
+        return result
+
+    monkeypatch.setattr(torch.cuda.graph, "__enter__", enter_then_collect)
     settings = {
         "a2c": {"num_envs": 64},
         "ppo": {"num_envs": 256, "n_steps": 16, "batch_size": 1024},
         "dqn": {"num_envs": 64, "learning_starts": 0, "train_freq": 4, "gradient_steps": 2},
     }
-    gc.disable()  # the dead agents pile up in cycles until a collection, as in a long notebook session
-    try:
-        for _round in range(2):
-            for algo, kwargs in settings.items():
-                agent = ALGOS[algo]("rlcourse/CartPole-v1", device="cuda", seed=0, **kwargs)
-                assert agent.cuda_graphs
-                agent.learn(agent.steps_per_iteration * 4)
-                assert agent.num_timesteps == agent.steps_per_iteration * 4
-                assert agent.evaluate(n_episodes=4)["n_episodes"] == 4
-    finally:
-        gc.enable()
+    for _round in range(2):
+        for algo, kwargs in settings.items():
+            agent = ALGOS[algo]("rlcourse/CartPole-v1", device="cuda", seed=0, **kwargs)
+            assert agent.cuda_graphs
+            agent.learn(agent.steps_per_iteration * 4)
+            assert agent.num_timesteps == agent.steps_per_iteration * 4
+            assert agent.evaluate(n_episodes=4)["n_episodes"] == 4
 
 
 def test_the_callback_batch_is_filled_by_the_captured_iteration():

@@ -46,13 +46,14 @@ def lint(tmp_path: Path, src: Path) -> subprocess.CompletedProcess[str]:
 
 
 def core_modules(src: Path) -> set[str]:
-    """Every module of the core: ``rlcourse`` minus the layers above it and the ``python -m`` entry point."""
+    """Every module of the core: ``rlcourse`` minus the layers above it and the app's entry points (``python -m``,
+    and the deprecated ``rlcourse.cli`` alias of ``rlcourse.app.cli``)."""
     modules = set()
     for path in (src / "rlcourse").rglob("*.py"):
         parts = path.relative_to(src).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if len(parts) > 1 and parts[1] in {*LAYERS, "app", "__main__"}:
+        if len(parts) > 1 and parts[1] in {*LAYERS, "app", "__main__", "cli"}:
             continue
         modules.add(".".join(parts))
     return modules

@@ -250,13 +250,19 @@ def test_eval_callback_in_training_keeps_best_and_logs_eval(tmp_path):
     agent.learn(1024, callbacks=[callback])
     assert agent.run_dir.best.is_file() and agent.run_dir.checkpoint.is_file()
     best = PPO.load(agent.run_dir.best, device="cpu")
-    assert best.num_timesteps <= agent.num_timesteps
+    assert best.num_timesteps in range(256, 1025, 256) and best.num_timesteps % 256 == 0
     assert {"eval/mean_reward", "eval/mean_ep_length"} <= event_tags(tmp_path / "run")
     # The best so far is part of the checkpoint, so a resumed run only writes best.pt for a better policy.
     resumed = PPO.load(agent.run_dir.checkpoint, device="cpu", run_dir=agent.run_dir)
     again = EvalCallback(eval_freq=256, n_eval_episodes=3)
+    best_bytes = agent.run_dir.best.read_bytes()
     resumed.learn(1, reset_num_timesteps=False, callbacks=[again])
-    assert again.best_mean_reward >= callback.best_mean_reward
+    assert again.state_dict() == callback.state_dict(), "the best reward and the last evaluation step carry over"
+    assert agent.run_dir.best.read_bytes() == best_bytes, "no evaluation was due, so best.pt is untouched"
+    # A fresh count (reset_num_timesteps=True) starts its callbacks afresh: nothing leaks from the loaded run.
+    fresh = EvalCallback(eval_freq=128, n_eval_episodes=2)
+    resumed.learn(256, callbacks=[fresh])
+    assert fresh.last_eval_step == 256 and fresh.last_result is not None
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -334,3 +340,114 @@ def test_a_checkpoint_written_before_the_seams_loads_and_plays_the_same(name, ex
     assert {key: result[key] for key in expected} == expected
     agent.learn(32, reset_num_timesteps=False)  # and it trains on
     assert agent.num_timesteps == 96
+
+
+# ----------------------------------------------------------------------------- wrapper statistics in checkpoints
+@pytest.mark.parametrize("env_id", ["rlcourse/CartPole-v1", "CartPole-v1"])
+def test_normalisation_statistics_load_with_another_num_envs(tmp_path, env_id):
+    """Learned statistics hold for any batch size (and device); Gymnasium envs, which cannot be restored, keep them too."""
+    from rlcourse.wrappers import NormalizeObservation
+
+    agent = PPO(NormalizeObservation(rlcourse.make_vec(env_id, 4)), device="cpu", n_steps=16, batch_size=32)
+    agent.learn(128)
+    agent.save(tmp_path / "c.pt")
+    loaded = PPO.load(
+        tmp_path / "c.pt",
+        device="cpu",
+        env=NormalizeObservation(rlcourse.make_vec(env_id, 1)),
+        num_envs=1,
+        batch_size=16,
+    )
+    assert float(loaded.env.rms.count) == float(agent.env.rms.count) > 100
+    assert torch.equal(loaded.env.rms.mean, agent.env.rms.mean) and torch.equal(loaded.env.rms.var, agent.env.rms.var)
+    obs = torch.ones(3, 4)
+    assert torch.equal(loaded.predict(obs), agent.predict(obs))
+    with pytest.raises(rlcourse.checkpoint.CheckpointError, match="statistics"):
+        PPO.load(tmp_path / "c.pt", device="cpu", env=rlcourse.make_vec(env_id, 4))
+
+
+def test_no_garbage_is_collected_inside_a_capture_block():
+    import gc
+
+    from rlcourse.agents.graphs import no_garbage_collection
+
+    assert gc.isenabled()
+    with no_garbage_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_garbage_collection():
+            pass
+        assert not gc.isenabled(), "a collector that was off stays off"
+    finally:
+        gc.enable()
+
+
+# ----------------------------------------------------------------------------- bad input at the seams
+def test_an_undeclared_or_non_bool_outcome_is_a_clear_error():
+    class Broken(WinDrawEnv):
+        def _transition(self, actions):
+            reward, terminated, truncated, info = super()._transition(actions)
+            return reward, terminated, truncated, {"win": info["win"].float(), "draw": info["draw"]}
+
+    env = Broken(2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="declares the outcome 'win'"):
+        env.step(torch.zeros(2, dtype=torch.int64))
+
+
+def test_an_evaluation_that_never_ends_gives_up_with_a_clear_error():
+    class Endless(CountingEnv):
+        def _transition(self, actions):
+            reward, *_ = super()._transition(actions)
+            self.t.zero_()
+            never = torch.zeros(self.num_envs, dtype=torch.bool)
+            return reward, never, never, {}
+
+    with pytest.raises(ValueError, match="had not ended after 64 steps"):
+        evaluate_policy(Endless(2), lambda obs, masks: torch.zeros(2, dtype=torch.int64), max_steps=64)
+
+
+def test_env_options_reach_gymnasium_and_bad_ones_are_value_errors():
+    env = rlcourse.make_vec("Pendulum-v1", 2, g=9.0)
+    assert env.options() == {"env_kwargs": {"g": 9.0}} and env.spawn(1).options() == env.options()
+    with pytest.raises(ValueError, match="does not take the options"):
+        rlcourse.make_vec("Pendulum-v1", 2, gravity=9.0)
+    with pytest.raises(ValueError, match="bad option value for rlcourse/CartPole-v1"):
+        rlcourse.make_vec("rlcourse/CartPole-v1", 2, dtype="float16")
+
+
+def test_a3c_refuses_a_wrapped_env_and_takes_its_preset():
+    from rlcourse.agents import A3C
+    from rlcourse.config import load_preset
+    from rlcourse.wrappers import NormalizeObservation
+
+    with pytest.raises(ValueError, match="would train unwrapped"):
+        A3C(NormalizeObservation(rlcourse.make_vec("rlcourse/CartPole-v1", 2)), device="cpu")
+    assert A3C("rlcourse/CartPole-v1", device="cpu").num_envs == 1
+    preset = load_preset("a3c", "rlcourse/CartPole-v1")
+    assert A3C("rlcourse/CartPole-v1", device="cpu", preset="default").num_envs == preset["num_envs"]
+
+
+def test_a_broken_env_plugin_warns_and_rlcourse_still_works(monkeypatch):
+    from importlib import metadata
+
+    from rlcourse import registry
+
+    class BrokenEntryPoint:
+        name, value = "broken", "broken_pkg:register"
+
+        def load(self):
+            raise ImportError("no module named broken_pkg")
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [BrokenEntryPoint()])
+    with pytest.warns(RuntimeWarning, match="'broken' .* failed to register: no module named broken_pkg"):
+        registry.load_env_plugins()
+    assert "rlcourse/CartPole-v1" in rlcourse.list_envs()
+
+
+def test_a_path_run_dir_is_claimed_only_once_the_agent_is_built(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=tmp_path / "run", n_steps=8, batch_size=5)
+    assert not (tmp_path / "run").exists()

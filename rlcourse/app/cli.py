@@ -128,14 +128,16 @@ def _first_line(text: str | None) -> str:
 def eval_command(run_dir: str, episodes: int, device: str) -> None:
     """Evaluate a run's checkpoint deterministically and write eval.json.
 
-    RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file (eval.json is written
-    beside it).
+    RUN_DIR is a run folder (its checkpoint.pt is used) or a checkpoint file: checkpoint.pt's evaluation
+    goes to eval.json beside it, another file's (best.pt) to eval-<name>.json, so the run's final
+    evaluation is never overwritten.
     """
     device_of(device)  # a bad --device fails before the checkpoint is read
     agent = load_run_agent(Path(run_dir), device)
-    result = agent.write_eval(episodes)
+    target = agent.run_dir.eval_for(Path(run_dir) if Path(run_dir).is_file() else agent.run_dir.checkpoint)
+    result = agent.write_eval(episodes, target)
     click.echo(f"{agent.algo} on {agent.env_id} after {agent.num_timesteps:,} steps: {describe_eval(result)}")
-    click.echo(f"  written to {agent.run_dir.eval}")
+    click.echo(f"  written to {target}")
 
 
 # --------------------------------------------------------------------------- play

@@ -327,8 +327,24 @@ class Agent(abc.ABC):
         self._graph = None
 
     def _allocate_batch(self) -> RolloutBatch:
-        """Storage for one iteration's transitions, as the algorithm's collect loop fills it."""
-        raise ValueError(f"{self.algo.upper()} cannot give callbacks its rollout batches")
+        """Storage for one iteration's transitions (``steps_per_iteration / num_envs`` steps of every env)."""
+        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
+        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
+        mask_dim = int(action_space.n) if self.has_action_masks else None
+        steps = self.steps_per_iteration // self.num_envs
+        return RolloutBatch.allocate(
+            steps, self.num_envs, obs_space.shape, action_space.shape, action_dtype, mask_dim, self.device
+        )
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """This iteration's learning rate into every optimizer: ``fill_`` on a device tensor that a captured graph
+        reads, a plain assignment otherwise."""
+        for optimizer in self._optimizers().values():
+            for group in optimizer.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
 
     def _log(self, logger: RunLogger, stats: dict[str, torch.Tensor], fps: float) -> dict[str, float]:
         """The one host-device sync of a log interval: read every statistic at once; returns what was logged."""

@@ -29,7 +29,6 @@ from gymnasium import spaces
 
 from rlcourse.agents.base import Agent
 from rlcourse.agents.replay import PrioritizedReplayBuffer, ReplayBuffer
-from rlcourse.callbacks import RolloutBatch
 from rlcourse.config import check_fields
 
 REPLAY_PREFIX = "replay."
@@ -96,20 +95,6 @@ class OffPolicyAgent(Agent):
         self.n_updates = torch.zeros((), dtype=torch.int64, device=self.device)
         self._learning_rate = torch.zeros((), device=self.device)  # for the log: a host float would need an upload
 
-    def _allocate_batch(self) -> RolloutBatch:
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
-        mask_dim = int(action_space.n) if self.has_action_masks else None
-        return RolloutBatch.allocate(
-            self.config.train_freq,
-            self.num_envs,
-            obs_space.shape,
-            action_space.shape,
-            action_dtype,
-            mask_dim,
-            self.device,
-        )
-
     def _make_optimizer(self, module: torch.nn.Module, learning_rate: float) -> torch.optim.Adam:
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads.
         lr = torch.tensor(learning_rate, device=self.device) if self.cuda_graphs else learning_rate
@@ -156,12 +141,7 @@ class OffPolicyAgent(Agent):
         c = self.config
         lr = c.learning_rate * (1.0 - self._progress()) if c.anneal_lr else c.learning_rate
         self._learning_rate.fill_(lr)
-        for optimizer in self._optimizers().values():
-            for group in optimizer.param_groups:
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].fill_(lr)
-                else:
-                    group["lr"] = lr
+        self._set_learning_rate(lr)
 
     # ----------------------------------------------------------------- one iteration
     def _train_iteration(self) -> dict[str, torch.Tensor]:

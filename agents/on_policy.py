@@ -32,7 +32,6 @@ from rlcourse.agents.rollout import (
     explained_variance,
     generalized_advantages,
 )
-from rlcourse.callbacks import RolloutBatch
 
 
 class OnPolicyAgent(Agent):
@@ -52,18 +51,6 @@ class OnPolicyAgent(Agent):
         )
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
-
-    def _allocate_batch(self) -> RolloutBatch:
-        obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        return RolloutBatch.allocate(
-            self.config.n_steps,
-            self.num_envs,
-            obs_space.shape,
-            action_space.shape,
-            self.buffer.actions.dtype,
-            self.buffer.action_masks.shape[-1] if self.has_action_masks else None,
-            self.device,
-        )
 
     # ----------------------------------------------------------------- acting
     def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
@@ -102,12 +89,7 @@ class OnPolicyAgent(Agent):
         """Set this iteration's learning rate (decayed linearly to 0 with ``anneal_lr``)."""
         c = self.config
         lr = c.learning_rate * self._progress_remaining() if c.anneal_lr else c.learning_rate
-        for optimizer in self._optimizers().values():
-            for group in optimizer.param_groups:
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].fill_(lr)  # a device tensor read by a captured graph
-                else:
-                    group["lr"] = lr
+        self._set_learning_rate(lr)
 
     def _collect_and_update(self) -> dict[str, torch.Tensor]:
         rollout_stats = self._collect_rollout()

@@ -38,12 +38,11 @@ from typing import Any, NamedTuple
 import torch
 
 from rlcourse.app.bench.harness import (
-    FINAL_EVAL_EPISODES,
     default_eval_every,
-    learn_to_target,
     mean_present,
     measure_async_throughput,
     measure_throughput,
+    run_row,
 )
 from rlcourse.app.bench.sb3 import SB3_ZOO, sb3_learn_to_target
 from rlcourse.config import RUN_KEYS, load_preset
@@ -137,20 +136,14 @@ def rlcourse_run(
     hparams = {key: value for key, value in preset.items() if key not in RUN_KEYS}
     steps = int(budget or preset["total_timesteps"])
     agent = ALGOS[algo](env_id, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, **hparams)
-    result = learn_to_target(agent, steps, target, default_eval_every(agent.steps_per_iteration, steps))
-    final = agent.evaluate(n_episodes=FINAL_EVAL_EPISODES, deterministic=True)
-    if ALGOS[algo].cpu_only:
-        steps_per_s, iterations = measure_async_throughput(agent, throughput_seconds, result["train_steps_per_s"])
-    else:
-        steps_per_s, iterations = measure_throughput(agent, throughput_seconds)
-    return {
-        "seed": seed,
-        "steps_per_s": steps_per_s,
-        "throughput_iterations": iterations,
-        **result,
-        "final_mean": final["mean_reward"],
-        "final_std": final["std_reward"],
-    }
+
+    def throughput(result: dict[str, Any]) -> tuple[float | None, int]:
+        if ALGOS[algo].cpu_only:
+            return measure_async_throughput(agent, throughput_seconds, result["train_steps_per_s"])
+        return measure_throughput(agent, throughput_seconds)
+
+    every = default_eval_every(agent.steps_per_iteration, steps)
+    return run_row(agent, seed, steps, target, every, throughput)
 
 
 # --------------------------------------------------------------------------- SB3

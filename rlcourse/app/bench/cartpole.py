@@ -28,9 +28,9 @@ from rlcourse.app.bench.harness import (
     FINAL_EVAL_EPISODES,
     Tier,
     default_eval_every,
-    learn_to_target,
     mean_present,
     measure_throughput,
+    run_row,
     tier_hparams,
 )
 from rlcourse.app.bench.report import num, ratio_cell, spread, table
@@ -92,17 +92,7 @@ def run_rlcourse(
 
     agent = PPO(ENV_ID, num_envs=num_envs, device=device, seed=seed, compile=compile, **large_batch_hparams(num_envs))
     every = eval_every or default_eval_every(agent.steps_per_iteration, max_steps)
-    result = learn_to_target(agent, max_steps, target, every)
-    final = agent.evaluate(n_episodes=FINAL_EVAL_EPISODES, deterministic=True)
-    steps_per_s, iterations = measure_throughput(agent, throughput_seconds)
-    return {
-        "seed": seed,
-        "steps_per_s": steps_per_s,
-        "throughput_iterations": iterations,
-        **result,
-        "final_mean": final["mean_reward"],
-        "final_std": final["std_reward"],
-    }
+    return run_row(agent, seed, max_steps, target, every, lambda _: measure_throughput(agent, throughput_seconds))
 
 
 def run_preset(seed: int, device: torch.device, target: float, eval_every: int | None, compile: bool) -> dict[str, Any]:
@@ -113,15 +103,7 @@ def run_preset(seed: int, device: torch.device, target: float, eval_every: int |
     hparams = {key: value for key, value in preset.items() if key not in RUN_KEYS}
     agent = PPO(ENV_ID, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, **hparams)
     every = eval_every or default_eval_every(agent.steps_per_iteration, preset["total_timesteps"])
-    result = learn_to_target(agent, preset["total_timesteps"], target, every)
-    final = agent.evaluate(n_episodes=FINAL_EVAL_EPISODES, deterministic=True)
-    return {
-        "seed": seed,
-        "steps_per_s": result["train_steps_per_s"],
-        **result,
-        "final_mean": final["mean_reward"],
-        "final_std": final["std_reward"],
-    }
+    return run_row(agent, seed, preset["total_timesteps"], target, every)
 
 
 # --------------------------------------------------------------------------- rows

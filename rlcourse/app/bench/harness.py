@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -239,6 +240,25 @@ def learn_to_target(
         "steps_trained": int(agent.num_timesteps),
         "eval_every": eval_every,
     }
+
+
+def run_row(
+    agent: Any,
+    seed: int,
+    budget: int,
+    target: float,
+    every: int,
+    throughput: Callable[[dict[str, Any]], tuple[float | None, int]] | None = None,
+) -> dict[str, Any]:
+    """One seed's row: learn for the whole ``budget`` (noting when ``target`` is first reached), a final
+    deterministic evaluation, then the steady-state throughput by ``throughput(result)`` (None: the learning
+    run's own training steps/s)."""
+    result = learn_to_target(agent, budget, target, every)
+    final = agent.evaluate(n_episodes=FINAL_EVAL_EPISODES, deterministic=True)
+    row: dict[str, Any] = {"seed": seed, "steps_per_s": result["train_steps_per_s"]}
+    if throughput is not None:
+        row["steps_per_s"], row["throughput_iterations"] = throughput(result)
+    return {**row, **result, "final_mean": final["mean_reward"], "final_std": final["std_reward"]}
 
 
 def measure_throughput(agent: Any, seconds: float) -> tuple[float, int]:

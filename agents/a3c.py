@@ -229,10 +229,7 @@ class A3C(A2C):
             return means
 
         while running:
-            if not loop.stopped and loop.stop.signum is not None:
-                self.interrupted_by = loop.stop.signum
-                loop.stopped = True
-            if loop.stopped:
+            if loop.check_signal():
                 stop_event.set()
             try:
                 message = messages.get(timeout=0.2)

@@ -31,7 +31,7 @@ from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_
 from rlcourse.agents.training import StopOnSignal, TrainingLoop
 from rlcourse.callbacks import Callback, CallbackList, RolloutBatch
 from rlcourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlcourse.config import config_to_dict, make_config
+from rlcourse.config import ENV_KWARGS_KEY, config_to_dict, make_config
 from rlcourse.device import resolve_device
 from rlcourse.episode_stats import EpisodeStats
 from rlcourse.evaluation import evaluate_policy
@@ -103,12 +103,15 @@ class Agent(abc.ABC):
         preset_values = self._preset_values(env, preset)
         self.preset_timesteps: int | None = preset_values.pop("total_timesteps", None)
         preset_num_envs = preset_values.pop("num_envs", None)
+        preset_env_kwargs = preset_values.pop(ENV_KWARGS_KEY, None)
         if num_envs is None:
             num_envs = preset_num_envs if preset_num_envs is not None else self.default_num_envs
         self.config = make_config(self.config_class, {**preset_values, **hparams})
         self.device = resolve_device(device)
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping of env options, got {type(env_kwargs).__name__}")
+        if preset_env_kwargs and not isinstance(env, TensorVecEnv):  # explicit options override the preset's
+            env_kwargs = {**preset_env_kwargs, **(env_kwargs or {})}
         if isinstance(env, TensorVecEnv):
             self.env = env
             if env.device != self.device:

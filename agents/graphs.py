@@ -9,8 +9,9 @@ the same code runs eagerly on the CPU and captured on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -49,7 +50,8 @@ def capture(
     return graph, outputs
 
 
-class no_garbage_collection:
+@contextlib.contextmanager
+def no_garbage_collection() -> Iterator[None]:
     """Collect garbage now, then keep the collector off until the block ends.
 
     An agent that is no longer used is often only freed by the cyclic collector (its bound methods and
@@ -57,14 +59,13 @@ class no_garbage_collection:
     would destroy the dead agent's graph, a CUDA call that is illegal while a stream captures and that
     invalidates the capture (``cudaErrorStreamCaptureInvalidated``). So nothing is collected inside one.
     """
-
-    def __enter__(self) -> None:
-        gc.collect()
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._was_enabled:
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
             gc.enable()
 
 

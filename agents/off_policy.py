@@ -30,6 +30,7 @@ from gymnasium import spaces
 from rlcourse.agents.base import Agent
 from rlcourse.agents.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rlcourse.config import check_fields
+from rlcourse.vec_env import true_next_obs
 
 REPLAY_PREFIX = "replay."
 
@@ -169,8 +170,7 @@ class OffPolicyAgent(Agent):
             next_obs, reward, terminated, truncated, info = self.env.step(env_actions)
             dones = terminated | truncated
             # The true next state of a finished episode is its final observation, not the reset one.
-            final = info["_final_obs"].view(-1, *[1] * (next_obs.dim() - 1))
-            true_next_obs = torch.where(final, info["final_obs"], next_obs)
+            next_state = true_next_obs(next_obs, info)
             next_masks = None
             if masks is not None:
                 masks = self.env.action_masks()
@@ -179,9 +179,9 @@ class OffPolicyAgent(Agent):
                 # a terminated transition does not bootstrap).
                 final_masks = info["final_info"].get("action_masks", torch.ones_like(masks))
                 next_masks = torch.where(dones[:, None], final_masks, masks)
-            self.replay.add(self.obs, stored, reward, true_next_obs, terminated, dones, next_masks)
+            self.replay.add(self.obs, stored, reward, next_state, terminated, dones, next_masks)
             if self.batch is not None:
-                self.batch.record(step, self.obs, env_actions, reward, true_next_obs, terminated, dones, masks_before)
+                self.batch.record(step, self.obs, env_actions, reward, next_state, terminated, dones, masks_before)
             self.episodes.record(info)
             self._on_env_step(dones)
             self.obs.copy_(next_obs)

@@ -32,6 +32,7 @@ from rlcourse.agents.rollout import (
     explained_variance,
     generalized_advantages,
 )
+from rlcourse.vec_env import true_next_obs
 
 
 class OnPolicyAgent(Agent):
@@ -130,8 +131,8 @@ class OnPolicyAgent(Agent):
                 buf.action_masks[t].copy_(masks)
             if self.batch is not None:
                 env_actions, env_reward, terminated = env_step
-                true_next_obs = torch.where(done.view(-1, *[1] * (next_obs.dim() - 1)), info["final_obs"], next_obs)
-                self.batch.record(t, self.obs, env_actions, env_reward, true_next_obs, terminated, done, masks)
+                next_state = true_next_obs(next_obs, info)
+                self.batch.record(t, self.obs, env_actions, env_reward, next_state, terminated, done, masks)
             self.episodes.record(info)
             self.obs.copy_(next_obs)
         return self._compute_targets()

@@ -69,6 +69,13 @@ class TrainingLoop:
         self._last_log_time, self._last_log_steps = time.perf_counter(), agent.num_timesteps
         self._last_checkpoint = time.monotonic()
 
+    def check_signal(self) -> bool:
+        """Note a SIGINT/SIGTERM that arrived (the run then stops, ``interrupted_by`` says why); whether stopped."""
+        if not self.stopped and self.stop.signum is not None:
+            self.agent.interrupted_by = self.stop.signum
+            self.stopped = True
+        return self.stopped
+
     def iteration_done(self, steps: int, stats: Stats, batch: RolloutBatch | None = None) -> bool:
         """Account for an iteration of ``steps`` env steps; whether training goes on.
 
@@ -85,9 +92,7 @@ class TrainingLoop:
             self._last_log_time, self._last_log_steps = time.perf_counter(), agent.num_timesteps
         if not self.stopped and not self.callbacks.rollout_end(batch):
             self.stopped = True
-        if not self.stopped and self.stop.signum is not None:
-            agent.interrupted_by = self.stop.signum
-            self.stopped = True
+        self.check_signal()
         if agent.run_dir is not None and time.monotonic() - self._last_checkpoint > self.checkpoint_interval_s:
             agent.save_checkpoint()
             self._last_checkpoint = time.monotonic()

@@ -56,6 +56,13 @@ def describe_space(space: spaces.Space) -> str:
     return str(space)
 
 
+def true_next_obs(next_obs: torch.Tensor, info: TensorDict) -> torch.Tensor:
+    """The state each sub-env's step led to: its final observation where an episode ended (SAME_STEP autoreset
+    has already put the next episode's first one in ``next_obs``), else ``next_obs``. Graph safe."""
+    ended = info["_final_obs"].view(-1, *[1] * (next_obs.dim() - 1))
+    return torch.where(ended, info["final_obs"], next_obs)
+
+
 class TensorVecEnv(VectorEnv):
     """A batched environment whose whole state is torch tensors on ``device``.
 

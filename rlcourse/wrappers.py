@@ -30,7 +30,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
-from rlcourse.vec_env import TensorDict, TensorVecEnv
+from rlcourse.vec_env import TensorDict, TensorVecEnv, true_next_obs
 
 ResetResult = tuple[torch.Tensor, TensorDict]
 StepResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, TensorDict]
@@ -211,7 +211,8 @@ class TensorVecEnvWrapper(TensorVecEnv):
 
     def statistics_state(self) -> dict[str, Any]:
         own = {name: value.clone() for name, value in self._statistics().items()}
-        return {"env": self.env.statistics_state(), "wrapper": own} if own or self.env.statistics_state() else {}
+        inner = self.env.statistics_state()
+        return {"env": inner, "wrapper": own} if own or inner else {}
 
     def check_statistics(self, state: dict[str, Any]) -> None:
         expected = self.statistics_state()
@@ -453,10 +454,7 @@ class RewardFunction(TensorVecEnvWrapper):
 
     def step(self, actions: torch.Tensor) -> StepResult:
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        done = (terminated | truncated).view(-1, *[1] * (obs.dim() - 1))
-        batch = TransitionBatch(
-            self.last_obs, actions, torch.where(done, info["final_obs"], obs), reward, terminated, truncated
-        )
+        batch = TransitionBatch(self.last_obs, actions, true_next_obs(obs, info), reward, terminated, truncated)
         with torch.no_grad():
             model_reward = self._checked(self._compute(batch))
         self.last_obs.copy_(obs)

@@ -451,3 +451,14 @@ def test_a_path_run_dir_is_claimed_only_once_the_agent_is_built(tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=tmp_path / "run", n_steps=8, batch_size=5)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_with_env_options_applies_them_through_the_api(monkeypatch):
+    import rlcourse.config
+
+    preset = {"num_envs": 2, "total_timesteps": 64, "env_kwargs": {"nlu": "tcbot"}, "n_steps": 16, "batch_size": 32}
+    monkeypatch.setattr(rlcourse.config, "load_preset", lambda algo, env_id, name="default": dict(preset))
+    agent = PPO("rlcourse/SlotFilling-v0", device="cpu", preset="default")
+    assert agent.env.options()["nlu"] == "tcbot" and agent.num_envs == 2 and agent.preset_timesteps == 64
+    explicit = PPO("rlcourse/SlotFilling-v0", device="cpu", preset="default", env_kwargs={"nlu": "clean"})
+    assert explicit.env.options()["nlu"] == "clean", "an explicit option overrides the preset's"

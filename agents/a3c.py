@@ -54,7 +54,8 @@ import torch.multiprocessing as mp
 from rlcourse.agents.a2c import A2C, A2CConfig
 from rlcourse.agents.training import TrainingLoop
 from rlcourse.callbacks import RolloutBatch
-from rlcourse.config import hp
+from rlcourse.config import DEFAULT_PRESET, hp
+from rlcourse.device import DEFAULT_THREADS
 from rlcourse.run_dir import RunDir
 from rlcourse.vec_env import TensorVecEnv
 from rlcourse.wrappers import TensorVecEnvWrapper
@@ -118,7 +119,8 @@ class A3C(A2C):
         compile: bool = False,
         cuda_graphs: bool | None = None,
         env_kwargs: dict[str, Any] | None = None,
-        preset: str | None = None,
+        preset: str | None = DEFAULT_PRESET,
+        threads: int | None = DEFAULT_THREADS,
         **hparams: Any,
     ):
         try:
@@ -128,7 +130,7 @@ class A3C(A2C):
         if requested is not None and requested.type != "cpu":
             raise ValueError(
                 f"A3C runs its workers as CPU processes (notes:13760-13772), so device {str(device)!r} is not "
-                "supported; use device='cpu' (--device cpu), or A2C, the synchronous form, on a GPU"
+                "supported; use device='cpu', or A2C, the synchronous form, on a GPU"
             )
         if cuda_graphs:
             raise ValueError("A3C does not capture CUDA graphs: its workers run on the CPU")
@@ -149,6 +151,7 @@ class A3C(A2C):
             cuda_graphs=False,
             env_kwargs=env_kwargs,
             preset=preset,
+            threads=threads,
             **hparams,
         )
 

@@ -17,7 +17,9 @@ An algorithm module subclasses :class:`Agent` and writes only its own parts:
 from __future__ import annotations
 
 import abc
+import os
 import random
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,8 +33,8 @@ from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_
 from rlcourse.agents.training import StopOnSignal, TrainingLoop
 from rlcourse.callbacks import Callback, CallbackList, RolloutBatch
 from rlcourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlcourse.config import ENV_KWARGS_KEY, config_to_dict, make_config
-from rlcourse.device import resolve_device
+from rlcourse.config import DEFAULT_PRESET, ENV_KWARGS_KEY, config_to_dict, load_preset, make_config
+from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 from rlcourse.episode_stats import EpisodeStats
 from rlcourse.evaluation import evaluate_policy
 from rlcourse.logger import RunLogger
@@ -44,6 +46,26 @@ __all__ = ["Agent", "Callback", "derive_seeds"]
 
 #: Deprecated: the run folder's file names live in :class:`rlcourse.run_dir.RunDir`.
 CHECKPOINT_NAME = RunDir.CHECKPOINT
+
+
+#: Environment variable that caps every ``learn`` budget: the tests run the README and examples/ as written,
+#: only shorter (``RLCOURSE_MAX_STEPS=2000 python examples/train_dialogue.py``).
+MAX_STEPS_VARIABLE = "RLCOURSE_MAX_STEPS"
+
+
+def capped_budget(total_timesteps: int) -> int:
+    """``total_timesteps``, or less when :data:`MAX_STEPS_VARIABLE` is set (with a warning saying so)."""
+    cap = os.environ.get(MAX_STEPS_VARIABLE)
+    if not cap:
+        return total_timesteps
+    if not cap.isdigit() or int(cap) <= 0:
+        raise ValueError(f"{MAX_STEPS_VARIABLE} must be a positive integer, got {cap!r}")
+    if int(cap) < total_timesteps:
+        warnings.warn(
+            f"{MAX_STEPS_VARIABLE}={cap} caps this learn() at {int(cap):,} of {total_timesteps:,} steps", stacklevel=3
+        )
+        return int(cap)
+    return total_timesteps
 
 
 def derive_seeds(seed: int, count: int) -> list[int]:
@@ -68,9 +90,15 @@ class Agent(abc.ABC):
         compile: run the hot functions through ``torch.compile``.
         cuda_graphs: capture the rollout and update as CUDA graphs (default: on for CUDA devices).
         env_kwargs: options for the env's constructor when ``env`` is an id (``{"nlu": "tcbot"}``).
-        preset: a shipped preset of ``rlcourse/presets/<algo>.yml`` for this env (``"default"``, or a named
-            variant such as ``"large_batch_4096"``); explicit arguments override its values, and its
-            ``total_timesteps`` becomes ``learn``'s default. None: no preset.
+        preset: the shipped preset of ``rlcourse/presets/<algo>.yml`` to apply for this env, as the CLI does:
+            ``"default"`` (the default: the env's ``default`` variant, or nothing for an env without presets),
+            a named variant such as ``"large_batch_4096"``, or None for none. Explicit arguments override
+            its values, and its ``total_timesteps`` becomes ``learn``'s default. For an env instance, the
+            preset of its ``env_id`` supplies hyperparameters and the budget; its ``num_envs`` and env
+            options cannot apply to an env that is already built.
+        threads: torch's CPU thread count for this process (``torch.set_num_threads``), set before anything
+            is built. One (the default) suits rlcourse's small networks and keeps a busy machine from
+            slowing training down several times over; None leaves torch's setting alone.
         **hparams: fields of the algorithm's config dataclass.
     """
 
@@ -94,7 +122,8 @@ class Agent(abc.ABC):
         compile: bool = False,
         cuda_graphs: bool | None = None,
         env_kwargs: dict[str, Any] | None = None,
-        preset: str | None = None,
+        preset: str | None = DEFAULT_PRESET,
+        threads: int | None = DEFAULT_THREADS,
         **hparams: Any,
     ):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -108,6 +137,7 @@ class Agent(abc.ABC):
             num_envs = preset_num_envs if preset_num_envs is not None else self.default_num_envs
         self.config = make_config(self.config_class, {**preset_values, **hparams})
         self.device = resolve_device(device)
+        set_threads(threads)
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping of env options, got {type(env_kwargs).__name__}")
         if preset_env_kwargs and not isinstance(env, TensorVecEnv):  # explicit options override the preset's
@@ -171,14 +201,16 @@ class Agent(abc.ABC):
             self.run_dir = RunDir.claim(run_dir)
 
     def _preset_values(self, env: str | TensorVecEnv, preset: str | None) -> dict[str, Any]:
-        """The settings of ``preset`` for this algorithm and env ({} for None)."""
+        """The settings of ``preset`` for this algorithm and env ({} for None, or ``default`` where none ships)."""
         if preset is None:
             return {}
-        from rlcourse.config import load_preset
-
+        if not isinstance(preset, str):
+            raise ValueError(f"preset must be a variant name or None, got {type(preset).__name__}")
         env_id = env if isinstance(env, str) else env.env_id
         if env_id is None:
-            raise ValueError("preset= needs a registered env (this env instance has no env_id)")
+            if preset == DEFAULT_PRESET:
+                return {}
+            raise ValueError(f"preset={preset!r} needs a registered env (this env instance has no env_id)")
         return load_preset(self.algo, env_id, preset)
 
     # ----------------------------------------------------------------- what an algorithm writes
@@ -278,6 +310,7 @@ class Agent(abc.ABC):
             or total_timesteps <= 0
         ):
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
+        total_timesteps = capped_budget(int(total_timesteps))
         if log_interval is None:
             log_interval = self.default_log_interval
         if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) or log_interval <= 0:
@@ -520,10 +553,12 @@ class Agent(abc.ABC):
             agent = cls(
                 env if env is not None else payload["env_id"],
                 num_envs=overrides.pop("num_envs", payload["num_envs"]),
+                threads=overrides.pop("threads", DEFAULT_THREADS),
                 device=device,
                 seed=payload["seed"],
                 run_dir=run_dir,
                 env_kwargs=env_kwargs,
+                preset=None,  # the file's config is complete; a preset must not add env options to it
                 **{**config, **overrides},
             )
         except KeyError as missing:

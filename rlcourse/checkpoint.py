@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,27 +72,35 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely, or raise :class:`CheckpointError` saying what is wrong with it."""
+    """Read a checkpoint safely, or raise :class:`CheckpointError` saying what is wrong with it.
+
+    The error names the problem (missing, empty, corrupt, not an rlcourse checkpoint, holding objects that
+    could run code) and never passes on torch's advice to retry with unsafe loading.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {str(path)!r}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{str(path)!r} is empty, so it is not a readable checkpoint (corrupt or truncated)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files; the error says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "GLOBAL" in str(error):  # torch's wording when the file names a class or function to call
+        refused = _REFUSED_GLOBAL.search(str(error))
+        if refused:  # the file names a class or function to call: what an rlcourse checkpoint never does
             raise CheckpointError(
-                f"{str(path)!r} holds objects other than tensors and plain data, so it is refused "
-                f"(checkpoints are loaded with weights_only=True and can never run code): {_first_line(error)}"
+                f"{str(path)!r} holds objects other than tensors and plain data ({refused.group(1)}), so it is "
+                "refused: an rlcourse checkpoint never does, and unpickling them could run code "
+                "(checkpoints are read with weights_only=True only)"
             ) from None
-        raise CheckpointError(
-            f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}"
-        ) from None
-    except Exception as error:  # any other failure to parse the bytes means the file is damaged or not ours
-        raise CheckpointError(
-            f"{str(path)!r} is not a readable checkpoint (corrupt or truncated): {_first_line(error)}"
-        ) from None
+        raise CheckpointError(f"{str(path)!r} {_unreadable(path)}") from None
+    except Exception:  # any other failure to parse the bytes means the file is damaged or not ours
+        raise CheckpointError(f"{str(path)!r} {_unreadable(path)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an rlcourse checkpoint")
+        raise CheckpointError(
+            f"{str(path)!r} is not an rlcourse checkpoint (a torch file without rlcourse's format marker)"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has checkpoint format {payload.get('format_version')!r}; this rlcourse reads {FORMAT_VERSION}"
@@ -98,8 +108,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]
+#: torch's wording when a file asks to load a global (``GLOBAL __main__.Model was not an allowed global``).
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+#: The first bytes of a zip archive, the container ``torch.save`` writes.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _unreadable(path: Path) -> str:
+    """Why a file torch could not read is no checkpoint, from its first bytes (torch's own message is not shown:
+    it advises loading the file unsafely)."""
+    with path.open("rb") as handle:
+        is_zip = handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    if is_zip:
+        return "is not a readable checkpoint (corrupt or truncated, or a zip archive that torch.save did not write)"
+    return "is not an rlcourse checkpoint (not a file that torch.save wrote, or corrupt)"
 
 
 def capture_global_rng() -> dict[str, Any]:

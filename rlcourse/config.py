@@ -12,10 +12,12 @@ settings, ``default`` (applied unless told otherwise) and others such as ``large
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
 import typing
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +43,21 @@ def yaml_load(text: str) -> Any:
 
 class ConfigError(ValueError):
     """A hyperparameter, preset or config file is unknown or has a bad value."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"did you mean 'gamma'?"`` naming the one or two of ``choices`` closest to a mistyped ``word``, else ``""``.
+
+    Case is ignored in the comparison (``rlcourse/Cartpole-v1`` finds ``rlcourse/CartPole-v1``); every error
+    about an unknown name (algorithm, env, hyperparameter, env option, preset, command) uses it.
+    """
+    by_lower: dict[str, str] = {}
+    for choice in choices:
+        by_lower.setdefault(str(choice).lower(), str(choice))
+    matches = difflib.get_close_matches(str(word).lower(), by_lower, n=2, cutoff=0.6)
+    if not matches:
+        return ""
+    return "did you mean " + " or ".join(repr(by_lower[match]) for match in matches) + "?"
 
 
 def hp(default: Any, doc: str) -> Any:
@@ -110,7 +127,11 @@ def make_config(config_cls: type, overrides: dict[str, Any] | None = None) -> An
     names = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        raise ConfigError(f"unknown hyperparameter {unknown[0]!r} for {config_cls.__name__}; valid: {', '.join(names)}")
+        hint = did_you_mean(unknown[0], names)
+        raise ConfigError(
+            f"unknown hyperparameter {unknown[0]!r} for {config_cls.__name__}; "
+            f"{hint + ' ' if hint else ''}valid: {', '.join(names)}"
+        )
     values = {key: _coerce(key, value, hints[key]) for key, value in overrides.items()}
     try:
         return config_cls(**values)
@@ -210,8 +231,12 @@ def load_preset(algo: str, env_id: str, name: str = DEFAULT_PRESET) -> dict[str,
         return dict(variants[name])
     if name == DEFAULT_PRESET and not variants:
         return {}
-    available = ", ".join(preset_names(algo, env_id)) or "none"
-    raise ConfigError(f"unknown preset {name!r} for {algo} on {env_id}; available: {available}")
+    names = preset_names(algo, env_id)
+    hint = did_you_mean(name, names)
+    raise ConfigError(
+        f"unknown preset {name!r} for {algo} on {env_id}; {hint + ' ' if hint else ''}"
+        f"available: {', '.join(names) or 'none'}"
+    )
 
 
 def list_presets(algo: str) -> list[str]:

@@ -1,10 +1,28 @@
 """The single-env adapter: ``gym.make("rlcourse/<Name>-v<k>")`` runs the batched code with one env on the CPU.
 
 It is a plain :class:`gymnasium.Env` with numpy in and out, so Gymnasium's and SB3's env checkers
-and SB3 itself work on it. Values are range-checked (``validate=True``). After an episode ends, the
-batched env has already started the next one (SAME_STEP autoreset); an unseeded ``reset()`` hands
-out that episode instead of drawing another, so a single env and a batched env with the same seed
-produce the same stream of episodes.
+and SB3 itself work on it. After an episode ends, the batched env has already started the next one
+(SAME_STEP autoreset); an unseeded ``reset()`` hands out that episode instead of drawing another, so
+a single env and a batched env with the same seed produce the same stream of episodes.
+
+**Actions** are checked here, in numpy, before they reach the batched env: the shape, that a
+discrete action is an integer, and that it lies in the action space (a ``ValueError`` that names
+the space). The batched env itself runs with ``validate=False``, so no check is paid twice.
+
+**Info** holds only what a Gymnasium user reads:
+
+* ``reset``: ``{}``, plus ``action_mask`` for envs with action masks;
+* a step inside an episode: ``{}``, plus ``action_mask`` for envs with action masks;
+* the step that ends an episode: ``episode`` (``{"r": return, "l": length}``, as Gymnasium's
+  ``RecordEpisodeStatistics`` writes it) and each of the env's outcomes (``outcome_keys``, e.g.
+  ``success``) as a Python bool; ``success`` is also written as ``is_success``, the key SB3 reads
+  for its ``rollout/success_rate``.
+
+``action_mask`` is the ``np.int8`` mask of the valid actions in the state just handed out, in the
+form ``env.action_space.sample(mask=...)`` takes; :meth:`SingleEnv.action_masks` gives the same as
+bools (for sb3-contrib's MaskablePPO). What an action index means is :attr:`SingleEnv.action_names`
+(``env.unwrapped.action_names``). The batched env's own, bulkier info (per-step values, the acts
+that transcripts are written from) stays inside: use :func:`rlcourse.make_vec` to see it.
 """
 
 from __future__ import annotations
@@ -14,39 +32,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
-
-def _to_python(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        array = value.detach().cpu().numpy()
-        return array.item() if array.ndim == 0 else array
-    if isinstance(value, dict):
-        return {k: _to_python(v) for k, v in value.items()}
-    return value
-
-
-def unbatch_info(info: dict[str, Any], index: int = 0) -> dict[str, Any]:
-    """The info of one sub-env, without the ``_key`` masks and autoreset keys, as numpy/python values."""
-    single: dict[str, Any] = {}
-    for key, value in info.items():
-        if key.startswith("_") or key in ("final_obs", "final_info"):
-            continue
-        if isinstance(value, dict):
-            if key == "episode" and not bool(info["_episode"][index]):
-                continue
-            single[key] = unbatch_info(value, index)
-        elif isinstance(value, torch.Tensor) and value.ndim > 0:
-            single[key] = _to_python(value[index])
-        else:
-            single[key] = _to_python(value)
-    return single
+from gymnasium import spaces
 
 
 class SingleEnv(gym.Env):
-    """One sub-env of a registered :class:`~rlcourse.TensorVecEnv`, as a Gymnasium env."""
+    """One sub-env of a registered :class:`~rlcourse.TensorVecEnv`, as a Gymnasium env (see the module docstring)."""
 
     #: The modes any rlcourse env may offer; each instance narrows this to its own env's modes.
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
 
     def __init__(self, vec_env_id: str, render_mode: str | None = None, **kwargs: Any):
         from rlcourse.registry import vec_env_class
@@ -56,14 +49,25 @@ class SingleEnv(gym.Env):
         if render_mode is not None and render_mode not in modes:
             raise ValueError(f"{vec_env_id} supports render modes {modes or 'none'}, not {render_mode!r}")
         self.render_mode = render_mode
-        self.metadata = {"render_modes": list(modes), "render_fps": 1}
+        self.metadata = {"render_modes": list(modes), "render_fps": vec_cls.metadata.get("render_fps", 1)}
         self._lines: list[str] = []
-        self.vec = vec_cls(num_envs=1, device="cpu", validate=True, **kwargs)
+        # What render_mode="rgb_array" draws: the last observation handed out.
+        self._shown_obs: torch.Tensor | np.ndarray | None = None
+        self.vec = vec_cls(num_envs=1, device="cpu", **kwargs)
         self.vec.recording = render_mode == "ansi"  # each step's info then carries what render() writes
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         self._next_episode_obs: torch.Tensor | None = None
-        self._action_dtype = self.vec._action_dtype
+        # One action tensor, reused: writing an action through its numpy view costs no torch op.
+        self._actions = torch.zeros(self.vec._action_shape, dtype=self.vec._action_dtype)
+        self._action_slot = self._actions.numpy()
+        self._outcome_keys = tuple(self.vec.outcome_keys)
+        self._masked = bool(self.vec.has_action_masks)
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """What each action index means, in index order (``()`` where the env does not name its actions)."""
+        return self.vec.action_names
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -74,38 +78,95 @@ class SingleEnv(gym.Env):
         self._next_episode_obs = None
         if self.render_mode == "ansi":
             self._lines = list(self.vec.render_opening(0))
-        return obs[0].numpy(), {}
+        self._shown_obs = obs[0]
+        return obs.numpy()[0], self._mask_info()
 
     def step(self, action: Any):
         self._next_episode_obs = None  # stepping on without reset() continues the batched env's new episode
-        array = np.asarray(action)
-        if array.shape != self.action_space.shape:
-            raise ValueError(
-                f"action must have shape {self.action_space.shape} for {self.action_space}, got {array.shape}"
-            )
-        integral = np.issubdtype(array.dtype, np.integer) or (
-            np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0)
-        )
-        if not self._action_dtype.is_floating_point and not integral:
-            raise ValueError(f"action must be an integer for {self.action_space}, got {action!r}")
-        actions = torch.as_tensor(array, dtype=self._action_dtype).reshape(1, *array.shape)
-        obs, reward, terminated, truncated, info = self.vec.step(actions)
+        self._put_action(action)
+        obs, reward, terminated, truncated, info = self.vec.step(self._actions)
         if self.render_mode == "ansi":
             self._lines += self.vec.render_turn(info, 0)
-        done = bool(terminated[0] | truncated[0])
-        if done:
+        ended, cut = terminated.item(), truncated.item()
+        if ended or cut:
             self._next_episode_obs = obs
             obs = info["final_obs"]
-        return obs[0].numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), unbatch_info(info)
+            step_info = self._episode_end_info(info["final_info"])
+        else:
+            step_info = self._mask_info()
+        self._shown_obs = shown = obs.numpy()[0]
+        return shown, reward.item(), ended, cut, step_info
 
-    def render(self) -> str | None:
-        """``render_mode="ansi"``: the current episode so far as text (for text envs, the dialogue transcript)."""
-        if self.render_mode != "ansi":
-            return None
-        return "\n".join(self._lines)
+    def _put_action(self, action: Any) -> None:
+        """Check ``action`` against the action space and write it into the batched env's action tensor."""
+        space = self.action_space
+        if isinstance(space, spaces.Box):
+            values = np.asarray(action, dtype=self._action_slot.dtype)
+            if values.shape != space.shape:
+                raise ValueError(f"action must have shape {space.shape} for {space}, got {values.shape}")
+            if not ((values >= space.low).all() and (values <= space.high).all()):  # NaN fails both
+                raise ValueError(f"an action is outside the action space {space}")
+            self._action_slot[0] = values
+            return
+        if isinstance(space, spaces.Discrete) and isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            value = int(action)  # the common case, without a round trip through numpy
+        else:
+            array = np.asarray(action)
+            if array.shape != space.shape:
+                raise ValueError(f"action must have shape {space.shape} for {space}, got {array.shape}")
+            if not _is_integral(array):
+                raise ValueError(f"action must be an integer for {space}, got {action!r}")
+            if not isinstance(space, spaces.Discrete):
+                self._put_multi(array)
+                return
+            value = int(array)
+        if not space.start <= value < space.start + space.n:
+            raise ValueError(f"action {value} is outside the action space {space}")
+        self._action_slot[0] = value
+
+    def _put_multi(self, array: np.ndarray) -> None:
+        """A MultiDiscrete or MultiBinary action, checked and written."""
+        space = self.action_space
+        high = space.nvec if isinstance(space, spaces.MultiDiscrete) else 2
+        if np.any((array < 0) | (array >= high)):
+            raise ValueError(f"an action is outside the action space {space}")
+        self._action_slot[0] = array
+
+    def _mask_info(self) -> dict[str, Any]:
+        if not self._masked:
+            return {}
+        return {"action_mask": self.vec.action_masks().numpy()[0].astype(np.int8)}
+
+    def _episode_end_info(self, final_info: dict[str, Any]) -> dict[str, Any]:
+        episode = final_info["episode"]
+        info: dict[str, Any] = {"episode": {"r": episode["r"].item(), "l": episode["l"].item()}}
+        for key in self._outcome_keys:
+            info[key] = final_info[key].item()
+        if "success" in info:
+            info["is_success"] = info["success"]
+        return info
+
+    def render(self) -> str | np.ndarray | None:
+        """``render_mode="ansi"``: the current episode so far as text (for text envs, the dialogue transcript).
+
+        ``render_mode="rgb_array"``: the ``uint8`` (H, W, 3) picture of the last observation handed out, so the
+        step that ends an episode shows its final state (the batched env has already moved on to the next one).
+        """
+        if self.render_mode == "ansi":
+            return "\n".join(self._lines)
+        if self.render_mode == "rgb_array" and self._shown_obs is not None:
+            return self.vec.render_frame(self._shown_obs)
+        return None
 
     def action_masks(self) -> np.ndarray:
         """Valid actions of the current state (for sb3-contrib's MaskablePPO), where the env has masks."""
-        if not self.vec.has_action_masks:
+        if not self._masked:
             return np.ones(self.action_space.n, dtype=bool)
         return self.vec.action_masks()[0].numpy()
+
+
+def _is_integral(array: np.ndarray) -> bool:
+    """Whether ``array`` holds integers (an integer dtype, or floats with no fractional part)."""
+    if np.issubdtype(array.dtype, np.integer):
+        return True
+    return bool(np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0))

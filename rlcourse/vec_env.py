@@ -19,8 +19,11 @@ What an env can do beyond the contract is *declared* on its class, never guessed
 * ``has_action_masks``: :meth:`action_masks` gives the valid actions;
 * ``has_transcripts``: :meth:`play_transcripts` shows episodes as text (text envs);
 * ``has_rule_expert``: :meth:`rule_expert` gives a hand-written policy;
+* :attr:`action_names`: what each Discrete action index means (empty where the env does not say);
 * ``metadata["render_modes"]``: the render modes of the single-env adapter; ``"ansi"`` means the env
-  writes text with :meth:`render_opening` and :meth:`render_turn` while :attr:`recording` is on.
+  writes text with :meth:`render_opening` and :meth:`render_turn` while :attr:`recording` is on;
+  ``"rgb_array"`` means :meth:`render_frame` draws what an observation shows as a ``uint8`` (H, W, 3)
+  picture, and the env takes ``render_mode="rgb_array"`` (its :meth:`render` draws sub-env 0).
 
 Wrappers (:mod:`rlcourse.wrappers`) pass every declaration through.
 """
@@ -93,7 +96,9 @@ class TensorVecEnv(VectorEnv):
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
 
-    def __init__(self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False):
+    def __init__(
+        self, num_envs: int, device: str | torch.device = "cpu", validate: bool = False, render_mode: str | None = None
+    ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs <= 0:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if not isinstance(self.single_action_space, SUPPORTED_ACTION_SPACES):
@@ -112,8 +117,17 @@ class TensorVecEnv(VectorEnv):
         self.generator.manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
         self.episode_return = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.episode_length = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+        # Tensor operands for the episode statistics: a Python number costs torch a scalar wrap on every op.
+        self._zero_return = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._zero_length = torch.zeros((), dtype=torch.int32, device=self.device)
+        self._one_length = torch.ones((), dtype=torch.int32, device=self.device)
+        self._last_asked: tuple[torch.Tensor | None, bool] = (None, False)  # see _selects_none
         #: While true, a text env puts in ``info`` what :meth:`render_turn` needs (a few copies per step).
         self.recording = False
+        modes = self.metadata.get("render_modes", [])
+        if render_mode is not None and render_mode not in modes:
+            raise ValueError(f"{type(self).__name__} supports render modes {modes or 'none'}, not {render_mode!r}")
+        self.render_mode = render_mode
 
     # ----------------------------------------------------------------- hooks for concrete envs
     def _reset_where(self, mask: torch.Tensor) -> None:
@@ -151,17 +165,39 @@ class TensorVecEnv(VectorEnv):
         done = terminated | truncated
         final_obs = self._observe()
         self._reset_where(done)
-        return self._observe(), reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, step_info)
+        # Where no episode ended the state is unchanged, so the observation is the one just taken (the same tensor
+        # as final_obs, which only counts where _final_obs is set).
+        obs = final_obs if self._selects_none(done) else self._observe()
+        return obs, reward, terminated, truncated, self._autoreset_info(reward, done, final_obs, step_info)
+
+    def _selects_none(self, mask: torch.Tensor) -> bool:
+        """Whether ``mask`` selects no sub-env, asked only where the answer is free: on the CPU. On another device it
+        would be a host-device sync, so there the answer is always False and the batched code runs unbranched.
+
+        ``_reset_where`` may use it to skip work (never its random draws: the stream must not depend on it). The
+        answer for the last mask asked about is kept, as one step asks about its ``done`` mask several times.
+        """
+        if self.device.type != "cpu":
+            return False
+        if self._last_asked[0] is not mask:
+            self._last_asked = (mask, not mask.any().item())
+        return self._last_asked[1]
 
     def _autoreset_info(
         self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor, step_info: TensorDict
     ) -> TensorDict:
         """Update the episode statistics and assemble the SAME_STEP info dict (shared by every env)."""
         self.episode_return += reward
-        self.episode_length += 1
-        episode = {"r": torch.where(done, self.episode_return, 0.0), "l": torch.where(done, self.episode_length, 0)}
-        self.episode_return.masked_fill_(done, 0.0)
-        self.episode_length.masked_fill_(done, 0)
+        self.episode_length += self._one_length
+        if self._selects_none(done):  # no episode ended: nothing to report, nothing to clear
+            episode = {"r": torch.zeros_like(self.episode_return), "l": torch.zeros_like(self.episode_length)}
+        else:
+            episode = {
+                "r": torch.where(done, self.episode_return, self._zero_return),
+                "l": torch.where(done, self.episode_length, self._zero_length),
+            }
+            self.episode_return.masked_fill_(done, self._zero_return)
+            self.episode_length.masked_fill_(done, self._zero_length)
         for key in self.outcome_keys:  # a declaration the env does not keep fails here, by name (free: no sync)
             if (
                 key not in step_info
@@ -212,6 +248,24 @@ class TensorVecEnv(VectorEnv):
         """
         raise NotImplementedError(f"{type(self).__name__} has no transcripts (has_transcripts is False)")
 
+    def render(self) -> np.ndarray | None:
+        """``render_mode="rgb_array"``: the picture of sub-env 0 now (one frame, not one per sub-env); else None.
+
+        Sub-env 0 stands for the batch, as a video of one episode at a time is what a person watches.
+        """
+        if self.render_mode != "rgb_array":
+            return None
+        env = self.unwrapped  # wrappers change what the agent sees, never what the world looks like
+        return env.render_frame(env._observe()[0])
+
+    def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The ``uint8`` (H, W, 3) picture of one sub-env's ``observation`` (envs with the ``"rgb_array"`` mode).
+
+        It draws from the observation, not the live state, so the single-env adapter can show an episode's
+        last state after SAME_STEP autoreset has already moved the state on to the next episode.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not render pictures")
+
     def render_opening(self, index: int = 0) -> list[str]:
         """Text lines for the start of sub-env ``index``'s episode (envs with the ``"ansi"`` render mode)."""
         raise NotImplementedError(f"{type(self).__name__} does not render text")
@@ -223,6 +277,16 @@ class TensorVecEnv(VectorEnv):
     def rule_expert(self) -> Any:
         """A hand-written policy ``expert(obs) -> actions`` for this env (envs with ``has_rule_expert``)."""
         raise NotImplementedError(f"{type(self).__name__} has no rule expert (has_rule_expert is False)")
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """A name for every action index of a Discrete action space, in index order; ``()`` where the env names none.
+
+        An env that names its actions overrides this; a wrapper (whose ``unwrapped`` is another env) reads its
+        innermost env's names.
+        """
+        inner = self.unwrapped
+        return () if inner is self else inner.action_names
 
     # ----------------------------------------------------------------- checks
     def _check_actions(self, actions: Any) -> torch.Tensor:

@@ -212,7 +212,12 @@ def test_the_bench_package_has_no_import_circle():
     folder = Path(rlcourse.app.bench.__file__).parent
     modules = {path.stem: _package_imports(path) for path in folder.glob("*.py") if path.stem != "__init__"}
     shared = {"harness", "report", "sb3"}
-    suites = {"cartpole": {"cartpole"}, "agents": {"agents", "agents_report"}, "dialogue": {"dialogue"}}
+    suites = {
+        "cartpole": {"cartpole"},
+        "agents": {"agents", "agents_report"},
+        "dialogue": {"dialogue"},
+        "threads": {"threads"},
+    }
     assert shared | set().union(*suites.values()) | {"command"} == set(modules), sorted(modules)
     for members in suites.values():
         for member in members:  # a suite's report module may read its own suite's names, never another suite's

@@ -9,6 +9,7 @@ process. Training runs are tiny (512 CartPole steps at most).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -63,6 +64,17 @@ def _runner() -> CliRunner:
         return CliRunner(mix_stderr=False)  # click < 8.2 mixes stderr into stdout unless told not to
     except TypeError:
         return CliRunner()
+
+
+def assert_tensorboard_command(out: str, run_dir: Path) -> None:
+    """The last line names this run's folder and a tensorboard that a shell finds as typed (venv active or not)."""
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("TensorBoard: "), line
+    program, *args = shlex.split(line.removeprefix("TensorBoard: "))
+    assert args == ["--logdir", str(run_dir)], line
+    found = shutil.which(program) if "/" not in program else program
+    assert found is not None and Path(found).is_file() and os.access(found, os.X_OK), line
+    assert Path(found).resolve() == (Path(sys.executable).parent / "tensorboard").resolve(), "this install's tensorboard"
 
 
 def invoke(*args, expect: int = 0):
@@ -196,7 +208,8 @@ def test_train_writes_a_complete_run_folder(finished):
     assert evaluation["n_episodes"] == 3 and evaluation["num_timesteps"] == 512
     assert load_payload(run_dir)["counters"]["num_timesteps"] == 512
     out = result.stdout
-    assert str(run_dir) in out and f"TensorBoard: tensorboard --logdir {root}" in out
+    assert str(run_dir) in out
+    assert_tensorboard_command(out, run_dir)
     assert f"{evaluation['mean_reward']:.2f} ± {evaluation['std_reward']:.2f} over 3 episodes" in out
     assert "512 env steps" in out and "steps/s" in out and "training mean return" in out
 
@@ -321,7 +334,8 @@ def test_resume_after_sigint_equals_an_uninterrupted_run(finished, interrupt_at)
     assert not (run_dir / "eval.json").exists()
 
     resumed = invoke("train", "--resume", run_dir, "--no-progress", "--eval-episodes", "3")
-    assert "at step 256 of 512" in resumed.stdout and f"TensorBoard: tensorboard --logdir {root}" in resumed.stdout
+    assert "at step 256 of 512" in resumed.stdout
+    assert_tensorboard_command(resumed.stdout, run_dir)
     full, cut = load_payload(full_dir), load_payload(run_dir)
     assert cut["counters"] == full["counters"]
     assert_same(cut["modules"], full["modules"], "modules")
@@ -336,9 +350,12 @@ def test_resume_of_a_finished_run_only_evaluates(finished, tmp_path):
     shutil.copytree(full_dir, run_dir)
     (run_dir / "eval.json").unlink()
     before = (run_dir / "checkpoint.pt").read_bytes()
+    events_before = sorted(path.name for path in run_dir.glob("events.out.tfevents.*"))
     result = invoke("train", "ppo", CARTPOLE, "--resume", run_dir, "--no-progress", "--eval-episodes", "3")
-    assert "nothing left to train" in result.stdout and f"TensorBoard: tensorboard --logdir {root}" in result.stdout
+    assert "nothing left to train" in result.stdout
+    assert_tensorboard_command(result.stdout, run_dir)
     assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert sorted(path.name for path in run_dir.glob("events.out.tfevents.*")) == events_before, "no new events"
     assert json.loads((run_dir / "eval.json").read_text()) == json.loads((full_dir / "eval.json").read_text())
 
 

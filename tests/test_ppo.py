@@ -36,7 +36,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_cartpole(seed: int = 0, num_envs: int = 4, **overrides) -> PPO:
-    return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, **{**SMALL, **overrides})
+    # preset=None: these tests reason from PPOConfig's defaults, not from the CartPole preset's.
+    return PPO(CARTPOLE, num_envs=num_envs, device="cpu", seed=seed, preset=None, **{**SMALL, **overrides})
 
 
 IDENTITY_HP = dict(n_steps=16, batch_size=32, n_epochs=4, learning_rate=3e-3)
@@ -477,9 +478,17 @@ def test_predict_shapes_and_types():
 def test_batch_size_one_is_refused_with_normalisation_and_finite_without():
     # A one-sample minibatch has no spread to standardise by: refused clearly rather than going NaN.
     with pytest.raises(ConfigError, match="batch_size"):
-        PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1)
+        PPO(CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1, preset=None)
     agent = PPO(
-        CARTPOLE, num_envs=1, device="cpu", seed=0, n_steps=4, batch_size=1, n_epochs=1, normalize_advantage=False
+        CARTPOLE,
+        num_envs=1,
+        device="cpu",
+        seed=0,
+        n_steps=4,
+        batch_size=1,
+        n_epochs=1,
+        normalize_advantage=False,
+        preset=None,
     )
     before = [p.detach().clone() for p in agent.policy.parameters()]
     agent.learn(4)

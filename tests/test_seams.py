@@ -268,12 +268,12 @@ def test_eval_callback_in_training_keeps_best_and_logs_eval(tmp_path):
 # ----------------------------------------------------------------------------- run folders
 def test_the_python_api_refuses_a_non_empty_run_folder(tmp_path):
     run = tmp_path / "run"
-    PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=run, n_steps=8, batch_size=16).learn(16)
+    PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=run, n_steps=8, batch_size=16, n_epochs=1).learn(16)
     with pytest.raises(RunDirError, match="already exists and is not empty"):
-        PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=run)
+        PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=run, preset=None)
     (tmp_path / "empty").mkdir()
     assert (
-        PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=tmp_path / "empty").run_dir.path
+        PPO("rlcourse/CartPole-v1", num_envs=2, device="cpu", run_dir=tmp_path / "empty", preset=None).run_dir.path
         == tmp_path / "empty"
     )
     assert issubclass(RunDirError, ValueError)
@@ -425,9 +425,9 @@ def test_a3c_refuses_a_wrapped_env_and_takes_its_preset():
 
     with pytest.raises(ValueError, match="would train unwrapped"):
         A3C(NormalizeObservation(rlcourse.make_vec("rlcourse/CartPole-v1", 2)), device="cpu")
-    assert A3C("rlcourse/CartPole-v1", device="cpu").num_envs == 1
+    assert A3C("rlcourse/CartPole-v1", device="cpu", preset=None).num_envs == 1
     preset = load_preset("a3c", "rlcourse/CartPole-v1")
-    assert A3C("rlcourse/CartPole-v1", device="cpu", preset="default").num_envs == preset["num_envs"]
+    assert A3C("rlcourse/CartPole-v1", device="cpu").num_envs == preset["num_envs"]  # the default preset applies
 
 
 def test_a_broken_env_plugin_warns_and_rlcourse_still_works(monkeypatch):
@@ -454,10 +454,10 @@ def test_a_path_run_dir_is_claimed_only_once_the_agent_is_built(tmp_path):
 
 
 def test_a_preset_with_env_options_applies_them_through_the_api(monkeypatch):
-    import rlcourse.config
+    import rlcourse.agents.base
 
     preset = {"num_envs": 2, "total_timesteps": 64, "env_kwargs": {"nlu": "tcbot"}, "n_steps": 16, "batch_size": 32}
-    monkeypatch.setattr(rlcourse.config, "load_preset", lambda algo, env_id, name="default": dict(preset))
+    monkeypatch.setattr(rlcourse.agents.base, "load_preset", lambda algo, env_id, name="default": dict(preset))
     agent = PPO("rlcourse/SlotFilling-v0", device="cpu", preset="default")
     assert agent.env.options()["nlu"] == "tcbot" and agent.num_envs == 2 and agent.preset_timesteps == 64
     explicit = PPO("rlcourse/SlotFilling-v0", device="cpu", preset="default", env_kwargs={"nlu": "clean"})

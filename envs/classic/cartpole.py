@@ -8,12 +8,15 @@ state arithmetic exactly; the float32 default is what a GPU wants.
 
 from __future__ import annotations
 
+import functools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlcourse.envs.classic.canvas import Canvas
 from rlcourse.vec_env import TensorVecEnv
 
 GRAVITY = 9.8
@@ -29,10 +32,37 @@ THETA_LIMIT = 12 * 2 * math.pi / 360
 MAX_EPISODE_STEPS = 500
 INIT_BOUND = 0.05
 
+# The picture (render_mode="rgb_array"): Gymnasium's classic-control frame size, track limits and a margin in view.
+FRAME_WIDTH, FRAME_HEIGHT = 600, 400
+VIEW_HALF_WIDTH = X_LIMIT + 0.6
+PIXELS_PER_METRE = FRAME_WIDTH / (2 * VIEW_HALF_WIDTH)
+TRACK_HEIGHT = 1.0
+CART_WIDTH, CART_HEIGHT = 0.5, 0.3
+POLE_THICKNESS = 0.1
+TRACK_COLOUR, LIMIT_COLOUR, CART_COLOUR = (30, 30, 30), (170, 170, 170), (60, 60, 70)
+POLE_COLOUR, AXLE_COLOUR = (205, 135, 70), (110, 110, 190)
+
+
+def draw_cartpole(x: float, theta: float) -> np.ndarray:
+    """The cart at ``x`` on its track with the pole at angle ``theta`` (clockwise from upright), as uint8 (H, W, 3)."""
+    canvas = Canvas(FRAME_WIDTH, FRAME_HEIGHT, PIXELS_PER_METRE, (FRAME_WIDTH / 2, TRACK_HEIGHT * PIXELS_PER_METRE))
+    canvas.bar((-VIEW_HALF_WIDTH, 0.0), (VIEW_HALF_WIDTH, 0.0), 0.02, TRACK_COLOUR)
+    for limit in (-X_LIMIT, X_LIMIT):
+        canvas.bar((limit, -0.1), (limit, 0.1), 0.02, LIMIT_COLOUR)
+    canvas.box((x, CART_HEIGHT / 2), CART_WIDTH, CART_HEIGHT, CART_COLOUR)
+    axle = (x, CART_HEIGHT)
+    tip = (x + 2 * HALF_POLE_LENGTH * math.sin(theta), CART_HEIGHT + 2 * HALF_POLE_LENGTH * math.cos(theta))
+    canvas.bar(axle, tip, POLE_THICKNESS, POLE_COLOUR)
+    canvas.disc(axle, POLE_THICKNESS / 2, AXLE_COLOUR)
+    return canvas.frame()
+
 
 class CartPoleVecEnv(TensorVecEnv):
     """``rlcourse/CartPole-v1``: observation (x, x_dot, theta, theta_dot), actions 0 = push left, 1 = push right."""
 
+    # Frames play in real time: one step is TAU seconds.
+    metadata = {**TensorVecEnv.metadata, "render_modes": ["rgb_array"], "render_fps": round(1 / TAU)}
+    env_id = "rlcourse/CartPole-v1"  # also set by registration; declared so that the class knows its id when imported directly
     state_names = ("physics", "elapsed")
     single_observation_space = spaces.Box(
         low=-np.array([2 * X_LIMIT, np.inf, 2 * THETA_LIMIT, np.inf], dtype=np.float32),
@@ -41,38 +71,86 @@ class CartPoleVecEnv(TensorVecEnv):
     )
     single_action_space = spaces.Discrete(2)
 
-    def __init__(self, num_envs: int, device="cpu", validate: bool = False, dtype: torch.dtype = torch.float32):
-        super().__init__(num_envs, device, validate)
+    def __init__(
+        self,
+        num_envs: int,
+        device="cpu",
+        validate: bool = False,
+        dtype: torch.dtype = torch.float32,
+        render_mode: str | None = None,
+    ):
+        super().__init__(num_envs, device, validate, render_mode)
         self.physics = torch.zeros(self.num_envs, 4, dtype=dtype, device=self.device)
         self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
 
+    @functools.cached_property
+    def _constants(self) -> SimpleNamespace:
+        """The physics constants as 0-d tensors in the state's dtype and device: an op with a Python number
+        operand pays for wrapping it into a tensor every time, which dominates a small batch's step."""
+
+        def constant(value, dtype=self.physics.dtype):
+            return torch.tensor(value, dtype=dtype, device=self.device)
+
+        return SimpleNamespace(
+            push_left=constant(-FORCE),
+            push_right=constant(FORCE),
+            right=constant(1, torch.int64),
+            gravity=constant(GRAVITY),
+            total_mass=constant(TOTAL_MASS),
+            half_pole_length=constant(HALF_POLE_LENGTH),
+            pole_mass=constant(MASS_POLE),
+            pole_mass_length=constant(POLE_MASS_LENGTH),
+            four_thirds=constant(4.0 / 3.0),
+            tau=constant(TAU),
+            limits=constant([X_LIMIT, math.inf, THETA_LIMIT, math.inf]),  # |x| and |theta| end an episode
+            init_width=constant(2 * INIT_BOUND),
+            init_bound=constant(INIT_BOUND),
+            one_step=constant(1, torch.int32),
+            max_steps=constant(MAX_EPISODE_STEPS, torch.int32),
+            zero_steps=constant(0, torch.int32),
+        )
+
+    @property
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        """Views of the state's columns, made once: the state is only ever updated in place, so they stay live."""
+        made_for, views = self.__dict__.get("_column_views", (None, ()))
+        if made_for is not self.physics:
+            views = self.physics.unbind(-1)
+            self.__dict__["_column_views"] = (self.physics, views)
+        return views
+
     def _reset_where(self, mask: torch.Tensor) -> None:
+        c = self._constants
         fresh = torch.rand(self.physics.shape, generator=self.generator, device=self.device, dtype=self.physics.dtype)
-        fresh = fresh * (2 * INIT_BOUND) - INIT_BOUND
+        if self._selects_none(mask):
+            return
+        fresh = fresh * c.init_width - c.init_bound
         self.physics.copy_(torch.where(mask[:, None], fresh, self.physics))
-        self.elapsed.masked_fill_(mask, 0)
+        self.elapsed.masked_fill_(mask, c.zero_steps)
 
     def _transition(self, actions: torch.Tensor):
-        x, x_dot, theta, theta_dot = self.physics.unbind(-1)
-        force = torch.where(actions == 1, FORCE, -FORCE).to(self.physics.dtype)
+        c = self._constants
+        _, x_dot, theta, theta_dot = self._columns
+        force = torch.where(actions == c.right, c.push_right, c.push_left)
         cos_theta, sin_theta = torch.cos(theta), torch.sin(theta)
-        temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin_theta) / TOTAL_MASS
-        theta_acc = (GRAVITY * sin_theta - cos_theta * temp) / (
-            HALF_POLE_LENGTH * (4.0 / 3.0 - MASS_POLE * cos_theta.square() / TOTAL_MASS)
+        temp = (force + c.pole_mass_length * (theta_dot * theta_dot) * sin_theta) / c.total_mass
+        theta_acc = (c.gravity * sin_theta - cos_theta * temp) / (
+            c.half_pole_length * (c.four_thirds - c.pole_mass * (cos_theta * cos_theta) / c.total_mass)
         )
-        x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos_theta / TOTAL_MASS
-        self.physics.copy_(
-            torch.stack(
-                (x + TAU * x_dot, x_dot + TAU * x_acc, theta + TAU * theta_dot, theta_dot + TAU * theta_acc), -1
-            )
-        )
-        self.elapsed += 1
-        x, theta = self.physics[:, 0], self.physics[:, 2]
-        terminated = (x.abs() > X_LIMIT) | (theta.abs() > THETA_LIMIT)
-        truncated = self.elapsed >= MAX_EPISODE_STEPS
+        x_acc = temp - c.pole_mass_length * theta_acc * cos_theta / c.total_mass
+        # Euler: every coordinate moves by tau times its rate, (x_dot, x_acc, theta_dot, theta_acc), in place.
+        self.physics.add_(c.tau * torch.stack((x_dot, x_acc, theta_dot, theta_acc), -1))
+        self.elapsed.add_(c.one_step)
+        terminated = (self.physics.abs() > c.limits).any(1)
+        truncated = self.elapsed >= c.max_steps
         reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
         return reward, terminated, truncated, {}
 
     def _observe(self) -> torch.Tensor:
         # A copy, never a view: the state moves on (and resets) after the observation is handed out.
         return self.physics.to(torch.float32, copy=True)
+
+    def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The cart and pole an observation (x, x_dot, theta, theta_dot) shows, as uint8 (400, 600, 3)."""
+        x, _, theta, _ = torch.as_tensor(observation, dtype=torch.float64).cpu().tolist()
+        return draw_cartpole(x, theta)

@@ -10,12 +10,15 @@ default is what a GPU wants.
 
 from __future__ import annotations
 
+import functools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlcourse.envs.classic.canvas import Canvas
 from rlcourse.vec_env import TensorVecEnv
 
 MAX_SPEED = 8.0
@@ -33,15 +36,42 @@ MAX_EPISODE_STEPS = 200
 #: Reset draws θ ~ U[-π, π] and θ̇ ~ U[-1, 1].
 INIT_BOUNDS = (math.pi, 1.0)
 
+# The picture (render_mode="rgb_array"): Gymnasium's classic-control frame size, the swept circle in view.
+FRAME_SIZE = 500
+VIEW_HALF_WIDTH = 2.2 * LENGTH
+ROD_THICKNESS = 0.2 * LENGTH
+PIVOT_RADIUS = 0.05 * LENGTH
+ROD_COLOUR, PIVOT_COLOUR = (200, 70, 70), (20, 20, 20)
 
-def wrap_angle(theta: torch.Tensor) -> torch.Tensor:
-    """``theta`` wrapped to [-π, π) the way Gymnasium's ``angle_normalize`` does (floored modulo)."""
-    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
+
+def draw_pendulum(theta: float) -> np.ndarray:
+    """The rod at angle ``theta`` (counter-clockwise from upright) about its pivot, as uint8 (H, W, 3)."""
+    scale = FRAME_SIZE / (2 * VIEW_HALF_WIDTH)
+    canvas = Canvas(FRAME_SIZE, FRAME_SIZE, scale, (FRAME_SIZE / 2, FRAME_SIZE / 2))
+    tip = (-LENGTH * math.sin(theta), LENGTH * math.cos(theta))
+    canvas.bar((0.0, 0.0), tip, ROD_THICKNESS, ROD_COLOUR)
+    for end in ((0.0, 0.0), tip):  # rounded ends
+        canvas.disc(end, ROD_THICKNESS / 2, ROD_COLOUR)
+    canvas.disc((0.0, 0.0), PIVOT_RADIUS, PIVOT_COLOUR)
+    return canvas.frame()
+
+
+def wrap_angle(
+    theta: torch.Tensor, half_turn: float | torch.Tensor = math.pi, full_turn: float | torch.Tensor = 2 * math.pi
+) -> torch.Tensor:
+    """``theta`` wrapped to [-π, π) the way Gymnasium's ``angle_normalize`` does (floored modulo).
+
+    The env passes π and 2π as tensors of the state's dtype, which is the same arithmetic, only cheaper.
+    """
+    return torch.remainder(theta + half_turn, full_turn) - half_turn
 
 
 class PendulumVecEnv(TensorVecEnv):
     """``rlcourse/Pendulum-v1``: observation (cos θ, sin θ, θ̇), action the torque u ∈ [-2, 2] (shape (1,))."""
 
+    # Frames play in real time: one step is DT seconds.
+    metadata = {**TensorVecEnv.metadata, "render_modes": ["rgb_array"], "render_fps": round(1 / DT)}
+    env_id = "rlcourse/Pendulum-v1"  # also set by registration; declared so that the class knows its id when imported directly
     state_names = ("physics", "elapsed")
     single_observation_space = spaces.Box(
         low=-np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32),
@@ -50,36 +80,92 @@ class PendulumVecEnv(TensorVecEnv):
     )
     single_action_space = spaces.Box(low=-MAX_TORQUE, high=MAX_TORQUE, shape=(1,), dtype=np.float32)
 
-    def __init__(self, num_envs: int, device="cpu", validate: bool = False, dtype: torch.dtype = torch.float32):
-        super().__init__(num_envs, device, validate)
+    def __init__(
+        self,
+        num_envs: int,
+        device="cpu",
+        validate: bool = False,
+        dtype: torch.dtype = torch.float32,
+        render_mode: str | None = None,
+    ):
+        super().__init__(num_envs, device, validate, render_mode)
         #: Per sub-env (θ, θ̇); θ is not wrapped, as in Gymnasium, so it keeps counting full turns.
         self.physics = torch.zeros(self.num_envs, 2, dtype=dtype, device=self.device)
         self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
         self._init_bounds = torch.tensor(INIT_BOUNDS, dtype=dtype, device=self.device)
 
+    @functools.cached_property
+    def _constants(self) -> SimpleNamespace:
+        """The constants as 0-d tensors (torque terms in float32, the rest in the state's dtype): an op with a
+        Python number operand pays for wrapping it into a tensor every time, which dominates a small batch's step."""
+
+        def constant(value, dtype=self.physics.dtype):
+            return torch.tensor(value, dtype=dtype, device=self.device)
+
+        return SimpleNamespace(
+            min_torque=constant(-MAX_TORQUE, torch.float32),
+            max_torque=constant(MAX_TORQUE, torch.float32),
+            torque_cost=constant(TORQUE_COST, torch.float32),
+            torque_gain=constant(TORQUE_GAIN, torch.float32),
+            half_turn=constant(math.pi),
+            full_turn=constant(2 * math.pi),
+            speed_cost=constant(SPEED_COST),
+            gravity_gain=constant(GRAVITY_GAIN),
+            dt=constant(DT),
+            min_speed=constant(-MAX_SPEED),
+            max_speed=constant(MAX_SPEED),
+            two=constant(2),
+            one=constant(1),
+            one_step=constant(1, torch.int32),
+            max_steps=constant(MAX_EPISODE_STEPS, torch.int32),
+            zero_steps=constant(0, torch.int32),
+        )
+
+    @property
+    def _columns(self) -> tuple[torch.Tensor, ...]:
+        """Views of the state's columns, made once: the state is only ever updated in place, so they stay live."""
+        made_for, views = self.__dict__.get("_column_views", (None, ()))
+        if made_for is not self.physics:
+            views = self.physics.unbind(-1)
+            self.__dict__["_column_views"] = (self.physics, views)
+        return views
+
     def _reset_where(self, mask: torch.Tensor) -> None:
+        c = self._constants
         fresh = torch.rand(self.physics.shape, generator=self.generator, device=self.device, dtype=self.physics.dtype)
-        fresh = (fresh * 2 - 1) * self._init_bounds
+        if self._selects_none(mask):
+            return
+        fresh = (fresh * c.two - c.one) * self._init_bounds
         self.physics.copy_(torch.where(mask[:, None], fresh, self.physics))
-        self.elapsed.masked_fill_(mask, 0)
+        self.elapsed.masked_fill_(mask, c.zero_steps)
 
     def _transition(self, actions: torch.Tensor):
-        theta, theta_dot = self.physics.unbind(-1)
+        c = self._constants
+        theta, theta_dot = self._columns
         # The torque terms stay in the action space's float32 until they meet the state, as in
         # Gymnasium, where NumPy keeps float32 × Python-float products in float32.
-        torque = actions[:, 0].to(torch.float32).clamp(-MAX_TORQUE, MAX_TORQUE)
-        torque_cost = (TORQUE_COST * torque.square()).to(self.physics.dtype)
-        torque_acc = (TORQUE_GAIN * torque).to(self.physics.dtype)
+        torque = actions[:, 0].float().clamp(c.min_torque, c.max_torque)
+        torque_cost = (c.torque_cost * (torque * torque)).to(self.physics.dtype)
+        torque_acc = (c.torque_gain * torque).to(self.physics.dtype)
         # The cost is of the state before the step, with the torque that is applied in it.
-        cost = wrap_angle(theta).square() + SPEED_COST * theta_dot.square() + torque_cost
-        new_theta_dot = (theta_dot + (GRAVITY_GAIN * torch.sin(theta) + torque_acc) * DT).clamp(-MAX_SPEED, MAX_SPEED)
-        # Semi-implicit Euler: the angle moves with the new, clipped speed.
-        self.physics.copy_(torch.stack((theta + new_theta_dot * DT, new_theta_dot), -1))
-        self.elapsed += 1
-        truncated = self.elapsed >= MAX_EPISODE_STEPS
+        wrapped = wrap_angle(theta, c.half_turn, c.full_turn)
+        cost = wrapped * wrapped + c.speed_cost * (theta_dot * theta_dot) + torque_cost
+        new_theta_dot = (theta_dot + (c.gravity_gain * torch.sin(theta) + torque_acc) * c.dt).clamp(
+            c.min_speed, c.max_speed
+        )
+        # Semi-implicit Euler: the angle moves with the new, clipped speed (both in place, through the views).
+        theta.add_(new_theta_dot * c.dt)
+        theta_dot.copy_(new_theta_dot)
+        self.elapsed.add_(c.one_step)
+        truncated = self.elapsed >= c.max_steps
         reward = (-cost).to(torch.float32)
         return reward, torch.zeros_like(truncated), truncated, {}
 
     def _observe(self) -> torch.Tensor:
-        theta, theta_dot = self.physics.unbind(-1)
+        theta, theta_dot = self._columns
         return torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), -1).to(torch.float32)
+
+    def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The pendulum an observation (cos θ, sin θ, θ̇) shows, as uint8 (500, 500, 3)."""
+        cos_theta, sin_theta, _ = torch.as_tensor(observation, dtype=torch.float64).cpu().tolist()
+        return draw_pendulum(math.atan2(sin_theta, cos_theta))

@@ -17,7 +17,9 @@ Everything is batched tensor code drawing from the env's generator.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import torch
 
@@ -67,12 +69,60 @@ def one_hot(index: torch.Tensor, count: int) -> torch.Tensor:
     Unlike ``torch.nn.functional.one_hot`` it never checks its input on the host, so it is safe in
     a captured CUDA graph.
     """
-    return index[..., None] == torch.arange(count, device=index.device)
+    return index[..., None] == _arange(count, index.device)
 
 
-def _other(index: torch.Tensor, count: torch.Tensor | int, draw: torch.Tensor) -> torch.Tensor:
-    """A uniformly drawn index in ``[0, count)`` other than ``index`` (``draw`` is uniform in [0, 1))."""
-    return (index + 1 + (draw * (count - 1)).long()) % count
+@functools.lru_cache(maxsize=None)
+def _arange(count: int, device: torch.device) -> torch.Tensor:
+    """``torch.arange(count)`` on ``device``, made once (read-only: shared by every caller)."""
+    return torch.arange(count, device=device)
+
+
+@functools.lru_cache(maxsize=None)
+def _scalar(value: int, device: torch.device) -> torch.Tensor:
+    """An int64 0-d tensor on ``device``, made once (read-only: shared by every caller)."""
+    return torch.tensor(value, device=device)
+
+
+@functools.lru_cache(maxsize=None)
+def _constants(noise: NluNoise, device: torch.device) -> SimpleNamespace:
+    """The numbers :func:`hear` works with, as 0-d tensors: an op with a Python number operand pays for
+    wrapping it into a tensor every time. Made once per setting and device (read-only: shared)."""
+
+    def constant(value, dtype=torch.int64):
+        return torch.tensor(value, dtype=dtype, device=device)
+
+    return SimpleNamespace(
+        one=constant(1),
+        nothing=constant(0),
+        absent=constant(ABSENT),
+        dontcare=constant(DONTCARE),
+        modes=constant(3.0, torch.float32),
+        mode=constant(SLOT_ERROR_MODES.index(noise.slot_error_mode)),
+        value_mode=constant(0),
+        slot_mode=constant(1),
+        intent_error=constant(noise.intent_error, torch.float32),
+        slot_error=constant(noise.slot_error, torch.float32),
+        correct_low=constant(noise.confidence_correct[0], torch.float32),
+        correct_high=constant(noise.confidence_correct[1], torch.float32),
+        wrong_low=constant(noise.confidence_wrong[0], torch.float32),
+        wrong_high=constant(noise.confidence_wrong[1], torch.float32),
+        silent=constant(0.0, torch.float32),
+    )
+
+
+def _other(index: torch.Tensor, count: torch.Tensor, draw: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
+    """A uniformly drawn index in ``[0, count)`` other than ``index`` (``draw`` is uniform in [0, 1); ``one`` is 1)."""
+    return (index + one + (draw * (count - one)).long()) % count
+
+
+def draw_noise(
+    batch: int, slots: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random numbers one call of :func:`hear` uses, in its order, so a caller can draw them ahead of time."""
+    slot_draws = torch.rand(batch, slots, 6, generator=generator, device=device)
+    intent_draws = torch.rand(batch, 2, generator=generator, device=device)
+    return slot_draws, intent_draws
 
 
 def hear(
@@ -82,6 +132,7 @@ def hear(
     n_values: torch.Tensor,
     noisy_intents: int,
     generator: torch.Generator,
+    draws: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the system hears of a batch of user acts.
 
@@ -89,40 +140,55 @@ def hear(
         intent: ``[B]`` the user's intent; intents ``>= noisy_intents`` are never misheard.
         inform: ``[B, S]`` the informed value per slot (``ABSENT``, ``DONTCARE`` or a value index).
         n_values: ``[S]`` how many values each slot has.
+        draws: the random numbers to use (:func:`draw_noise`); by default drawn here from ``generator``.
 
     Returns the heard intent ``[B]``, the heard inform values ``[B, S]`` and their confidence ``[B, S]``.
+    The same numbers are drawn whatever the setting, so the stream of an env never depends on it.
     """
     batch, slots = inform.shape
-    draws = torch.rand(batch, slots, 6, generator=generator, device=inform.device)
-    intent_draw = torch.rand(batch, 2, generator=generator, device=inform.device)
-    heard_intent = torch.where(
-        (intent_draw[:, 0] < noise.intent_error) & (intent < noisy_intents),
-        _other(intent, noisy_intents, intent_draw[:, 1]),
-        intent,
-    )
+    draws, intent_draw = draw_noise(batch, slots, generator, inform.device) if draws is None else draws
+    k = _constants(noise, inform.device)
+    if noise.intent_error == 0:  # a setting, not a tensor value: no host read
+        heard_intent = intent.clone()
+    else:
+        noisy = _scalar(noisy_intents, inform.device)
+        heard_intent = torch.where(
+            (intent_draw[:, 0] < k.intent_error) & (intent < noisy), _other(intent, noisy, intent_draw[:, 1], k.one), intent
+        )
+    if noise.slot_error == 0:  # nothing is misheard, so every heard slot is heard right
+        heard = inform.clone()
+        low, high = k.correct_low, k.correct_high
+    else:
+        heard = _misheard_slots(noise, k, inform, n_values, draws)
+        correct = heard == inform
+        low = torch.where(correct, k.correct_low, k.wrong_low)
+        high = torch.where(correct, k.correct_high, k.wrong_high)
+    confidence = torch.where(heard != k.absent, low + (high - low) * draws[..., 5], k.silent)
+    return heard_intent, heard, confidence
 
-    present = inform != ABSENT
-    wrong = present & (draws[..., 0] < noise.slot_error)
-    mode_index = SLOT_ERROR_MODES.index(noise.slot_error_mode)
-    mode = (draws[..., 1] * 3).long() if noise.slot_error_mode == "mixed" else torch.full_like(inform, mode_index)
+
+def _misheard_slots(
+    noise: NluNoise, k: SimpleNamespace, inform: torch.Tensor, n_values: torch.Tensor, draws: torch.Tensor
+) -> torch.Tensor:
+    """The slot errors of :func:`hear`: the heard inform values ``[B, S]``."""
+    batch, slots = inform.shape
+    present = inform != k.absent
+    wrong = present & (draws[..., 0] < k.slot_error)
+    mode = (draws[..., 1] * k.modes).long() if noise.slot_error_mode == "mixed" else k.mode
     # mode 0, value: another value of the same slot ("I don't care" heard as some value).
     new_value = torch.where(
-        inform == DONTCARE, (draws[..., 2] * n_values).long(), _other(inform.clamp(min=0), n_values, draws[..., 2])
+        inform == k.dontcare,
+        (draws[..., 2] * n_values).long(),
+        _other(inform.clamp(min=k.nothing), n_values, draws[..., 2], k.one),
     )
-    heard = torch.where(present & ~wrong, inform, ABSENT)
-    heard = torch.where(wrong & (mode == 0), new_value, heard)
+    heard = torch.where(present & ~wrong, inform, k.absent)
+    heard = torch.where(wrong & (mode == k.value_mode), new_value, heard)
     # mode 1, slot: heard under another slot, with a random value of that slot (collisions keep the larger code).
-    moved = wrong & (mode == 1)
-    target = _other(torch.arange(slots, device=inform.device).expand(batch, slots), slots, draws[..., 3])
+    moved = wrong & (mode == k.slot_mode)
+    slot_count = _scalar(slots, inform.device)
+    target = _other(_arange(slots, inform.device).expand(batch, slots), slot_count, draws[..., 3], k.one)
     target_value = (draws[..., 4] * n_values[target]).long()
     landing = one_hot(target, slots) & moved[..., None]  # [B, from, to]
-    landed = torch.where(landing, target_value[..., None] + 1, 0).amax(1) - 1  # [B, to], -1 where nothing landed
-    heard = torch.where(landed >= 0, landed, heard)
+    landed = torch.where(landing, target_value[..., None] + k.one, k.nothing).amax(1) - k.one  # [B, to], -1: none
     # mode 2, delete: nothing more to do, the slot is already ABSENT.
-    correct = heard == inform
-    low, high = (
-        torch.where(correct, noise.confidence_correct[0], noise.confidence_wrong[0]),
-        torch.where(correct, noise.confidence_correct[1], noise.confidence_wrong[1]),
-    )
-    confidence = torch.where(heard != ABSENT, low + (high - low) * draws[..., 5], 0.0)
-    return heard_intent, heard, confidence
+    return torch.where(landed >= k.nothing, landed, heard)

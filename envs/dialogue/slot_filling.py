@@ -50,7 +50,9 @@ utterances, which is 2·turns.
 
 from __future__ import annotations
 
+import functools
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.dialogue.domain import Domain, load_domain
-from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, hear, nlu_preset, one_hot
+from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, draw_noise, hear, nlu_preset, one_hot
 from rlcourse.vec_env import TensorVecEnv
 
 INTENTS = ("inform", "request", "affirm", "deny", "reject", "thanks", "bye")
@@ -86,6 +88,7 @@ class SlotFillingVecEnv(TensorVecEnv):
     While :attr:`recording` is on, each turn's acts go in ``info["acts"]`` (for transcripts).
     """
 
+    env_id = "rlcourse/SlotFilling-v0"  # also set by registration; declared so that the class knows its id when imported directly
     state_names = (
         "goal_value",
         "goal_request",
@@ -239,85 +242,135 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.constraint_count_cdf = torch.tensor(d.constraint_count_probs, device=dev).cumsum(0)
         self.request_count_cdf = torch.tensor(d.request_count_probs, device=dev).cumsum(0)
         self.match_bucket_edges = torch.tensor(MATCH_BUCKETS, device=dev)
+        # popcount of every byte value, for counting the bits of a KB bitset a byte at a time
+        self.byte_popcount = torch.tensor([bin(byte).count("1") for byte in range(256)], device=dev)
+        self._k = self._constants()
+
+    def _constants(self) -> SimpleNamespace:
+        """Every number the step works with, as a 0-d tensor on the device: an op with a Python number operand
+        pays for wrapping it into a tensor each time, which is most of a small batch's step."""
+        dev = self.device
+
+        def constant(value, dtype=torch.int64):
+            return torch.tensor(value, dtype=dtype, device=dev)
+
+        def real(value):
+            return constant(value, torch.float32)
+
+        intents = {f"intent_{name}": constant(i) for i, name in enumerate(INTENTS)}
+        kinds = {f"act_{name}": constant(i) for i, name in enumerate(ACT_KINDS)}
+        return SimpleNamespace(
+            **intents,
+            **kinds,
+            zero=constant(0),
+            one=constant(1),
+            none=constant(NONE),
+            unknown=constant(UNKNOWN),
+            absent=constant(ABSENT),
+            dontcare=constant(DONTCARE),
+            wildcard=constant(self.wildcard),
+            word_bits=constant(32),
+            max_turns=constant(self.max_turns),
+            last_constraint_count=constant(len(self.constraint_count_cdf) - 1),
+            last_request_count=constant(len(self.request_count_cdf) - 1),
+            true=constant(True, torch.bool),
+            false=constant(False, torch.bool),
+            later=real(2.0),  # an agenda key above every drawn one
+            certain=real(1.0),
+            doubtless=real(0.0),
+            first_turn_inform_prob=real(self.domain.first_turn_inform_prob),
+            first_turn_request_prob=real(self.domain.first_turn_request_prob),
+            turns=real(self.max_turns),
+            log_kb_size=real(math.log1p(self.kb_size)),
+            turn_reward=real(-1.0),
+            success_reward=real(2.0 * self.max_turns),
+            failure_reward=real(-float(self.max_turns)),
+            success_bonus=real(20.0),
+            turn_cost=real(1.0),
+        )
 
     # ----------------------------------------------------------------- the KB
     def _refresh_matches(self) -> None:
         """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book).
 
-        The consistent set is the AND of one bitset per slot (see ``value_bits``); counting is a
-        SWAR popcount per 32-bit word, and the first entity is the lowest set bit of the first
-        non-empty word.
+        The consistent set is the AND of one bitset per slot (see ``value_bits``); counting adds up the
+        popcounts of its bytes, and the first entity is the lowest set bit of the first non-empty word.
         """
-        value = torch.where(self.belief_value >= 0, self.belief_value, self.wildcard)
-        bits = self.value_bits[self.slot_index, value]  # [B, S, words]
-        match = bits[:, 0]
-        for s in range(1, bits.shape[1]):
-            match = match & bits[:, s]
-        x = match - ((match >> 1) & 0x55555555)
-        x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
-        x = (x + (x >> 4)) & 0x0F0F0F0F
-        count = (((x * 0x01010101) & 0xFFFFFFFF) >> 24).sum(1)
-        word = (match != 0).int().argmax(1)
+        k = self._k
+        value = torch.where(self.belief_value >= k.zero, self.belief_value, k.wildcard)
+        match = functools.reduce(torch.bitwise_and, self.value_bits[self.slot_index, value].unbind(1))  # [B, words]
+        count = self.byte_popcount[match.view(torch.uint8).long()].sum(1)
+        word = (match != k.zero).int().argmax(1)
         lowest = match.gather(1, word[:, None]).squeeze(1)
         lowest = lowest & -lowest
-        bit = torch.log2(lowest.clamp(min=1).double()).round().long()  # exact: a power of two below 2^32
+        bit = torch.log2(lowest.clamp(min=k.one).double()).round().long()  # exact: a power of two below 2^32
         # copy_, not rebinding: the buffers keep their addresses, which a captured CUDA graph relies on
         self.match_count.copy_(count)
-        self.first_match.copy_(word * 32 + bit)
+        self.first_match.copy_(word * k.word_bits + bit)
 
     # ----------------------------------------------------------------- the user's goal and first turn
     def _reset_where(self, mask: torch.Tensor) -> None:
-        B, S, R, g, dev = self.num_envs, len(self.slots), len(self.requests), self.generator, self.device
+        B, S, R, g, dev, k = self.num_envs, len(self.slots), len(self.requests), self.generator, self.device, self._k
+        # Every draw comes first, whichever sub-envs reset, so the stream never depends on the mask.
         entity = torch.randint(self.kb_size, (B,), generator=g, device=dev)
-        # inverse-CDF draws of the goal's size (torch.multinomial would check its input on the host)
-        n_constraints = torch.bucketize(torch.rand(B, generator=g, device=dev), self.constraint_count_cdf, right=True)
-        n_constraints = n_constraints.clamp(max=len(self.constraint_count_cdf) - 1) + 1
-        n_requests = torch.bucketize(torch.rand(B, generator=g, device=dev), self.request_count_cdf, right=True)
-        n_requests = n_requests.clamp(max=len(self.request_count_cdf) - 1)
+        constraint_count_draw = torch.rand(B, generator=g, device=dev)
+        request_count_draw = torch.rand(B, generator=g, device=dev)
         draws = torch.rand(B, 2 * S + R, generator=g, device=dev)
+        agenda_key = torch.rand(B, S, generator=g, device=dev)
+        first = torch.rand(B, S + R, generator=g, device=dev)
+        noise = draw_noise(B, S, g, dev)
+        if self._selects_none(mask):
+            return
+        # inverse-CDF draws of the goal's size (torch.multinomial would check its input on the host)
+        n_constraints = torch.bucketize(constraint_count_draw, self.constraint_count_cdf, right=True)
+        n_constraints = n_constraints.clamp(max=k.last_constraint_count) + k.one
+        n_requests = torch.bucketize(request_count_draw, self.request_count_cdf, right=True)
+        n_requests = n_requests.clamp(max=k.last_request_count)
         slot_keys, value_draw, request_keys = draws[:, :S], draws[:, S : 2 * S], draws[:, 2 * S :]
         # Requests first, then constraints among the other slots: the user never asks for a value it already
         # fixed, and both counts follow the domain's distributions exactly (the domain file is checked for room).
         goal_request = request_keys.argsort(1).argsort(1) < n_requests[:, None]
         asked_slot = (one_hot(self.request_slot, S)[None] & goal_request[:, :, None]).any(1)
         constrained = (
-            torch.where(asked_slot, 2.0, slot_keys).argsort(1).argsort(1) < n_constraints[:, None]
+            torch.where(asked_slot, k.later, slot_keys).argsort(1).argsort(1) < n_constraints[:, None]
         ) & ~asked_slot
         booking_value = (value_draw * self.n_values).long()
         goal_value = torch.where(
-            constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), NONE
+            constrained, torch.where(self.slot_in_kb, self.kb_slot_values[entity], booking_value), k.none
         )
         # The agenda: constraints are informed in a random order; the first turn tells some of them (at least one).
-        agenda_key = torch.rand(B, S, generator=g, device=dev)
-        first = torch.rand(B, S + R, generator=g, device=dev)
-        leading = one_hot(torch.where(constrained, agenda_key, 2.0).argmin(1), S)
-        told = constrained & ((first[:, :S] < self.domain.first_turn_inform_prob) | leading)
-        asked = goal_request & (first[:, S:] < self.domain.first_turn_request_prob)
+        leading = one_hot(torch.where(constrained, agenda_key, k.later).argmin(1), S)
+        told = constrained & ((first[:, :S] < k.first_turn_inform_prob) | leading)
+        asked = goal_request & (first[:, S:] < k.first_turn_request_prob)
+
+        each, each_slot = mask, mask[:, None]
 
         def put(name: str, fresh: torch.Tensor) -> None:
             current = getattr(self, name)
-            current.copy_(torch.where(mask.view(-1, *([1] * (current.dim() - 1))), fresh, current))
+            current.copy_(torch.where(each if current.dim() == 1 else each_slot, fresh, current))
+
+        def clear(name: str, value: torch.Tensor) -> None:
+            current = getattr(self, name)
+            current.masked_fill_(each if current.dim() == 1 else each_slot, value)
 
         put("goal_value", goal_value)
         put("goal_request", goal_request)
         put("agenda_key", agenda_key)
         put("informed", told)
-        put("answered", torch.zeros_like(self.answered))
-        put("accepted", torch.full_like(self.accepted, NONE))
-        put("turn", torch.zeros_like(self.turn))
-        put("sys_action", torch.full_like(self.sys_action, NONE))
-        put("said_intent", torch.full_like(self.said_intent, INFORM))
-        put("said_inform", torch.where(told, goal_value, ABSENT))
+        clear("answered", k.false)
+        clear("accepted", k.none)
+        clear("turn", k.zero)
+        clear("sys_action", k.none)
+        clear("said_intent", k.intent_inform)
+        put("said_inform", torch.where(told, goal_value, k.absent))
         put("said_request", asked)
         # The system starts knowing nothing, then hears the first turn.
-        put("belief_value", torch.full_like(self.belief_value, UNKNOWN))
-        put("belief_confidence", torch.zeros_like(self.belief_confidence))
-        put("pending", torch.zeros_like(self.pending))
-        put("booked", torch.full_like(self.booked, NONE))
-        heard = self._hear(self.said_intent, self.said_inform, self.said_request)
-        fresh_view = self._track(
-            heard, kind=torch.full_like(self.turn, GREETING), slot=torch.zeros_like(self.turn), answered_request=None
-        )
+        clear("belief_value", k.unknown)
+        clear("belief_confidence", k.doubtless)
+        clear("pending", k.false)
+        clear("booked", k.none)
+        heard = self._hear(self.said_intent, self.said_inform, self.said_request, noise)
+        fresh_view = self._track(heard, kind=k.act_greeting.expand(B), slot=k.zero.expand(B), answered_request=None)
         for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), fresh_view):
             put(name, value)
         for name, value in zip(("heard_intent", "heard_inform", "heard_request"), heard[:3]):
@@ -325,95 +378,99 @@ class SlotFillingVecEnv(TensorVecEnv):
         self._refresh_matches()
 
     # ----------------------------------------------------------------- hearing and tracking
-    def _hear(self, intent: torch.Tensor, inform: torch.Tensor, request: torch.Tensor):
-        heard_intent, heard_inform, confidence = hear(self.noise, intent, inform, self.n_values, BYE, self.generator)
+    def _hear(self, intent: torch.Tensor, inform: torch.Tensor, request: torch.Tensor, draws=None):
+        heard_intent, heard_inform, confidence = hear(
+            self.noise, intent, inform, self.n_values, BYE, self.generator, draws
+        )
         # Requests are heard as said; a misheard intent changes how the system reads them, not the slots.
         return heard_intent, heard_inform, request.clone(), confidence
 
     def _track(self, heard, kind: torch.Tensor, slot: torch.Tensor, answered_request: torch.Tensor | None):
         """The system's belief tracker: fold what it heard into its belief. Returns the new view (not in place)."""
+        k = self._k
         intent, inform, request, confidence = heard
-        told = inform != ABSENT
+        told = inform != k.absent
         belief = torch.where(told, inform, self.belief_value)
         belief_confidence = torch.where(told, confidence, self.belief_confidence)
-        confirmed = one_hot(slot, len(self.slots)) & (kind == CONFIRM)[:, None] & ~told
-        belief_confidence = torch.where(confirmed & (intent == AFFIRM)[:, None], 1.0, belief_confidence)
-        denied = confirmed & (intent == DENY)[:, None]
-        belief = torch.where(denied, UNKNOWN, belief)
-        belief_confidence = torch.where(denied, 0.0, belief_confidence)
+        confirmed = one_hot(slot, len(self.slots)) & (kind == k.act_confirm)[:, None] & ~told
+        belief_confidence = torch.where(confirmed & (intent == k.intent_affirm)[:, None], k.certain, belief_confidence)
+        denied = confirmed & (intent == k.intent_deny)[:, None]
+        belief = torch.where(denied, k.unknown, belief)
+        belief_confidence = torch.where(denied, k.doubtless, belief_confidence)
         pending = self.pending if answered_request is None else self.pending & ~answered_request
         pending = pending | request
-        booked = torch.where(intent == REJECT, NONE, self.booked)
+        booked = torch.where(intent == k.intent_reject, k.none, self.booked)
         return belief, belief_confidence, pending, booked
 
     # ----------------------------------------------------------------- one turn
     def _transition(self, actions: torch.Tensor):
-        B, S, R, dev = self.num_envs, len(self.slots), len(self.requests), self.device
+        B, S, R, dev, k = self.num_envs, len(self.slots), len(self.requests), self.device, self._k
         action = actions.long()
         kind, slot = self.action_kind[action], self.action_slot[action]
         belief_before = self.belief_value.clone() if self.recording else None
-        self.turn += 1
-        request_hot = one_hot(slot, R) & (kind == SYS_INFORM)[:, None]
+        self.turn += k.one
+        request_hot = one_hot(slot, R) & (kind == k.act_inform)[:, None]
 
         # 1. The system's act takes effect: a booking queries the KB with the current belief.
-        booking = kind == BOOK
-        found = self.match_count > 0
-        self.booked.copy_(torch.where(booking, torch.where(found, self.first_match, NONE), self.booked))
-        answering = (kind == SYS_INFORM) & (self.booked >= 0)
+        booking = kind == k.act_book
+        found = self.match_count > k.zero
+        self.booked.copy_(torch.where(booking, torch.where(found, self.first_match, k.none), self.booked))
+        answering = (kind == k.act_inform) & (self.booked >= k.zero)
         booked_entity = self.booked.clone() if self.recording else None
 
         # 2. The user judges it against the goal.
-        goal, constrained = self.goal_value, self.goal_value != NONE
-        entity = self.booked.clamp(min=0)
+        goal, constrained = self.goal_value, self.goal_value != k.none
+        entity = self.booked.clamp(min=k.zero)
         booked_values = torch.where(self.slot_in_kb, self.kb_slot_values[entity], self.belief_value)
-        violated = constrained & (booked_values != goal)
-        accepted_now = booking & found & ~violated.any(1)
-        rejected = booking & found & violated.any(1)
+        broken = (constrained & (booked_values != goal)).any(1)
+        accepted_now = booking & found & ~broken
+        rejected = booking & found & broken
         self.answered &= ~(accepted_now & (self.booked != self.accepted))[:, None]  # a new booking: answers start over
-        self.accepted.copy_(torch.where(accepted_now, self.booked, torch.where(rejected, NONE, self.accepted)))
+        self.accepted.copy_(torch.where(accepted_now, self.booked, torch.where(rejected, k.none, self.accepted)))
         self.answered |= request_hot & answering[:, None] & (self.booked == self.accepted)[:, None] & self.goal_request
 
         # 3. The user's reply, by the agenda rules (a cascade of torch.where, the last rule written wins).
         waiting = constrained & ~self.informed
-        next_constraint = torch.where(waiting, self.agenda_key, 2.0).argmin(1)
-        first_constraint = torch.where(constrained, self.agenda_key, 2.0).argmin(1)
+        still_waiting = waiting.any(1)
+        next_constraint = torch.where(waiting, self.agenda_key, k.later).argmin(1)
+        first_constraint = torch.where(constrained, self.agenda_key, k.later).argmin(1)
+        agenda_constraint = torch.where(still_waiting, next_constraint, first_constraint)
         open_requests = self.goal_request & ~self.answered
+        any_open = open_requests.any(1)
         next_request = open_requests.int().argmax(1)
-        has_booking = self.accepted >= 0
+        has_booking = self.accepted >= k.zero
 
         # default: carry on with the agenda
-        intent = torch.where(has_booking, torch.where(open_requests.any(1), REQUEST, THANKS), INFORM)
-        inform_slot = torch.where(has_booking, NONE, torch.where(waiting.any(1), next_constraint, first_constraint))
-        request_slot = torch.where(has_booking & open_requests.any(1), next_request, NONE)
+        intent = torch.where(has_booking, torch.where(any_open, k.intent_request, k.intent_thanks), k.intent_inform)
+        inform_slot = torch.where(has_booking, k.none, agenda_constraint)
+        request_slot = torch.where(has_booking & any_open, next_request, k.none)
         # request(s), or confirm(s) of a slot the system has not heard: inform s (or "don't care")
         belief_at = self.belief_value.gather(1, slot[:, None]).squeeze(1)
         goal_at = goal.gather(1, slot[:, None]).squeeze(1)
-        asked = (kind == SYS_REQUEST) | ((kind == CONFIRM) & (belief_at == UNKNOWN))
-        confirming = (kind == CONFIRM) & (belief_at != UNKNOWN)
-        right = (goal_at == NONE) | (belief_at == goal_at)
-        intent = torch.where(asked, INFORM, intent)
-        intent = torch.where(confirming, torch.where(right, AFFIRM, DENY), intent)
-        inform_slot = torch.where(asked | (confirming & ~right), slot, torch.where(confirming, NONE, inform_slot))
-        request_slot = torch.where(asked | confirming, NONE, request_slot)
+        confirm = kind == k.act_confirm
+        unheard = belief_at == k.unknown
+        asked = (kind == k.act_request) | (confirm & unheard)
+        confirming = confirm & ~unheard
+        right = (goal_at == k.none) | (belief_at == goal_at)
+        intent = torch.where(asked, k.intent_inform, intent)
+        intent = torch.where(confirming, torch.where(right, k.intent_affirm, k.intent_deny), intent)
+        inform_slot = torch.where(asked | (confirming & ~right), slot, torch.where(confirming, k.none, inform_slot))
+        request_slot = torch.where(asked | confirming, k.none, request_slot)
         # book: no match -> another constraint; a wrong booking -> a bare reject (it does not say what is wrong,
         # so booking blindly is no cheaper a way to learn the constraints than asking for them)
         no_match = booking & ~found
-        intent = torch.where(no_match, INFORM, torch.where(rejected, REJECT, intent))
-        inform_slot = torch.where(
-            no_match,
-            torch.where(waiting.any(1), next_constraint, first_constraint),
-            torch.where(rejected, NONE, inform_slot),
-        )
-        request_slot = torch.where(no_match | rejected, NONE, request_slot)
+        intent = torch.where(no_match, k.intent_inform, torch.where(rejected, k.intent_reject, intent))
+        inform_slot = torch.where(no_match, agenda_constraint, torch.where(rejected, k.none, inform_slot))
+        request_slot = torch.where(no_match | rejected, k.none, request_slot)
         # bye, or out of turns: the user leaves
-        leaving = (kind == SYS_BYE) | (self.turn >= self.max_turns)
-        intent = torch.where(leaving, BYE, intent)
-        inform_slot = torch.where(leaving, NONE, inform_slot)
-        request_slot = torch.where(leaving, NONE, request_slot)
+        leaving = (kind == k.act_bye) | (self.turn >= k.max_turns)
+        intent = torch.where(leaving, k.intent_bye, intent)
+        inform_slot = torch.where(leaving, k.none, inform_slot)
+        request_slot = torch.where(leaving, k.none, request_slot)
 
         said_inform_hot = one_hot(inform_slot, S)
-        said_value = torch.where(constrained, goal, DONTCARE)
-        said_inform = torch.where(said_inform_hot, said_value, ABSENT)
+        said_value = torch.where(constrained, goal, k.dontcare)
+        said_inform = torch.where(said_inform_hot, said_value, k.absent)
         said_request = one_hot(request_slot, R)
         self.informed |= said_inform_hot & constrained
         self.said_intent.copy_(intent)
@@ -421,13 +478,13 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.said_request.copy_(said_request)
 
         # 4. The outcome.
-        success = (kind == SYS_BYE) & has_booking & ~open_requests.any(1)
+        success = (kind == k.act_bye) & has_booking & ~any_open
         terminated = leaving
         if self.reward_preset == "tcbot":
-            final = torch.where(success, 2.0 * self.max_turns, -float(self.max_turns))
-            reward = torch.where(terminated, final, -1.0)
+            final = torch.where(success, k.success_reward, k.failure_reward)
+            reward = torch.where(terminated, final, k.turn_reward)
         else:
-            reward = 20.0 * success.float() - 1.0
+            reward = k.success_bonus * success.float() - k.turn_cost
 
         # 5. The system hears the reply and updates its belief.
         heard = self._hear(intent, said_inform, said_request)
@@ -457,40 +514,40 @@ class SlotFillingVecEnv(TensorVecEnv):
 
     # ----------------------------------------------------------------- what the system sees
     def _observe(self) -> torch.Tensor:
-        S = len(self.slots)
-        known = self.belief_value != UNKNOWN
-        dontcare = self.belief_value == DONTCARE
-        value_index = self.belief_value.clamp(min=0)
-        slot_fraction = self.value_fraction[torch.arange(S, device=self.device), value_index]
-        slot_fraction = torch.where(known & ~dontcare & self.slot_in_kb, slot_fraction, 1.0)
-        bucket = torch.bucketize(self.match_count, self.match_bucket_edges, right=True) - 1
+        k = self._k
+        known = self.belief_value != k.unknown
+        dontcare = self.belief_value == k.dontcare
+        slot_fraction = self.value_fraction[self.slot_index, self.belief_value.clamp(min=k.zero)]
+        slot_fraction = torch.where(known & ~dontcare & self.slot_in_kb, slot_fraction, k.certain)
+        bucket = torch.bucketize(self.match_count, self.match_bucket_edges, right=True) - k.one
+        # torch.cat promotes the bool parts to float32 (1.0 / 0.0) as it copies them in
         parts = [
-            one_hot(self.heard_intent, len(INTENTS)).float(),
-            (self.heard_inform != ABSENT).float(),
-            self.heard_request.float(),
-            one_hot(self.sys_action, self.num_actions).float(),
-            known.float(),
+            one_hot(self.heard_intent, len(INTENTS)),
+            self.heard_inform != k.absent,
+            self.heard_request,
+            one_hot(self.sys_action, self.num_actions),
+            known,
             self.belief_confidence,
-            dontcare.float(),
-            self.pending.float(),
-            (self.booked >= 0).float()[:, None],
-            (self.turn.float() / self.max_turns)[:, None],
-            one_hot(self.turn.clamp(max=self.max_turns), self.max_turns + 1).float(),
-            one_hot(bucket, len(MATCH_BUCKETS)).float(),
-            (torch.log1p(self.match_count.float()) / math.log1p(self.kb_size))[:, None],
+            dontcare,
+            self.pending,
+            (self.booked >= k.zero)[:, None],
+            (self.turn.float() / k.turns)[:, None],
+            one_hot(self.turn.clamp(max=k.max_turns), self.max_turns + 1),
+            one_hot(bucket, len(MATCH_BUCKETS)),
+            (torch.log1p(self.match_count.float()) / k.log_kb_size)[:, None],
             slot_fraction,
         ]
         return torch.cat(parts, 1)
 
     def action_masks(self) -> torch.Tensor:
         """Acts that can do something now: ``[num_envs, num_actions]`` bool."""
-        S, R = len(self.slots), len(self.requests)
-        first_turn = (self.turn == 0)[:, None]
-        request = torch.ones(self.num_envs, S, dtype=torch.bool, device=self.device)
-        confirm = self.belief_value >= 0
-        inform = (self.booked >= 0)[:, None].expand(-1, R)
-        book = (self.match_count > 0)[:, None]
-        bye = torch.ones(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        B, S, R, k = self.num_envs, len(self.slots), len(self.requests), self._k
+        first_turn = (self.turn == k.zero)[:, None]
+        request = k.true.expand(B, S)
+        confirm = self.belief_value >= k.zero
+        inform = (self.booked >= k.zero)[:, None].expand(-1, R)
+        book = (self.match_count > k.zero)[:, None]
+        bye = k.true.expand(B, 1)
         return torch.cat([first_turn, request, confirm, inform, book, bye], 1)
 
     def options(self) -> dict[str, Any]:

@@ -8,9 +8,15 @@ click group with ``standalone_mode=False`` and turning click's usage errors and 
 Inputs are all checked before training starts; a ``ValueError`` raised *during* training is a defect,
 so it is re-raised as a ``RuntimeError`` and keeps its traceback.
 
-``train`` lives in :mod:`rlcourse.app.train`, ``bench`` in :mod:`rlcourse.app.bench.command`.
-Torch-heavy modules (agents, TensorBoard, the SB3-based bench) are imported inside the commands,
-so ``rlcourse --help`` stays quick and never imports Stable-Baselines3.
+Ctrl-C ends the program with exit code 130 and the one line ``rlcourse: error: interrupted``, wherever it
+lands once this module is imported: in a command's own imports, while its env is built, or later (during
+training, the agent first saves a checkpoint and says how to resume). ``python -m rlcourse`` also covers
+the import of this module; only the interpreter's own start-up comes before either.
+
+``train`` lives in :mod:`rlcourse.app.train`, ``play`` in :mod:`rlcourse.app.play`, ``bench`` in
+:mod:`rlcourse.app.bench.command`; they are imported only when run (:class:`RLCourseGroup`), and every
+torch-heavy module (agents, TensorBoard, SB3) only inside a command, so ``rlcourse --help`` never waits
+for torch.
 """
 
 from __future__ import annotations
@@ -26,25 +32,31 @@ from typing import Any
 
 import click
 
-import rlcourse
-from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of
-from rlcourse.app.play import play_command
-from rlcourse.app.runs import describe_eval, load_run_agent
-from rlcourse.app.train import train
-from rlcourse.config import field_docs, list_presets, preset_names
-from rlcourse.registry import list_envs
+from rlcourse import __version__
+from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, cli_wording, device_of
+from rlcourse.config import did_you_mean, field_docs, list_presets, preset_names
 
 
 # --------------------------------------------------------------------------- the group
 class RLCourseGroup(click.Group):
-    """A click group whose heavy commands (``bench``, which imports SB3) are imported only when run."""
+    """A click group whose heavy commands (``train``, ``play``, ``bench``) are imported only when run.
+
+    ``rlcourse --help`` lists them from :attr:`lazy_commands` without importing them; ``rlcourse train --help``
+    imports ``train`` and shows its full help.
+    """
 
     #: name -> (module, attribute, one-line help shown by ``rlcourse --help`` without importing it)
     lazy_commands = {
+        "train": ("rlcourse.app.train", "train", "Train ALGO on ENV and evaluate it."),
+        "play": (
+            "rlcourse.app.play",
+            "play_command",
+            "Show a run's policy (or a rule expert) playing a few episodes.",
+        ),
         "bench": (
             "rlcourse.app.bench.command",
             "bench_command",
-            "Benchmark rlcourse against Stable-Baselines3 on the same task.",
+            "Benchmark rlcourse against Stable-Baselines3 (same process, same machine).",
         ),
     }
 
@@ -67,6 +79,18 @@ class RLCourseGroup(click.Group):
             ) from None
         return getattr(module, attribute)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Like click's, but an unknown command's "did you mean" considers the lazy commands too."""
+        name = click.utils.make_str(args[0]) if args else ""
+        if name and not name.startswith("-") and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            hint = did_you_mean(name, self.list_commands(ctx))
+            raise click.UsageError(
+                f"No such command {name!r}." + (f" {hint[0].upper()}{hint[1:]}" if hint else ""), ctx
+            )
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Like click's, but lazy commands are described from :attr:`lazy_commands`, without importing them."""
         names = self.list_commands(ctx)
@@ -85,7 +109,7 @@ class RLCourseGroup(click.Group):
 
 
 @click.group("rlcourse", cls=RLCourseGroup, context_settings=CONTEXT)
-@click.version_option(rlcourse.__version__, "--version", prog_name="rlcourse", message="%(prog)s %(version)s")
+@click.version_option(__version__, "--version", prog_name="rlcourse", message="%(prog)s %(version)s")
 def cli() -> None:
     """rlcourse: batched on-device Gymnasium environments and course-style RL agents.
 
@@ -98,10 +122,6 @@ def cli() -> None:
     rlcourse list [--hp ppo]                         algorithms, envs, presets, hyperparameters
     tensorboard --logdir runs                        watch the runs
     """
-
-
-cli.add_command(train)
-cli.add_command(play_command)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -134,6 +154,8 @@ def eval_command(run_dir: str, episodes: int, device: str) -> None:
     goes to eval.json beside it, another file's (best.pt) to eval-<name>.json, so the run's final
     evaluation is never overwritten.
     """
+    from rlcourse.app.runs import describe_eval, load_run_agent
+
     device_of(device)  # a bad --device fails before the checkpoint is read
     agent = load_run_agent(Path(run_dir), device)
     target = agent.run_dir.eval_for(Path(run_dir) if Path(run_dir).is_file() else agent.run_dir.checkpoint)
@@ -148,6 +170,7 @@ def eval_command(run_dir: str, episodes: int, device: str) -> None:
 def list_command(hp_algo: str | None) -> None:
     """List algorithms, envs and presets with their variants; with --hp ALGO, its hyperparameters."""
     from rlcourse.agents import ALGOS
+    from rlcourse.registry import list_envs
 
     if hp_algo is not None:
         config_class = algo_class(hp_algo).config_class
@@ -202,6 +225,14 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None)  # click
 def main(args: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script ``rlcourse`` and ``python -m rlcourse``)."""
     try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C outside click's own handling (e.g. while an error is being reported)
+        _error("interrupted")
+        return 130
+
+
+def _run(args: Sequence[str] | None) -> int:
+    try:
         result = cli.main(args=list(args) if args is not None else None, prog_name="rlcourse", standalone_mode=False)
     except click.exceptions.UsageError as error:
         if _NO_ARGS_IS_HELP is not None and isinstance(error, _NO_ARGS_IS_HELP):
@@ -214,11 +245,11 @@ def main(args: Sequence[str] | None = None) -> int:
     except click.exceptions.ClickException as error:
         _error(error.format_message())
         return error.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C inside a command into Abort
         _error("interrupted")
         return 130
     except ValueError as error:  # ConfigError, CheckpointError, device and env errors: all bad input
-        _error(str(error))
+        _error(cli_wording(str(error)))  # the library names Python arguments (device="cpu"); say --device cpu
         return 2
     except BrokenPipeError:  # `rlcourse list | head -1`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -7,14 +7,14 @@ end the same way, so a check here only has to exist where the library's message 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from rlcourse.config import ConfigError
-from rlcourse.device import resolve_device
+from rlcourse.config import ConfigError, did_you_mean
 from rlcourse.run_dir import RunDirError
 
 #: click settings every command shares: ``-h`` as well as ``--help``, and help text up to 100 columns.
@@ -23,6 +23,20 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 class BadInput(click.UsageError):
     """A bad argument found by rlcourse itself (its message says what to do; no ``--help`` hint)."""
+
+
+#: Python arguments of the library whose value the CLI takes from a flag of its own.
+ARGUMENT_FLAGS = {"device": "--device", "preset": "--preset", "seed": "--seed", "num_envs": "--num-envs"}
+_ARGUMENT = re.compile(rf"\b({'|'.join(ARGUMENT_FLAGS)})=(['\"]?)([^'\"\s,;)]*)\2")
+
+
+def cli_wording(message: str) -> str:
+    """A library error in the CLI's words: ``use device="cpu"`` becomes ``use --device cpu``.
+
+    The library's messages name Python arguments, since Python is where they are raised; the CLI user sets the
+    same values with flags, so the line the CLI prints names those.
+    """
+    return _ARGUMENT.sub(lambda match: f"{ARGUMENT_FLAGS[match.group(1)]} {match.group(3)}", message)
 
 
 @contextmanager
@@ -54,15 +68,18 @@ def algo_class(algo: str) -> type:
     from rlcourse.agents import ALGOS
 
     if algo not in ALGOS:
-        raise BadInput(f"unknown algorithm {algo!r}; available: {', '.join(sorted(ALGOS))}")
+        hint = did_you_mean(algo, ALGOS)
+        raise BadInput(f"unknown algorithm {algo!r}; {hint + ' ' if hint else ''}available: {', '.join(sorted(ALGOS))}")
     return ALGOS[algo]
 
 
 def device_of(device: str, context: str = "", agent_class: Any = None) -> Any:
     """``--device`` as a torch device; ``auto`` is the CPU for an agent that only runs there (A3C)."""
+    from rlcourse.device import resolve_device  # imports torch, which a command only pays for when it runs
+
     if agent_class is not None and agent_class.cpu_only and str(device).strip().lower() == "auto":
         device = "cpu"
     try:
         return resolve_device(device)
     except ValueError as error:
-        raise BadInput(f"{context}{error}") from None
+        raise BadInput(cli_wording(f"{context}{error}")) from None

@@ -7,8 +7,11 @@ and checkpoint callbacks included.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,8 @@ from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positi
 from rlcourse.app.runs import describe_eval, log_eval
 from rlcourse.app.settings import applied_preset, run_settings
 from rlcourse.checkpoint import CheckpointError
-from rlcourse.config import (
-    DEFAULT_PRESET,
-    ENV_KWARGS_KEY,
-    config_to_dict,
-    make_config,
-)
+from rlcourse.config import DEFAULT_PRESET, ENV_KWARGS_KEY, config_to_dict, make_config
+from rlcourse.device import DEFAULT_THREADS
 from rlcourse.registry import list_envs
 from rlcourse.run_dir import RunDir, check_run_name
 
@@ -47,6 +46,7 @@ RUN_DEFINING_FLAGS = (
     ("--preset", "preset"),
     ("--eval-freq", "eval_freq"),
     ("--checkpoint-freq", "checkpoint_freq"),
+    ("--threads", "threads"),
 )
 
 
@@ -144,6 +144,13 @@ def training_callbacks(config: dict[str, Any]) -> list[Any]:
     metavar="N",
     help="Also write checkpoint.pt every N env steps (it is always written every 5 minutes and at the end).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THREADS,
+    show_default=True,
+    help="torch's CPU threads (small networks train fastest on one, and a busy machine cannot slow it down).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def train(
@@ -166,6 +173,7 @@ def train(
     eval_freq: int | None,
     eval_episodes: int,
     checkpoint_freq: int | None,
+    threads: int,
     no_progress: bool,
 ) -> None:
     """Train ALGO on ENV and evaluate it.
@@ -206,6 +214,8 @@ def train(
             seed=seed,
             compile=use_compile,
             env_kwargs=env_kwargs,
+            preset=None,  # run_settings has merged the preset under the flags already
+            threads=threads,
             **hparams,
         )
     except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
@@ -242,7 +252,6 @@ def train(
         ctx,
         agent,
         run_dir,
-        run_dir.runs_root(agent.env_id, algo),
         run["total_timesteps"],
         run["total_timesteps"],
         reset=True,
@@ -291,13 +300,13 @@ def _resume(
         eval_episodes = positive_int("eval_episodes", config["eval_episodes"], where)
     callbacks = training_callbacks(config)
     torch.backends.cuda.matmul.allow_tf32 = tf32 or bool(config.get("tf32", False))
-    if "torch_threads" in config:
-        # CPU float sums are split across threads: the same thread count makes the resumed run bit-identical.
-        torch.set_num_threads(positive_int("torch_threads", config["torch_threads"], where))
+    # CPU float sums are split across threads: the same thread count makes the resumed run bit-identical.
+    threads = positive_int("torch_threads", config["torch_threads"], where) if "torch_threads" in config else None
     agent = agent_class.load(
         run_dir.checkpoint,
         device=resolved_device,
         run_dir=run_dir,
+        threads=threads,
         compile=use_compile or bool(config.get("compile", False)),
     )
     if agent.env_id != config["env"]:
@@ -317,7 +326,6 @@ def _resume(
         ctx,
         agent,
         run_dir,
-        run_dir.runs_root(agent.env_id, config["algo"]),
         total,
         remaining,
         reset=False,
@@ -331,7 +339,6 @@ def _learn_and_finish(
     ctx: click.Context,
     agent: Any,
     run_dir: RunDir,
-    runs_root: Path,
     total: int,
     steps: int,
     reset: bool,
@@ -351,7 +358,7 @@ def _learn_and_finish(
         signame = signal.Signals(agent.interrupted_by).name
         click.echo(
             f"rlcourse: stopped by {signame} at step {agent.num_timesteps:,} of {total:,}; checkpoint saved to "
-            f"{run_dir.checkpoint}; resume with: rlcourse train --resume {shlex.quote(str(run_dir))}",
+            f"{run_dir.checkpoint}; resume with: {script_command('rlcourse')} train --resume {shlex.quote(str(run_dir))}",
             err=True,
         )
         ctx.exit(128 + agent.interrupted_by)
@@ -359,8 +366,9 @@ def _learn_and_finish(
         result = agent.write_eval(eval_episodes)
     except ValueError as error:
         raise RuntimeError(f"evaluation failed: {error}") from error
-    log_eval(run_dir, result, agent.num_timesteps)
     trained = agent.num_timesteps - start_steps
+    if trained > 0:  # a finished run resumed writes eval.json again, but no new event file
+        log_eval(run_dir, result, agent.num_timesteps)
     if trained == 0:
         click.echo(f"Done: {agent.num_timesteps:,} env steps (nothing left to train)")
     else:
@@ -377,4 +385,27 @@ def _learn_and_finish(
     if run_dir.best.is_file():
         click.echo(f"  best policy so far (periodic evaluation): {run_dir.best}")
     click.echo(f"  run folder: {run_dir}")
-    click.echo(f"TensorBoard: tensorboard --logdir {shlex.quote(str(runs_root))}")
+    if agent.env.has_transcripts:
+        click.echo(
+            "  sample dialogues: TensorBoard's TEXT tab (transcripts/0..2), or "
+            f"{script_command('rlcourse')} play {shlex.quote(str(run_dir))}"
+        )
+    click.echo(f"TensorBoard: {script_command('tensorboard')} --logdir {shlex.quote(str(run_dir))}")
+
+
+def script_command(name: str) -> str:
+    """How to type the console script ``name`` of this installation: the bare name when the shell finds this
+    very script on PATH, else its path (``.venv/bin/tensorboard`` when the venv is not active)."""
+    script = Path(sys.executable).parent / name
+    if not script.is_file():
+        return name  # not installed beside this Python (an unusual layout): the best guess is PATH
+    on_path = shutil.which(name)
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return name
+    try:
+        shown = Path(os.path.relpath(script))
+        shown = shown if not str(shown).startswith("..") else script
+    except ValueError:  # another drive (Windows)
+        shown = script
+    text = str(shown) if shown.is_absolute() or str(shown).startswith(".") else f"./{shown}"
+    return shlex.quote(text)

@@ -135,7 +135,9 @@ def rlcourse_run(
         raise ValueError(f"no preset for {env_id} in rlcourse/presets/{algo}.yml")
     hparams = {key: value for key, value in preset.items() if key not in RUN_KEYS}
     steps = int(budget or preset["total_timesteps"])
-    agent = ALGOS[algo](env_id, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, **hparams)
+    agent = ALGOS[algo](
+        env_id, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, preset=None, **hparams
+    )
 
     def throughput(result: dict[str, Any]) -> tuple[float | None, int]:
         if ALGOS[algo].cpu_only:

@@ -35,7 +35,7 @@ from rlcourse.app.bench.harness import (
 )
 from rlcourse.app.bench.report import num, ratio_cell, spread, table
 from rlcourse.app.bench.sb3 import SB3_ZOO, sb3_learn_to_target
-from rlcourse.config import RUN_KEYS, load_preset
+from rlcourse.config import load_preset
 from rlcourse.device import resolve_device
 
 ENV_ID = "rlcourse/CartPole-v1"
@@ -90,7 +90,15 @@ def run_rlcourse(
     evaluations compare converged policies."""
     from rlcourse.agents import PPO
 
-    agent = PPO(ENV_ID, num_envs=num_envs, device=device, seed=seed, compile=compile, **large_batch_hparams(num_envs))
+    agent = PPO(
+        ENV_ID,
+        num_envs=num_envs,
+        device=device,
+        seed=seed,
+        compile=compile,
+        preset=None,
+        **large_batch_hparams(num_envs),
+    )
     every = eval_every or default_eval_every(agent.steps_per_iteration, max_steps)
     return run_row(agent, seed, max_steps, target, every, lambda _: measure_throughput(agent, throughput_seconds))
 
@@ -99,11 +107,12 @@ def run_preset(seed: int, device: torch.device, target: float, eval_every: int |
     """One rlcourse run with the shipped ``ppo.yml`` default preset (RL Zoo settings) for its full budget."""
     from rlcourse.agents import PPO
 
-    preset = load_preset("ppo", ENV_ID)
-    hparams = {key: value for key, value in preset.items() if key not in RUN_KEYS}
-    agent = PPO(ENV_ID, num_envs=preset["num_envs"], device=device, seed=seed, compile=compile, **hparams)
-    every = eval_every or default_eval_every(agent.steps_per_iteration, preset["total_timesteps"])
-    return run_row(agent, seed, preset["total_timesteps"], target, every)
+    agent = PPO(
+        ENV_ID, device=device, seed=seed, compile=compile
+    )  # the API applies the default preset, as the CLI does
+    budget = agent.preset_timesteps
+    every = eval_every or default_eval_every(agent.steps_per_iteration, budget)
+    return run_row(agent, seed, budget, target, every)
 
 
 # --------------------------------------------------------------------------- rows

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from rlcourse.app.bench import agents, agents_report, cartpole, dialogue
+from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
 from rlcourse.device import resolve_device
@@ -26,11 +26,12 @@ from rlcourse.device import resolve_device
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents"]),
+    type=click.Choice(["cartpole", "dialogue", "agents", "threads"]),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
-    "agents: every algorithm on its preset task, next to SB3's where SB3 has it.",
+    "agents: every algorithm on its preset task, next to SB3's where SB3 has it; threads: `rlcourse train` on the "
+    "CPU per torch thread count, idle and beside a busy process.",
 )
 @click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
 @click.option(
@@ -74,7 +75,7 @@ from rlcourse.device import resolve_device
     "--max-steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Env-step budget per rlcourse run (default: 20,000,000 on CUDA, 3,000,000 on CPU).",
+    help="Env-step budget per rlcourse run (default: 20,000,000 on CUDA, 3,000,000 on CPU; threads suite: 30,000).",
 )
 @click.option("--sb3/--no-sb3", default=True, show_default=True, help="Include Stable-Baselines3's PPO.")
 @click.option(
@@ -150,6 +151,9 @@ def bench_command(
     """
     if suite == "agents":
         _agents_suite(device, algos, seeds, sb3_seeds if sb3 else 0, out, compile_, tf32, large_batch, preset_rows)
+        return
+    if suite == "threads":
+        _threads_suite(seeds, max_steps, out)
         return
     if suite == "dialogue":
         _dialogue_suite(
@@ -266,6 +270,14 @@ def _dialogue_suite(
         say=lambda line: click.echo(line, err=True),
     )
     _finish_suite("dialogue", report, meta, dialogue.render_dialogue_markdown, out)
+
+
+def _threads_suite(seeds: int | None, max_steps: int | None, out: Path) -> None:
+    steps = max_steps or threads.DEFAULT_STEPS
+    meta = bench_meta("cpu", 0.0, suite="threads", seeds=seeds or 3, steps=steps)
+    _announce(meta)
+    report = threads.run_threads_bench(seeds or 3, steps, say=lambda line: click.echo(line, err=True))
+    _finish_suite("threads", report, meta, threads.render_threads_markdown, out)
 
 
 def _agents_suite(

@@ -11,8 +11,13 @@ Rows:
   (0.9), and the final success rate and turns (system turns, and TC-Bot's units = 2 × turns).
   Small batches use the ``default`` preset of ``rlcourse/presets/ppo.yml``; larger ones its
   ``large_batch_*`` variants (:func:`ppo_hparams`).
-* **SB3 PPO** on the single-env registration (``gym.make("rlcourse/SlotFilling-v0")``), with the
-  same env-step budget as the rlcourse CPU preset, as the side-by-side row.
+* **SB3 PPO** (default MlpPolicy, 8 envs, our CPU preset's rollout settings, the same env-step budget),
+  given the env two ways: the single-env registration (``gym.make("rlcourse/SlotFilling-v0")`` in SB3's
+  ``DummyVecEnv``, one batched call per sub-env) and the batched env itself through :mod:`rlcourse.sb3`
+  (one call for all 8), the latter also with its step compiled when the suite runs with ``compile``. Each
+  row has PPO's steady-state steps/s (the first rollout and update, where compilation happens, are
+  setup), the share of that time spent collecting rollouts (the rest is SB3's update), and the env
+  stepping alone through SB3's ``VecEnv.step`` with random actions.
 
 Policies are scored with the core's :func:`rlcourse.evaluation.evaluate_policy`, as ``Agent.evaluate`` is.
 """
@@ -21,13 +26,15 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
-from rlcourse.app.bench.harness import Tier, TrainingClock, learn_to_target, measure_throughput, now, tier_hparams
-from rlcourse.app.bench.report import spread, table
+from rlcourse.app.bench.harness import Tier, learn_to_target, measure_throughput, now, tier_hparams
+from rlcourse.app.bench.report import num, ratio_cell, spread, table
 from rlcourse.config import load_preset
 from rlcourse.evaluation import evaluate_policy
 from rlcourse.registry import make_vec
@@ -46,6 +53,9 @@ PPO_TIERS = (
     Tier(16384, "large_batch_4096", keep="minibatches"),
     Tier(float("inf"), "large_batch_65536", keep="minibatches"),
 )
+#: How SB3 is given the env: the single-env registration in DummyVecEnv, or the batched env through rlcourse.sb3.
+SB3_SINGLE_ENV, SB3_ADAPTER, SB3_ADAPTER_COMPILED = "single env", "rlcourse.sb3", "rlcourse.sb3, compiled step"
+SB3_NUM_ENVS = 8
 
 
 def ppo_hparams(num_envs: int) -> dict[str, Any]:
@@ -91,15 +101,21 @@ def env_throughput(
 
         graph, _ = capture(block, snapshot=env.state_dict, restore=env.load_state_dict, generators=[env.generator])
         run = graph.replay
+    return steps_per_s(run, steps_per_graph * num_envs, device, seconds)
+
+
+def steps_per_s(run: Callable[[], None], steps_per_run: int, device: torch.device, seconds: float) -> float:
+    """Env steps/s of ``run`` (``steps_per_run`` steps a call): one warm-up call, one to pace, then enough calls
+    to last about ``seconds`` (at least 3)."""
     run()
     start = now(device)
     run()
     pace = max(now(device) - start, 1e-9)
-    blocks = max(3, math.ceil(seconds / pace))
+    calls = max(3, math.ceil(seconds / pace))
     start = now(device)
-    for _ in range(blocks):
+    for _ in range(calls):
         run()
-    return blocks * steps_per_graph * num_envs / (now(device) - start)
+    return calls * steps_per_run / (now(device) - start)
 
 
 # --------------------------------------------------------------------------- policies evaluated
@@ -147,6 +163,7 @@ def ppo_run(
         seed=seed,
         compile=compile,
         env_kwargs={"nlu": nlu},
+        preset=None,  # the tier's settings are complete
         **ppo_hparams(num_envs),
     )
     every = max(1, math.ceil(4096 / agent.steps_per_iteration), math.ceil(budget / agent.steps_per_iteration / 50))
@@ -165,23 +182,93 @@ def ppo_run(
     }
 
 
-def sb3_run(nlu: str, seed: int, budget: int) -> dict[str, Any]:
-    """SB3 PPO (default MlpPolicy, the same rollout settings as our CPU preset) on the single-env registration."""
-    import gymnasium as gym
+# --------------------------------------------------------------------------- SB3's rows
+def sb3_paths(compile: bool) -> list[str]:
+    """The ways SB3 is given the env: both always, the compiled adapter with ``compile``."""
+    return [SB3_SINGLE_ENV, SB3_ADAPTER] + ([SB3_ADAPTER_COMPILED] if compile else [])
+
+
+def sb3_vec_env(path: str, nlu: str, seed: int) -> Any:
+    """SB3's ``VecEnv`` of :data:`SB3_NUM_ENVS` dialogues, given the ``path`` way (see :func:`sb3_paths`)."""
+    if path == SB3_SINGLE_ENV:
+        import gymnasium as gym
+        from stable_baselines3.common.env_util import make_vec_env
+
+        return make_vec_env(lambda: gym.make(ENV_ID, nlu=nlu), n_envs=SB3_NUM_ENVS, seed=seed)
+    from rlcourse.sb3 import make_sb3_vec_env
+
+    return make_sb3_vec_env(ENV_ID, SB3_NUM_ENVS, seed=seed, compile=path == SB3_ADAPTER_COMPILED, nlu=nlu)
+
+
+def sb3_env_throughput(path: str, nlu: str, seconds: float = 2.0, steps_per_call: int = 8) -> float:
+    """Env steps/s of SB3's ``VecEnv.step`` alone (random actions from a fixed pool, no policy), on the CPU."""
+    vec_env = sb3_vec_env(path, nlu, seed=0)
+    vec_env.reset()
+    pool = np.random.default_rng(0).integers(vec_env.action_space.n, size=(steps_per_call, SB3_NUM_ENVS))
+
+    def block() -> None:
+        for actions in pool:
+            vec_env.step(actions)
+
+    rate = steps_per_s(block, steps_per_call * SB3_NUM_ENVS, torch.device("cpu"), seconds)
+    vec_env.close()
+    return rate
+
+
+def sb3_timeline() -> Any:
+    """An SB3 callback that notes when each rollout starts and ends (with the step count) and when training ends.
+
+    Between a rollout's end and the next one's start SB3 updates the policy, so the marks split the run
+    into collecting and updating.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Timeline(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rollouts: list[list[float]] = []  # [start, end, num_timesteps at start]
+            self.end: tuple[float, int] | None = None
+
+        def _on_rollout_start(self) -> None:
+            self.rollouts.append([time.perf_counter(), math.nan, self.model.num_timesteps])
+
+        def _on_rollout_end(self) -> None:
+            self.rollouts[-1][1] = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_end(self) -> None:
+            self.end = (time.perf_counter(), self.model.num_timesteps)
+
+    return Timeline()
+
+
+def timeline_summary(timeline: Any) -> dict[str, Any]:
+    """Setup (the first rollout and update), steady-state steps/s after it, and the share spent collecting."""
+    rollouts, (end, steps) = timeline.rollouts, timeline.end
+    steady = rollouts[1:] or rollouts  # with a single rollout there is no steady state to set apart
+    seconds = end - steady[0][0]
+    return {
+        "setup_s": rollouts[1][0] - rollouts[0][0] if len(rollouts) > 1 else None,
+        "train_s": end - rollouts[0][0],
+        "steps_per_s": (steps - steady[0][2]) / seconds,
+        "rollout_share": sum(stop - start for start, stop, _ in steady) / seconds,
+    }
+
+
+def sb3_run(nlu: str, seed: int, budget: int, path: str = SB3_SINGLE_ENV) -> dict[str, Any]:
+    """SB3 PPO (default MlpPolicy, the same rollout settings as our CPU preset), given the env the ``path`` way."""
     from stable_baselines3 import PPO as SB3PPO
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.utils import LinearSchedule
 
-    import rlcourse  # noqa: F401  (registers the env ids with Gymnasium)
-
     preset = load_preset("ppo", ENV_ID)
-    n_envs = 8
-    env = make_vec_env(lambda: gym.make(ENV_ID, nlu=nlu), n_envs=n_envs, seed=seed)
+    env = sb3_vec_env(path, nlu, seed)
     model = SB3PPO(
         "MlpPolicy",
         env,
         n_steps=preset["n_steps"],
-        batch_size=min(preset["batch_size"], preset["n_steps"] * n_envs),
+        batch_size=min(preset["batch_size"], preset["n_steps"] * SB3_NUM_ENVS),
         n_epochs=preset["n_epochs"],
         gamma=preset["gamma"],
         gae_lambda=preset["gae_lambda"],
@@ -191,10 +278,8 @@ def sb3_run(nlu: str, seed: int, budget: int) -> dict[str, Any]:
         seed=seed,
         verbose=0,
     )
-    clock = TrainingClock(torch.device("cpu"), SUCCESS_TARGET)
-    clock.resume()
-    model.learn(budget)
-    clock.pause()
+    timeline = sb3_timeline()
+    model.learn(budget, callback=timeline)
     env.close()
 
     def policy(obs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -204,17 +289,37 @@ def sb3_run(nlu: str, seed: int, budget: int) -> dict[str, Any]:
     final = score_policy(policy, FINAL_DIALOGUES, torch.device("cpu"), nlu)
     return {
         "seed": seed,
-        "steps_per_s": model.num_timesteps / clock.elapsed,
-        "setup_s": None,
-        "train_s": clock.elapsed,
+        **timeline_summary(timeline),
         "time_to_target_s": None,
         "steps_to_target": None,
         "steps_trained": int(model.num_timesteps),
         "final_success": final["success_rate"],
         "final_turns": final["mean_turns"],
         "final_reward": final["mean_reward"],
-        "n_envs": n_envs,
+        "n_envs": SB3_NUM_ENVS,
     }
+
+
+def sb3_rows(
+    nlu: str, seeds: int, budget: int, paths: list[str], say: Callable[[str], None] = lambda line: None
+) -> dict[str, list[dict[str, Any]]]:
+    """SB3's rows on one NLU preset, one per way in ``paths``: ``sb3`` (the single env) and ``sb3_adapter``
+    (through rlcourse.sb3)."""
+    rows: dict[str, list[dict[str, Any]]] = {"sb3": [], "sb3_adapter": []}
+    for path in paths:
+        runs = []
+        for seed in range(seeds):  # first, so that a compiled step's compilation shows in the first run's setup
+            runs.append(sb3_run(nlu, seed, budget, path))
+            say(
+                f"SB3 PPO ({path}) {nlu} seed={seed}: {runs[-1]['steps_per_s']:,.0f} steps/s "
+                f"({runs[-1]['rollout_share']:.0%} collecting), final {runs[-1]['final_success']:.3f}"
+            )
+        env_steps_per_s = sb3_env_throughput(path, nlu)
+        say(f"SB3 VecEnv.step ({path}) {nlu}: {env_steps_per_s:,.0f} env steps/s")
+        row = {"nlu": nlu, "device": "cpu", "num_envs": SB3_NUM_ENVS, "budget": budget, "path": path}
+        row.update(env_steps_per_s=env_steps_per_s, runs=runs)
+        rows["sb3" if path == SB3_SINGLE_ENV else "sb3_adapter"].append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- the suite
@@ -232,7 +337,7 @@ def run_dialogue_bench(
     sb3_budget: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Every row of the suite (see the module docstring); ``budget=None`` uses :func:`default_budget`."""
-    report: dict[str, list[dict[str, Any]]] = {"env": [], "expert": [], "ppo": [], "sb3": []}
+    report: dict[str, list[dict[str, Any]]] = {"env": [], "expert": [], "ppo": [], "sb3": [], "sb3_adapter": []}
     for n in env_num_envs:
         report["env"].append(
             {
@@ -262,13 +367,8 @@ def run_dialogue_bench(
             report["ppo"].append({"nlu": nlu, "device": device.type, "num_envs": n, "budget": steps, "runs": runs})
         if sb3_seeds:
             steps = sb3_budget or int(load_preset("ppo", ENV_ID)["total_timesteps"])
-            runs = []
-            for seed in range(sb3_seeds):
-                runs.append(sb3_run(nlu, seed, steps))
-                say(
-                    f"SB3 PPO {nlu} seed={seed}: {runs[-1]['steps_per_s']:,.0f} steps/s, final {runs[-1]['final_success']:.3f}"
-                )
-            report["sb3"].append({"nlu": nlu, "device": "cpu", "num_envs": 8, "budget": steps, "runs": runs})
+            for key, rows in sb3_rows(nlu, sb3_seeds, steps, sb3_paths(compile), say).items():
+                report[key] += rows
     return report
 
 
@@ -286,6 +386,17 @@ PPO_HEADER = (
     "final success",
     "final turns (TC-Bot units)",
     "budget",
+)
+SB3_HEADER = (
+    "SB3 gets the env as",
+    "NLU",
+    "envs",
+    "VecEnv.step alone: env steps/s",
+    "× single env",
+    "PPO steps/s",
+    "× single env",
+    "PPO time collecting",
+    "setup (s)",
 )
 
 
@@ -336,16 +447,57 @@ def render_dialogue_markdown(report: dict[str, list[dict[str, Any]]], meta: dict
         for r in report["expert"]
     ]
     out += ["## Rule expert (reference)", "", *table(EXPERT_HEADER, lines), ""]
-    lines = [_ppo_line("rlcourse PPO", row, timed_to_target=True) for row in report["ppo"]] + [
-        _ppo_line("SB3 PPO (single env)", row, timed_to_target=False) for row in report["sb3"]
-    ]
+    sb3_adapter = report.get("sb3_adapter", [])  # reports written before rlcourse.sb3 have no such rows
+    lines = (
+        [_ppo_line("rlcourse PPO", row, timed_to_target=True) for row in report["ppo"]]
+        + [_ppo_line("SB3 PPO (single env)", row, timed_to_target=False) for row in report["sb3"]]
+        + [_ppo_line(f"SB3 PPO ({row['path']})", row, timed_to_target=False) for row in sb3_adapter]
+    )
     out += ["## PPO", "", *table(PPO_HEADER, lines)]
     out += [
         "",
-        "steps/s: rlcourse = steady-state training throughput; SB3 = env steps ÷ training time. "
-        "Several seeds: mean [min–max].",
+        "steps/s: rlcourse = steady-state training throughput; SB3 = env steps ÷ training time after the first "
+        "rollout and update. Several seeds: mean [min–max].",
     ]
+    if sb3_adapter:
+        out += ["", *_sb3_paths_section(report["sb3"] + sb3_adapter)]
     return "\n".join(out) + "\n"
+
+
+def _sb3_paths_section(rows: list[dict[str, Any]]) -> list[str]:
+    """SB3 given the env as single envs vs the batched env through rlcourse.sb3, with the speed-ups per NLU preset."""
+    single = {row["nlu"]: row for row in rows if row["path"] == SB3_SINGLE_ENV}
+
+    def mean_ppo(row: dict[str, Any]) -> float:
+        return statistics.fmean(r["steps_per_s"] for r in row["runs"])
+
+    lines = []
+    for row in rows:
+        base = single.get(row["nlu"])
+        lines.append(
+            [
+                row["path"],
+                row["nlu"],
+                str(row["num_envs"]),
+                num(row["env_steps_per_s"]),
+                ratio_cell(row["env_steps_per_s"] / base["env_steps_per_s"] if base else None),
+                spread([r["steps_per_s"] for r in row["runs"]]),
+                ratio_cell(mean_ppo(row) / mean_ppo(base) if base else None),
+                f"{statistics.fmean(r['rollout_share'] for r in row['runs']):.0%}",
+                spread([r["setup_s"] for r in row["runs"]], 1),
+            ]
+        )
+    return [
+        "## SB3 PPO through rlcourse.sb3",
+        "",
+        f"SB3's PPO (default MlpPolicy) on {SB3_NUM_ENVS} dialogues in one process: the single-env registration in "
+        "SB3's DummyVecEnv (one call of the batched code per sub-env) against the batched env through "
+        '`rlcourse.sb3.SB3VecEnv` (one call for all). "Collecting" is the share of PPO\'s steady-state time spent '
+        "in rollouts (policy and env); the rest is SB3's update. Setup: the first rollout and update (where the "
+        "compiled step compiles).",
+        "",
+        *table(SB3_HEADER, lines),
+    ]
 
 
 __all__ = [
@@ -357,6 +509,11 @@ __all__ = [
     "ppo_run",
     "render_dialogue_markdown",
     "run_dialogue_bench",
+    "sb3_env_throughput",
+    "sb3_paths",
+    "sb3_rows",
     "sb3_run",
+    "sb3_vec_env",
     "score_policy",
+    "steps_per_s",
 ]

@@ -1,24 +1,24 @@
-"""Advantage Actor-Critic (A2C): the synchronous actor-critic of notes:13642-13758.
+"""Advantage Actor-Critic (A2C): the synchronous actor-critic of notes:13642-13758 [Actor-Critic].
 
 Why a critic. The policy gradient weights ∇log p_θ(a_t|s_t) by G_t − b, where G_t, the return that
-followed (s_t, a_t), is one sample of a random variable with a large variance (notes:13646-13676).
+followed (s_t, a_t), is one sample of a random variable with a large variance (notes:13646-13676 [Actor-Critic]).
 Its expectation is Q^π(s_t, a_t), and with the baseline b = V^π(s_t) the weight becomes
-Q^π(s_t, a_t) − V^π(s_t) (notes:13692-13704). A2C estimates V alone and writes Q through it,
+Q^π(s_t, a_t) − V^π(s_t) (notes:13692-13704 [Actor-Critic]). A2C estimates V alone and writes Q through it,
 Q^π(s_t, a_t) ≈ r_t + γ V^π(s_{t+1}), dropping the expectation over the next state:
 
-    A(s_t, a_t) = r_t + γ V(s_{t+1}) − V(s_t)                                         (notes:13706-13740)
+    A(s_t, a_t) = r_t + γ V(s_{t+1}) − V(s_t)                                         (notes:13706-13740 [Actor-Critic])
 
 Here that one-step estimate is generalised to ``n_steps`` (each env plays ``n_steps`` steps, and a
 state's advantage uses every reward up to the end of the rollout and then V of the state there),
 and further to GAE(λ): ``gae_lambda=1`` is exactly that n-step advantage (SB3's default),
 ``gae_lambda=0`` is the one-step advantage of the notes. The critic regresses V(s_t) onto the
-same target, A + V(s_t) (TD, notes:13039-13049).
+same target, A + V(s_t) (TD, notes:13039-13049 [Q-Learning]).
 
-Objective, minimised by one gradient step per rollout (the data is used once, notes:12719):
+Objective, minimised by one gradient step per rollout (the data is used once, notes:12719 [PPO]):
 
     loss = −mean[A · log π_θ(a_t|s_t)] − ent_coef · mean[H(π_θ(·|s_t))] + vf_coef · mean[(target − V(s_t))²]
 
-with the two tips of notes:13742-13758: π and V **share their first layers** (one trunk, two heads,
+with the two tips of notes:13742-13758 [Actor-Critic]: π and V **share their first layers** (one trunk, two heads,
 :class:`~rlcourse.agents.networks.SharedActorCritic`), and an **entropy bonus** keeps π from becoming
 certain too early. The defaults are SB3's A2C (RMSprop, α 0.99, ε 1e-5, lr 7e-4, n_steps 5, clip the
 gradient norm at 0.5), so results compare directly; ``optimizer="adam"`` is the alternative.
@@ -50,11 +50,11 @@ class A2CConfig:
     n_steps: int = hp(5, "env steps per env in each rollout; one update per rollout")
     learning_rate: float = hp(7e-4, "optimizer step size")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
-    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
+    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779 [PPO])")
     gae_lambda: float = hp(
-        1.0, "λ of GAE: 1 is the n-step advantage, 0 the one-step r + γV(s') − V(s) of notes:13706-13740"
+        1.0, "λ of GAE: 1 is the n-step advantage, 0 the one-step r + γV(s') − V(s) of notes:13706-13740 [Actor-Critic]"
     )
-    ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758)")
+    ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758 [Actor-Critic])")
     vf_coef: float = hp(0.5, "weight of the value loss")
     max_grad_norm: float | None = hp(0.5, "clip the global gradient norm to this (null: off)")
     normalize_advantage: bool = hp(False, "standardise the advantages of each rollout")
@@ -62,7 +62,7 @@ class A2CConfig:
     rms_prop_alpha: float = hp(0.99, "RMSprop's smoothing constant α")
     optimizer_eps: float = hp(1e-5, "ε of RMSprop or Adam")
     net_arch: tuple[int, ...] = hp(
-        (64, 64), "hidden sizes of the trunk shared by the policy and value heads (notes:13744-13752)"
+        (64, 64), "hidden sizes of the trunk shared by the policy and value heads (notes:13744-13752 [Actor-Critic])"
     )
     head_arch: tuple[int, ...] = hp(
         (), "hidden sizes of each head on top of the trunk ([]: each head is one linear layer)"

@@ -1,7 +1,7 @@
-"""Asynchronous Advantage Actor-Critic (A3C): A2C's update, run by asynchronous workers (notes:13760-13772).
+"""Asynchronous Advantage Actor-Critic (A3C): A2C's update, run by asynchronous workers (notes:13760-13772 [Actor-Critic]).
 
 The notes' picture: one **global network** (policy and value heads on tied lower layers, θ1) and
-many **workers**, each on its own CPU ("open 8 workers, at least 8 CPUs", notes:13770). A worker
+many **workers**, each on its own CPU ("open 8 workers, at least 8 CPUs", notes:13770 [Actor-Critic]). A worker
 
 1. copies the global parameters;
 2. plays with its own envs (different starting states give diverse data);
@@ -20,7 +20,7 @@ writes checkpoints and stops the workers (after their current rollout) on a call
 SIGTERM. A global step counter hands out rollouts until ``total_timesteps`` is reached.
 
 CPU only, by design: the workers are processes that each own a core, and the asynchronous
-parameter server is shared host memory. On a GPU use A2C, the synchronous form (notes:13772): one
+parameter server is shared host memory. On a GPU use A2C, the synchronous form (notes:13772 [Actor-Critic]): one
 large batch of envs on the device is what the GPU is good at. ``device="cuda"`` is refused.
 
 Checkpoints hold the global network and the shared optimizer state, like any agent; ``save``,
@@ -68,7 +68,9 @@ SHUTDOWN_GRACE_S = 30.0
 class A3CConfig(A2CConfig):
     """A3C hyperparameters: A2C's (per worker) plus the workers."""
 
-    num_workers: int = hp(8, "worker processes, one CPU each (notes:13770: 8 workers need at least 8 CPUs)")
+    num_workers: int = hp(
+        8, "worker processes, one CPU each (notes:13770 [Actor-Critic]: 8 workers need at least 8 CPUs)"
+    )
     worker_threads: int = hp(1, "torch intra-op threads per worker")
 
     def __post_init__(self) -> None:
@@ -129,7 +131,7 @@ class A3C(A2C):
             requested = None
         if requested is not None and requested.type != "cpu":
             raise ValueError(
-                f"A3C runs its workers as CPU processes (notes:13760-13772), so device {str(device)!r} is not "
+                f"A3C runs its workers as CPU processes (notes:13760-13772 [Actor-Critic]), so device {str(device)!r} is not "
                 "supported; use device='cpu', or A2C, the synchronous form, on a GPU"
             )
         if cuda_graphs:

@@ -1,19 +1,19 @@
-"""DDPG: the pathwise derivative policy gradient, Q-learning for continuous actions (notes:13562-13846).
+"""DDPG: the pathwise derivative policy gradient, Q-learning for continuous actions (notes:13562-13846 [Q-Learning to Actor-Critic]).
 
 Q-learning needs argmax_a Q(s, a), which is no longer a lookup when a is continuous (a steering
-angle, 50 joints; notes:13562-13574). The notes' fourth answer (notes:13634-13640) is to learn an
+angle, 50 joints; notes:13562-13574 [Q-Learning]). The notes' fourth answer (notes:13634-13640 [Q-Learning]) is to learn an
 actor that *does* the argmax: a deterministic policy π(s) = a trained by gradient ascent through a
 learned Q, with Q frozen for that step — actor and Q joined into one network, like a conditional
-GAN's generator and discriminator (notes:13774-13860). Objectives:
+GAN's generator and discriminator (notes:13774-13860 [Actor-Critic]). Objectives:
 
-    critic:  minimise  E_buffer[ (Q(s,a) − (r + γ·Q̂(s', π̂(s'))))² ]          (target actor π̂, notes:13816-13846)
+    critic:  minimise  E_buffer[ (Q(s,a) − (r + γ·Q̂(s', π̂(s'))))² ]          (target actor π̂, notes:13816-13846 [Actor-Critic])
     actor:   maximise  E_buffer[ Q(s, π(s)) ]                                   (only π's parameters move)
 
-The algorithm is the DQN loop with four changes (notes:13816-13846): (1) act with π plus
+The algorithm is the DQN loop with four changes (notes:13816-13846 [Actor-Critic]): (1) act with π plus
 exploration noise instead of argmax Q; (2) the target uses the target actor π̂ and target critic
 Q̂; (3) π is updated too, to maximise Q(s, π(s)); (4) both Q̂ and π̂ follow their networks — here by
 Polyak averaging θ̂ ← θ̂ + τ(θ − θ̂) after every update (Lillicrap et al. 2016). Replay and
-exploration "still apply" (notes:13774-13846): the shared replay buffer (``replay.py``, n-step
+exploration "still apply" (notes:13774-13846 [Actor-Critic]): the shared replay buffer (``replay.py``, n-step
 optional) and Gaussian or Ornstein–Uhlenbeck action noise, one OU process per env, reset when its
 episode ends.
 
@@ -47,14 +47,16 @@ class DDPGConfig:
 
     learning_rate: float = hp(1e-3, "Adam step size of the actor and of the critic")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
-    buffer_size: int = hp(1_000_000, "transitions kept in replay; the oldest are dropped first (notes:13260-13296)")
+    buffer_size: int = hp(
+        1_000_000, "transitions kept in replay; the oldest are dropped first (notes:13260-13296 [Q-Learning])"
+    )
     learning_starts: int = hp(100, "env steps of uniformly random actions before the first update")
     batch_size: int = hp(256, "transitions per update, sampled from the buffer")
     tau: float = hp(0.005, "Polyak weight of the target networks' update after every step")
-    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
+    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779 [PPO])")
     train_freq: int = hp(1, "env steps per env between update phases")
     gradient_steps: int = hp(1, "updates (critic, then actor) in each update phase")
-    n_step: int = hp(1, "N of multi-step critic targets (notes:13434-13446)")
+    n_step: int = hp(1, "N of multi-step critic targets (notes:13434-13446 [Q-Learning])")
     action_noise: Literal["normal", "ornstein_uhlenbeck", "none"] = hp("normal", "exploration noise added to π(s)")
     noise_std: float = hp(0.1, "σ of the exploration noise, in units of half the action range")
     ou_theta: float = hp(0.15, "Ornstein–Uhlenbeck pull towards 0 per unit time")
@@ -85,7 +87,7 @@ class DeterministicActor(nn.Module):
 
 
 class QCritic(nn.Module):
-    """Q(s, a) for a continuous action: an MLP over the concatenated state and action (notes:13087-13109)."""
+    """Q(s, a) for a continuous action: an MLP over the concatenated state and action (notes:13087-13109 [Q-Learning])."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], activation: str):
         super().__init__()
@@ -175,7 +177,7 @@ class DDPG(OffPolicyAgent):
 
     # ----------------------------------------------------------------- learning
     def _actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        """−Q(s, π(s)): descending it is gradient ascent on Q through the critic (notes:13774-13846).
+        """−Q(s, π(s)): descending it is gradient ascent on Q through the critic (notes:13774-13846 [Actor-Critic]).
 
         Only the actor is stepped with it (``_clip_and_step`` backpropagates into the actor alone), so Q stays fixed.
         """

@@ -1,34 +1,34 @@
-"""Deep Q-Network with every Rainbow component as a flag (notes:13087-13550).
+"""Deep Q-Network with every Rainbow component as a flag (notes:13087-13550 [Q-Learning]).
 
 Objective. Learn Q(s, a), the return of taking a in s and then following the greedy policy; acting
-greedily on Q improves the policy (notes:13111-13184). Q is fitted by regression onto a target
+greedily on Q improves the policy (notes:13111-13184 [Q-Learning]). Q is fitted by regression onto a target
 computed with a frozen copy Q̂, which is synced to Q every ``target_update_interval`` updates
-(notes:13188-13216; "c = 100" at notes:13318), on batches drawn from a replay buffer
-(notes:13260-13296):
+(notes:13188-13216 [Q-Learning]; "c = 100" at notes:13318 [Q-Learning]), on batches drawn from a replay buffer
+(notes:13260-13296 [Q-Learning]):
 
-    minimise  E_{(s,a,r,s')~buffer} [ Huber( Q(s,a) − (r + γ · max_a' Q̂(s', a')) ) ]     (notes:13298-13318)
+    minimise  E_{(s,a,r,s')~buffer} [ Huber( Q(s,a) − (r + γ · max_a' Q̂(s', a')) ) ]     (notes:13298-13318 [Q-Learning])
 
-The loop is the "typical Q-learning algorithm" of notes:13298-13318 (see ``off_policy.py``):
-explore with ε-greedy, ε decaying linearly (notes:13218-13250), or Boltzmann exploration, which
-samples a ∝ exp(Q(s,a)/T) (notes:13252-13258); store; sample a batch; regress; sync Q̂.
+The loop is the "typical Q-learning algorithm" of notes:13298-13318 [Q-Learning] (see ``off_policy.py``):
+explore with ε-greedy, ε decaying linearly (notes:13218-13250 [Q-Learning]), or Boltzmann exploration, which
+samples a ∝ exp(Q(s,a)/T) (notes:13252-13258 [Q-Learning]); store; sample a batch; regress; sync Q̂.
 
-The tips of notes:13322-13550, each a flag; ``rainbow.py`` turns them all on ("7 colours", notes:13514-13550):
+The tips of notes:13322-13550 [Q-Learning], each a flag; ``rainbow.py`` turns them all on ("7 colours", notes:13514-13550 [Q-Learning]):
 
 * ``double``: a* = argmax_a Q(s', a) with the *online* Q, valued by Q̂(s', a*): an action whose value
-  one network over-estimates is not also valued by it (notes:13322-13362).
+  one network over-estimates is not also valued by it (notes:13322-13362 [Q-Learning]).
 * ``dueling``: Q(s,a) = V(s) + A(s,a) − mean_a A(s,a); the mean-subtraction is the constraint on A
-  (notes:13364-13418; the notes' example A = [7,3,2], V = 1 gives Q = [4,0,−1], correcting the
-  arithmetic slip at notes:13416).
+  (notes:13364-13418 [Q-Learning]; the notes' example A = [7,3,2], V = 1 gives Q = [4,0,−1], correcting the
+  arithmetic slip at notes:13416 [Q-Learning]).
 * ``prioritized``: replay transitions with large TD error more often, weighting their loss by
-  importance weights (notes:13420-13432; α, β from Schaul et al., see ``replay.py``).
-* ``n_step``: the target sums N rewards and bootstraps from s_{t+N} (notes:13434-13446).
+  importance weights (notes:13420-13432 [Q-Learning]; α, β from Schaul et al., see ``replay.py``).
+* ``n_step``: the target sums N rewards and bootstraps from s_{t+N} (notes:13434-13446 [Q-Learning]).
 * ``noisy``: explore with Gaussian noise on the *parameters* rather than on the actions
-  (notes:13448-13474), in DeepMind's form (learned σ, factorised noise). The notes sample one
+  (notes:13448-13474 [Q-Learning]), in DeepMind's form (learned σ, factorised noise). The notes sample one
   noise per episode, so the same state gets the same action within it (``noise_resample:
   episode``); the paper draws fresh noise every step of acting and every update (``step``, the
   default). Without ``noisy`` the exploration defaults are ε 1 → 0.05; with it, ε = 0.
 * ``distributional``: C51, Q is the mean of a categorical distribution over ``n_atoms`` returns
-  spaced evenly in [v_min, v_max] (notes:13476-13512, whose example is −10..10 with 5 bins); it is
+  spaced evenly in [v_min, v_max] (notes:13476-13512 [Q-Learning], whose example is −10..10 with 5 bins); it is
   trained by cross-entropy to the Bellman-updated distribution projected back onto the support
   (Bellemare et al. 2017; the notes skip this part).
 
@@ -64,39 +64,47 @@ class DQNConfig:
 
     learning_rate: float = hp(1e-4, "Adam step size")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
-    buffer_size: int = hp(1_000_000, "transitions kept in replay; the oldest are dropped first (notes:13260-13296)")
+    buffer_size: int = hp(
+        1_000_000, "transitions kept in replay; the oldest are dropped first (notes:13260-13296 [Q-Learning])"
+    )
     learning_starts: int = hp(100, "env steps of uniformly random play before the first update")
     batch_size: int = hp(32, "transitions per update, sampled from the buffer")
-    tau: float = hp(1.0, "weight of each target sync: 1 copies Q into Q̂ (notes:13188-13216), < 1 averages (Polyak)")
-    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
+    tau: float = hp(
+        1.0, "weight of each target sync: 1 copies Q into Q̂ (notes:13188-13216 [Q-Learning]), < 1 averages (Polyak)"
+    )
+    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779 [PPO])")
     train_freq: int = hp(4, "env steps per env between update phases")
     gradient_steps: int = hp(1, "updates in each update phase")
     target_update_interval: int = hp(
-        2500, "updates between target syncs (notes:13318: c ≈ 100; SB3 counts 10000 env steps ≈ 2500 updates)"
+        2500,
+        "updates between target syncs (notes:13318 [Q-Learning]: c ≈ 100; SB3 counts 10000 env steps ≈ 2500 updates)",
     )
-    exploration_fraction: float = hp(0.1, "fraction of training over which ε decays linearly (notes:13244-13250)")
+    exploration_fraction: float = hp(
+        0.1, "fraction of training over which ε decays linearly (notes:13244-13250 [Q-Learning])"
+    )
     exploration_initial_eps: float | None = hp(None, "ε at the start (null: 1.0, or 0 with noisy nets)")
     exploration_final_eps: float | None = hp(None, "ε after the decay (null: 0.05, or 0 with noisy nets)")
     exploration: Literal["epsilon_greedy", "boltzmann"] = hp(
-        "epsilon_greedy", "ε-greedy (notes:13218-13250) or Boltzmann sampling ∝ exp(Q/T) (notes:13252-13258)"
+        "epsilon_greedy",
+        "ε-greedy (notes:13218-13250 [Q-Learning]) or Boltzmann sampling ∝ exp(Q/T) (notes:13252-13258 [Q-Learning])",
     )
     temperature: float = hp(1.0, "temperature T of Boltzmann exploration")
     max_grad_norm: float | None = hp(10.0, "clip the global gradient norm to this (null: off)")
     net_arch: tuple[int, ...] = hp((64, 64), "hidden layer sizes of the Q-network")
     activation: Literal["tanh", "relu", "elu"] = hp("relu", "hidden-layer activation")
     adam_eps: float = hp(1e-8, "Adam's epsilon (Rainbow uses 1.5e-4)")
-    double: bool = hp(False, "Double DQN: online Q picks a*, target Q̂ values it (notes:13322-13362)")
-    dueling: bool = hp(False, "dueling heads Q = V + A − mean(A) (notes:13364-13418)")
-    prioritized: bool = hp(False, "prioritized replay by |TD error| (notes:13420-13432)")
+    double: bool = hp(False, "Double DQN: online Q picks a*, target Q̂ values it (notes:13322-13362 [Q-Learning])")
+    dueling: bool = hp(False, "dueling heads Q = V + A − mean(A) (notes:13364-13418 [Q-Learning])")
+    prioritized: bool = hp(False, "prioritized replay by |TD error| (notes:13420-13432 [Q-Learning])")
     alpha: float = hp(0.6, "prioritized replay: P(i) ∝ p_i^α (0 is uniform)")
     beta0: float = hp(0.4, "prioritized replay: importance-weight exponent β at the start, annealed to 1")
-    n_step: int = hp(1, "N of multi-step targets (notes:13434-13446)")
-    noisy: bool = hp(False, "NoisyNet layers: exploration by parameter noise (notes:13448-13474)")
+    n_step: int = hp(1, "N of multi-step targets (notes:13434-13446 [Q-Learning])")
+    noisy: bool = hp(False, "NoisyNet layers: exploration by parameter noise (notes:13448-13474 [Q-Learning])")
     noisy_sigma0: float = hp(0.5, "σ0 of factorised NoisyNet layers (σ starts at σ0/√fan_in)")
     noise_resample: Literal["step", "episode"] = hp(
-        "step", "draw acting noise every step (paper) or once per episode (notes:13458-13474)"
+        "step", "draw acting noise every step (paper) or once per episode (notes:13458-13474 [Q-Learning])"
     )
-    distributional: bool = hp(False, "C51 distributional Q (notes:13476-13512)")
+    distributional: bool = hp(False, "C51 distributional Q (notes:13476-13512 [Q-Learning])")
     n_atoms: int = hp(51, "atoms of the C51 return distribution")
     v_min: float = hp(-10.0, "lowest return on the C51 support")
     v_max: float = hp(10.0, "highest return on the C51 support")
@@ -146,7 +154,7 @@ class DQNConfig:
 
 # ============================================================================= the network
 class NoisyLinear(nn.Module):
-    """A linear layer with learned, factorised Gaussian parameter noise (Fortunato et al. 2018; notes:13448-13474).
+    """A linear layer with learned, factorised Gaussian parameter noise (Fortunato et al. 2018; notes:13448-13474 [Q-Learning]).
 
         W = μ_W + σ_W ⊙ (f(ε_out) f(ε_in)ᵀ),  b = μ_b + σ_b ⊙ f(ε_out),  f(x) = sgn(x)·√|x|,  ε ~ N(0, 1)
 
@@ -188,7 +196,7 @@ class NoisyLinear(nn.Module):
 
 
 def dueling_aggregate(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-    """Q = V + A − mean_a A (notes:13410-13418); actions on dim 1, V broadcast over them."""
+    """Q = V + A − mean_a A (notes:13410-13418 [Q-Learning]); actions on dim 1, V broadcast over them."""
     return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
@@ -265,8 +273,8 @@ def q_learning_target(
     next_q_online: torch.Tensor | None = None,
     next_masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """y = G + γ^m · Q̂(s', a*) with a* = argmax over valid a of Q̂(s', a) (DQN, notes:13298-13318) or,
-    given ``next_q_online``, of the online Q(s', a) (Double DQN, notes:13356-13362)."""
+    """y = G + γ^m · Q̂(s', a*) with a* = argmax over valid a of Q̂(s', a) (DQN, notes:13298-13318 [Q-Learning]) or,
+    given ``next_q_online``, of the online Q(s', a) (Double DQN, notes:13356-13362 [Q-Learning])."""
     selector = next_q_online if next_q_online is not None else next_q_target
     best = greedy_actions(selector, next_masks)
     return returns + discounts * next_q_target.gather(1, best[:, None]).squeeze(1)
@@ -326,7 +334,7 @@ class DQN(OffPolicyAgent):
         self._boltzmann = Categorical(n_actions)
         self._loss_fn = torch.compile(self._loss) if self.compile else self._loss
         if c.noisy and c.noise_resample == "episode":
-            # One noisy network per env, redrawn when its episode ends (notes:13458-13474).
+            # One noisy network per env, redrawn when its episode ends (notes:13458-13474 [Q-Learning]).
             self.act_noise = self.q_net.draw_noise(self.num_envs, self.generator, self.device)
             self._step_state_names += ("act_noise",)
 
@@ -347,11 +355,11 @@ class DQN(OffPolicyAgent):
         return self._expected_q(self.q_net(obs, noise))
 
     def _expected_q(self, out: torch.Tensor) -> torch.Tensor:
-        """A Q-network's output as Q-values: itself, or the mean of each C51 distribution (notes:13496-13512)."""
+        """A Q-network's output as Q-values: itself, or the mean of each C51 distribution (notes:13496-13512 [Q-Learning])."""
         return (out.softmax(dim=-1) * self.support).sum(dim=-1) if self.config.distributional else out
 
     def _epsilon(self, step: int) -> torch.Tensor:
-        """ε of step ``step`` of this iteration: 1 while warming up, then the linear decay (notes:13244-13250)."""
+        """ε of step ``step`` of this iteration: 1 while warming up, then the linear decay (notes:13244-13250 [Q-Learning])."""
         c = self.config
         initial, final = c.epsilons
         decayed = (self._step_number(step) / (c.exploration_fraction * self._total_steps)).clamp(max=1.0)
@@ -406,7 +414,7 @@ class DQN(OffPolicyAgent):
 
     # ----------------------------------------------------------------- learning
     def _gradient_step(self) -> dict[str, torch.Tensor]:
-        """Regress Q(s, a) onto the target for one replay batch (notes:13298-13318), then maybe sync Q̂."""
+        """Regress Q(s, a) onto the target for one replay batch (notes:13298-13318 [Q-Learning]), then maybe sync Q̂."""
         c = self.config
         batch = self.replay.sample(c.batch_size, self.generator)
         # NoisyNet: fresh noise for the online network and, independently, for the target network
@@ -415,7 +423,7 @@ class DQN(OffPolicyAgent):
         self._clip_and_step(loss, self.q_net, self.optimizer)
         if c.prioritized:
             self.replay.update_priorities(batch.indices, priority)
-        # Q̂ ← Q every target_update_interval updates (notes:13188-13216), decided on the device.
+        # Q̂ ← Q every target_update_interval updates (notes:13188-13216 [Q-Learning]), decided on the device.
         polyak_update_(
             self.q_target, self.q_net, torch.where(self.n_updates % c.target_update_interval == 0, c.tau, 0.0)
         )

@@ -34,7 +34,7 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 
 
 class ActorCritic(nn.Module):
-    """Separate policy and value MLPs over a flat observation (π(a|s) and V(s), notes:13744-13752).
+    """Separate policy and value MLPs over a flat observation (π(a|s) and V(s), notes:13744-13752 [Actor-Critic]).
 
     ``policy_params(obs)`` gives the distribution's parameters: logits for ``Categorical``,
     ``(mean, log_std)`` for ``DiagGaussian``.
@@ -70,7 +70,7 @@ def _log_std_parameter(distribution: Categorical | DiagGaussian, log_std_init: f
 
 
 class Actor(nn.Module):
-    """A policy MLP alone, π(a|s), for policy gradient without a learned baseline (notes:12713-12733)."""
+    """A policy MLP alone, π(a|s), for policy gradient without a learned baseline (notes:12713-12733 [PPO])."""
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class Actor(nn.Module):
 
 
 class SharedActorCritic(nn.Module):
-    """Actor and critic on one shared trunk, with separate heads (the first tip of notes:13744-13752).
+    """Actor and critic on one shared trunk, with separate heads (the first tip of notes:13744-13752 [Actor-Critic]).
 
     ``trunk`` is the list of shared hidden sizes; each head adds ``head_hidden`` layers of its own and
     then its output layer (with ``head_hidden=()`` a head is one linear layer). Both losses train the

@@ -1,10 +1,10 @@
 """The loop shared by the off-policy agents (DQN, DDPG): act, store in replay, then update from replay.
 
-One iteration (the "typical Q-learning algorithm" of notes:13298-13318, also the skeleton of the
-pathwise-derivative algorithm of notes:13816-13846):
+One iteration (the "typical Q-learning algorithm" of notes:13298-13318 [Q-Learning], also the skeleton of the
+pathwise-derivative algorithm of notes:13816-13846 [Actor-Critic]):
 
 1. act ``train_freq`` steps in every env with the exploring behaviour policy, pushing each
-   transition into the replay buffer (notes:13260-13296);
+   transition into the replay buffer (notes:13260-13296 [Q-Learning]);
 2. once ``learning_starts`` steps were collected, do ``gradient_steps`` updates, each on a batch
    sampled from the buffer.
 

@@ -2,7 +2,7 @@
 
 Policy gradient is on-policy: the actor that learns is the one that plays, so each iteration plays
 ``n_steps`` steps in every env with the current θ, uses that batch for its update, and throws it
-away (notes:12713-12733, notes:12787-12809). :class:`OnPolicyAgent` writes that loop once:
+away (notes:12713-12733 [PPO], notes:12787-12809 [PPO]). :class:`OnPolicyAgent` writes that loop once:
 
 * ``_collect_rollout`` samples a ~ π_θ(·|s), steps the batched env, records s, a, log π(a|s), V(s),
   r and done into the preallocated :class:`~rlcourse.agents.rollout.RolloutBuffer`, and then asks

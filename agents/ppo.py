@@ -1,26 +1,26 @@
-"""Proximal Policy Optimization: PPO2's clipped objective and PPO's adaptive KL penalty (notes:12787-12999).
+"""Proximal Policy Optimization: PPO2's clipped objective and PPO's adaptive KL penalty (notes:12787-12999 [PPO]).
 
-Objective. Policy gradient is on-policy: each batch is used once (notes:12787-12809). PPO makes it
-off-policy with importance sampling (notes:12811-12859): data sampled by θᵏ (the policy that
+Objective. Policy gradient is on-policy: each batch is used once (notes:12787-12809 [PPO]). PPO makes it
+off-policy with importance sampling (notes:12811-12859 [PPO]): data sampled by θᵏ (the policy that
 collected the rollout) trains θ through the surrogate
 
-    J^{θᵏ}(θ) = E_{(s,a)~π_θᵏ} [ p_θ(a|s) / p_θᵏ(a|s) · A^{θᵏ}(s, a) ]            (notes:12861-12911)
+    J^{θᵏ}(θ) = E_{(s,a)~π_θᵏ} [ p_θ(a|s) / p_θᵏ(a|s) · A^{θᵏ}(s, a) ]            (notes:12861-12911 [PPO])
 
 which is only trustworthy while θ stays close to θᵏ in *behaviour*, i.e. KL between the action
-distributions, not between the parameters (notes:12919-12951). Two ways to keep it close:
+distributions, not between the parameters (notes:12919-12951 [PPO]). Two ways to keep it close:
 
 * ``objective="kl_penalty"`` (PPO):   maximise J^{θᵏ}(θ) − β·KL(θᵏ, θ); after each update raise β when
-  KL > ``kl_max`` and lower it when KL < ``kl_min`` (adaptive KL penalty, notes:12961-12963).
+  KL > ``kl_max`` and lower it when KL < ``kl_min`` (adaptive KL penalty, notes:12961-12963 [PPO]).
 * ``objective="clip"`` (PPO2):        maximise Σ min( r·A, clip(r, 1−ε, 1+ε)·A ),  r = p_θ / p_θᵏ.
-  For A > 0 the ratio gains nothing above 1+ε; for A < 0 nothing below 1−ε (notes:12965-12991).
+  For A > 0 the ratio gains nothing above 1+ε; for A < 0 nothing below 1−ε (notes:12965-12991 [PPO]).
 
-Algorithm (notes:12953-12959): initialise θ⁰; every iteration, interact with θᵏ to collect
+Algorithm (notes:12953-12959 [PPO]): initialise θ⁰; every iteration, interact with θᵏ to collect
 ``n_steps × num_envs`` transitions, estimate the advantages A^{θᵏ}, then update θ *many times* on
 that same batch (``n_epochs`` passes of minibatches).
 
 Beyond the notes (they give no numbers for these): A is estimated with GAE(λ) over a learned
-baseline V(s) (notes:12783-12785 only define A = reward-to-go − b); advantages are normalised per
-minibatch; an entropy bonus keeps exploring (notes:13754-13758); value clipping, gradient-norm
+baseline V(s) (notes:12783-12785 [PPO] only define A = reward-to-go − b); advantages are normalised per
+minibatch; an entropy bonus keeps exploring (notes:13754-13758 [Actor-Critic]); value clipping, gradient-norm
 clipping, learning-rate and clip-range annealing and the ``target_kl`` early stop follow SB3's PPO.
 
 Everything stays on the device: storage is preallocated, statistics are tensors, and the early
@@ -57,25 +57,25 @@ class PPOConfig:
 
     n_steps: int = hp(2048, "env steps collected per env in each rollout")
     batch_size: int = hp(64, "minibatch size; must divide n_steps * num_envs")
-    n_epochs: int = hp(10, "passes over each rollout: θ is updated many times on one batch (notes:12953-12959)")
+    n_epochs: int = hp(10, "passes over each rollout: θ is updated many times on one batch (notes:12953-12959 [PPO])")
     learning_rate: float = hp(3e-4, "Adam step size")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
-    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779)")
+    gamma: float = hp(0.99, "discount γ on future rewards (notes:12777-12779 [PPO])")
     gae_lambda: float = hp(0.95, "λ of GAE: 0 is one-step TD, 1 is Monte Carlo minus the baseline")
     objective: Literal["clip", "kl_penalty"] = hp(
-        "clip", "clip = PPO2 (notes:12965-12991); kl_penalty = adaptive-β PPO (notes:12919-12963)"
+        "clip", "clip = PPO2 (notes:12965-12991 [PPO]); kl_penalty = adaptive-β PPO (notes:12919-12963 [PPO])"
     )
-    clip_range: float = hp(0.2, "ε of the clip objective: the ratio counts only within [1−ε, 1+ε] (notes:12973)")
+    clip_range: float = hp(0.2, "ε of the clip objective: the ratio counts only within [1−ε, 1+ε] (notes:12973 [PPO])")
     anneal_clip_range: bool = hp(False, "decay ε linearly to 0 over training")
     clip_range_vf: float | None = hp(
         None, "clip each value prediction to within this of the rollout's value (null: off)"
     )
     kl_beta: float = hp(1.0, "initial β of the KL penalty (kl_penalty objective)")
-    kl_max: float = hp(0.015, "raise β when the KL after an update is above this (notes:12961-12963)")
-    kl_min: float = hp(0.0067, "lower β when the KL after an update is below this (notes:12961-12963)")
+    kl_max: float = hp(0.015, "raise β when the KL after an update is above this (notes:12961-12963 [PPO])")
+    kl_min: float = hp(0.0067, "lower β when the KL after an update is below this (notes:12961-12963 [PPO])")
     kl_beta_factor: float = hp(2.0, "β is multiplied or divided by this when it adapts")
     normalize_advantage: bool = hp(True, "standardise advantages within each minibatch")
-    ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758)")
+    ent_coef: float = hp(0.0, "weight of the entropy bonus (notes:13754-13758 [Actor-Critic])")
     vf_coef: float = hp(0.5, "weight of the value loss")
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this")
     target_kl: float | None = hp(None, "skip the rest of an update once approx KL > 1.5 × target_kl (null: off)")
@@ -201,7 +201,7 @@ class PPO(OnPolicyAgent):
         return loss, torch.stack((policy_loss, value_loss, entropy_loss, approx_kl, clip_fraction, loss))
 
     def _update(self) -> dict[str, torch.Tensor]:
-        """Update θ for ``n_epochs`` passes of shuffled minibatches over the rollout (notes:12953-12959)."""
+        """Update θ for ``n_epochs`` passes of shuffled minibatches over the rollout (notes:12953-12959 [PPO])."""
         c, buf = self.config, self.buffer
         n = self.steps_per_iteration
         obs, actions, old_log_prob = buf.flat("obs"), buf.flat("actions"), buf.flat("log_probs")
@@ -251,13 +251,13 @@ class PPO(OnPolicyAgent):
 
     @torch.no_grad()
     def _kl_after_update(self, obs, actions, old_log_prob, masks) -> torch.Tensor:
-        """KL(θᵏ‖θ) over the whole rollout once the update is done: what the adaptive rule compares (notes:12961-12963)."""
+        """KL(θᵏ‖θ) over the whole rollout once the update is done: what the adaptive rule compares (notes:12961-12963 [PPO])."""
         new_log_prob = self.distribution.log_prob(self._policy_params(obs, masks), actions)
         log_ratio = new_log_prob - old_log_prob
         return ((log_ratio.exp() - 1.0) - log_ratio).mean()
 
     def _adapt_kl_beta(self, kl: torch.Tensor) -> None:
-        """Adaptive KL penalty (notes:12961-12963): KL too large → the penalty did not bite, raise β; too small → lower β."""
+        """Adaptive KL penalty (notes:12961-12963 [PPO]): KL too large → the penalty did not bite, raise β; too small → lower β."""
         c = self.config
         factor = torch.where(kl > c.kl_max, c.kl_beta_factor, torch.where(kl < c.kl_min, 1.0 / c.kl_beta_factor, 1.0))
         self.kl_beta.mul_(factor)

@@ -1,27 +1,27 @@
-"""REINFORCE, the vanilla policy gradient of notes:12418-12785, with its two tips and a discount.
+"""REINFORCE, the vanilla policy gradient of notes:12418-12785 [Deep RL to PPO], with its two tips and a discount.
 
-Objective (notes:12430-12455): maximise the expected return R̄_θ = Σ_τ R(τ) P(τ|θ). Only
-p(a_t|s_t, θ) in P(τ|θ) depends on θ, so (notes:12467-12516)
+Objective (notes:12430-12455 [Deep RL]): maximise the expected return R̄_θ = Σ_τ R(τ) P(τ|θ). Only
+p(a_t|s_t, θ) in P(τ|θ) depends on θ, so (notes:12467-12516 [Deep RL])
 
     ∇R̄_θ ≈ 1/N Σ_n Σ_t R(τⁿ) ∇log p_θ(a_tⁿ | s_tⁿ)
 
 which is a classifier's log-likelihood with every sample weighted by its return: state = input,
-sampled action = label (notes:12713-12733). The loss minimised here is therefore
+sampled action = label (notes:12713-12733 [PPO]). The loss minimised here is therefore
 
     loss = −mean_t[ w_t · log π_θ(a_t|s_t) ]     (+ vf_coef · value loss − ent_coef · entropy)
 
 averaged over the steps used (a constant rescaling of the notes' 1/N Σ_n Σ_t), one gradient step
-per batch: the data is used once and thrown away (notes:12719). The weight w_t is built in steps:
+per batch: the data is used once and thrown away (notes:12719 [PPO]). The weight w_t is built in steps:
 
 * ``reward_to_go: false`` — the whole-episode return R(τ) = Σ_t r_t for every step of the episode
-  (notes:12520); undiscounted as in the notes, so it needs ``gamma: 1``.
-* ``reward_to_go: true`` (tip 2, notes:12751-12779) — only what came after the action counts,
-  G_t = Σ_{t'≥t} γ^{t'-t} r_{t'}; rewards [5, 0, −2] with γ = 1 give [3, −2, −2] (notes:12759-12769).
-* ``baseline`` (tip 1, notes:12735-12749, 12781-12785) subtracts b so weights can be negative:
+  (notes:12520 [Deep RL]); undiscounted as in the notes, so it needs ``gamma: 1``.
+* ``reward_to_go: true`` (tip 2, notes:12751-12779 [PPO]) — only what came after the action counts,
+  G_t = Σ_{t'≥t} γ^{t'-t} r_{t'}; rewards [5, 0, −2] with γ = 1 give [3, −2, −2] (notes:12759-12769 [PPO]).
+* ``baseline`` (tip 1, notes:12735-12749 [PPO], 12781-12785) subtracts b so weights can be negative:
   ``none`` (b = 0); ``mean``, the running mean of the weights of earlier batches, as the notes
   suggest (updated only after a batch is used, so b never depends on the actions it weighs);
   ``value``, a learned V(s_t) (a separate MLP regressed onto G_t): then w_t = G_t − V(s_t) is
-  the advantage A^θ(s_t, a_t) of notes:12783-12785.
+  the advantage A^θ(s_t, a_t) of notes:12783-12785 [PPO].
 
 Batches. Each iteration plays ``n_steps`` steps in each of the ``num_envs`` envs (fixed shapes,
 so the iteration can be captured as a CUDA graph), and returns-to-go are computed vectorised
@@ -65,14 +65,15 @@ class REINFORCEConfig:
     """REINFORCE hyperparameters (the notes give only γ ∈ {0.9, 0.99}; the rest were measured on CartPole)."""
 
     n_steps: int = hp(256, "env steps per env in each batch; one update per batch")
-    learning_rate: float = hp(1e-3, "Adam step size (notes:12713: 'adam, rmsprop')")
+    learning_rate: float = hp(1e-3, "Adam step size (notes:12713 [PPO]: 'adam, rmsprop')")
     anneal_lr: bool = hp(False, "decay the learning rate linearly to 0 over training")
-    gamma: float = hp(0.99, "discount γ of the reward-to-go (notes:12777-12779); 1 with reward_to_go: false")
+    gamma: float = hp(0.99, "discount γ of the reward-to-go (notes:12777-12779 [PPO]); 1 with reward_to_go: false")
     reward_to_go: bool = hp(
-        True, "weight by the reward after the action (tip 2, notes:12751-12779); false: the whole-episode R(τ)"
+        True, "weight by the reward after the action (tip 2, notes:12751-12779 [PPO]); false: the whole-episode R(τ)"
     )
     baseline: Literal["none", "mean", "value"] = hp(
-        "mean", "b subtracted from the weights (tip 1, notes:12735-12749): none, a running mean, or a learned V(s)"
+        "mean",
+        "b subtracted from the weights (tip 1, notes:12735-12749 [PPO]): none, a running mean, or a learned V(s)",
     )
     baseline_decay: float = hp(0.9, "mean baseline: weight of the old running mean when a batch's mean is taken in")
     normalize_advantage: bool = hp(False, "standardise the weights of each batch (after the baseline)")
@@ -90,7 +91,7 @@ class REINFORCEConfig:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if not self.reward_to_go and self.gamma != 1.0:
             raise ValueError(
-                f"gamma must be 1 with reward_to_go: false (the whole-episode R(τ) of notes:12424 is undiscounted), got {self.gamma!r}"
+                f"gamma must be 1 with reward_to_go: false (the whole-episode R(τ) of notes:12424 [Deep RL] is undiscounted), got {self.gamma!r}"
             )
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay!r}")
@@ -225,7 +226,7 @@ class REINFORCE(OnPolicyAgent):
         return loss, torch.stack((policy_loss, value_loss, entropy_loss, loss)).detach()
 
     def _update(self) -> dict[str, torch.Tensor]:
-        """One gradient step on the batch (notes:12719: the data is used once, then discarded)."""
+        """One gradient step on the batch (notes:12719 [PPO]: the data is used once, then discarded)."""
         c, buf = self.config, self.buffer
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
         used = self.used.flatten()

@@ -1,6 +1,6 @@
 """Experience replay for the off-policy agents (DQN, DDPG): uniform and prioritized, with n-step returns.
 
-Replay buffer (notes:13260-13296): transitions (s_t, a_t, r_t, s_{t+1}) from many past policies are
+Replay buffer (notes:13260-13296 [Q-Learning]): transitions (s_t, a_t, r_t, s_{t+1}) from many past policies are
 kept, the oldest dropped first once full (FIFO), and training draws random *batches* from them.
 Storage is preallocated on the device as ``[rows, num_envs, ...]`` tensors and written in place at
 a device-side position, so adding never syncs with the host and a captured CUDA graph stays valid.
@@ -15,14 +15,14 @@ What is stored per transition, so that the targets are right at episode ends:
 * ``done`` (terminated or truncated) stops an n-step window: rewards after it belong to another episode;
 * ``next_masks``: the valid actions in ``next_obs`` (masked envs only), used by the max in the target.
 
-Multi-step returns (notes:13434-13446), folded at sampling time from the one-step transitions:
+Multi-step returns (notes:13434-13446 [Q-Learning]), folded at sampling time from the one-step transitions:
 
     G_t = Σ_{k<m} γ^k r_{t+k},  target = G_t + γ^m · [not terminated at t+m-1] · V(s_{t+m})
 
 where the window length m ≤ n stops after the first ``done`` inside it and at the newest stored
 transition. Every piece is a ``[batch, n]`` gather, so the fold is vectorised.
 
-Prioritized replay (notes:13420-13432; exponents from Schaul et al. 2016, which the notes leave to
+Prioritized replay (notes:13420-13432 [Q-Learning]; exponents from Schaul et al. 2016, which the notes leave to
 the paper): transition i is drawn with probability P(i) = p_i^α / Σ_k p_k^α, p_i = |δ_i| + ε, and
 "the update changes too": its loss is weighted by w_i = (N·P(i))^-β / max_batch w, with β annealed
 to 1. The masses p^α live in a :class:`SumTree` held as one tensor, so drawing a whole batch and

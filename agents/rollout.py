@@ -22,7 +22,7 @@ def generalized_advantages(
     """GAE(λ) advantages for ``[T, B]`` rollouts (Schulman et al. 2016; not in the notes, see INDEX §2).
 
     ``dones[t]`` marks that the episode ended at step ``t`` (the next state belongs to a new episode).
-    With ``lam = 1`` and ``values = 0`` this is exactly the discounted reward-to-go of notes:12751-12779.
+    With ``lam = 1`` and ``values = 0`` this is exactly the discounted reward-to-go of notes:12751-12779 [PPO].
     """
     advantages = torch.empty_like(rewards)
     next_advantage = torch.zeros_like(last_value)
@@ -39,7 +39,7 @@ def generalized_advantages(
 def rewards_to_go(
     rewards: torch.Tensor, dones: torch.Tensor, gamma: float, last_value: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Σ_{t'≥t} γ^{t'-t} r_{t'} within each episode (tip 2 of notes:12751-12779).
+    """Σ_{t'≥t} γ^{t'-t} r_{t'} within each episode (tip 2 of notes:12751-12779 [PPO]).
 
     An episode still running after the last step is cut there; ``last_value`` (e.g. V(s_T)) then
     stands in for its missing rewards, discounted as γ^{T-t}·last_value (default 0: nothing).

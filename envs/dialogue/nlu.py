@@ -142,21 +142,22 @@ def hear(
         n_values: ``[S]`` how many values each slot has.
         draws: the random numbers to use (:func:`draw_noise`); by default drawn here from ``generator``.
 
-    Returns the heard intent ``[B]``, the heard inform values ``[B, S]`` and their confidence ``[B, S]``.
+    Returns the heard intent ``[B]``, the heard inform values ``[B, S]`` and their confidence ``[B, S]``;
+    where the setting mishears nothing, the heard intent or values are ``intent`` or ``inform`` themselves.
     The same numbers are drawn whatever the setting, so the stream of an env never depends on it.
     """
     batch, slots = inform.shape
     draws, intent_draw = draw_noise(batch, slots, generator, inform.device) if draws is None else draws
     k = _constants(noise, inform.device)
     if noise.intent_error == 0:  # a setting, not a tensor value: no host read
-        heard_intent = intent.clone()
+        heard_intent = intent
     else:
         noisy = _scalar(noisy_intents, inform.device)
         heard_intent = torch.where(
             (intent_draw[:, 0] < k.intent_error) & (intent < noisy), _other(intent, noisy, intent_draw[:, 1], k.one), intent
         )
     if noise.slot_error == 0:  # nothing is misheard, so every heard slot is heard right
-        heard = inform.clone()
+        heard = inform
         low, high = k.correct_low, k.correct_high
     else:
         heard = _misheard_slots(noise, k, inform, n_values, draws)

@@ -217,20 +217,23 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.request_slot = torch.tensor(
             [self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev
         )
-        # KB query with bitsets: for each (slot, value) the set of entities having it, 32 entities per int64
-        # word (the top half stays clear, so shifts and products never touch the sign bit). The last
-        # value row of every slot is the wildcard (all entities): unknown, "don't care" and booking slots.
-        words = -(-self.kb_size // 32)
+        # KB query with bitsets: for each (slot, value) the set of entities having it, 8 entities per byte
+        # (entity e is bit e % 8 of byte e // 8). The last value row of every slot is the wildcard (all
+        # entities): unknown, "don't care" and booking slots.
+        n_bytes = -(-self.kb_size // 8)
         self.wildcard = int(self.n_values.max())
-        member = torch.zeros(S, self.wildcard + 1, words * 32, dtype=torch.bool)
+        member = torch.zeros(S, self.wildcard + 1, n_bytes * 8, dtype=torch.bool)
         member[:, self.wildcard, : self.kb_size] = True
         for i, s in enumerate(self.slots):
             if d.in_kb[s]:
                 member[i, self.kb_slot_values[:, i].cpu(), torch.arange(self.kb_size)] = True
             else:
                 member[i, :, : self.kb_size] = True
-        weights = torch.tensor([1 << b for b in range(32)], dtype=torch.int64)
-        self.value_bits = (member.view(S, self.wildcard + 1, words, 32).long() * weights).sum(-1).to(dev)
+        weights = torch.tensor([1 << b for b in range(8)])
+        self.value_bits = (member.view(S, self.wildcard + 1, n_bytes, 8).long() * weights).sum(-1).to(torch.uint8).to(dev)
+        byte_values = range(256)
+        self.byte_popcount = torch.tensor([bin(byte).count("1") for byte in byte_values], device=dev)
+        self.byte_lowest_bit = torch.tensor([(byte & -byte).bit_length() - 1 if byte else 0 for byte in byte_values], device=dev)
         counts = torch.zeros(S, int(self.n_values.max()), device=dev)
         for i, s in enumerate(self.slots):
             if d.in_kb[s]:
@@ -242,9 +245,29 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.constraint_count_cdf = torch.tensor(d.constraint_count_probs, device=dev).cumsum(0)
         self.request_count_cdf = torch.tensor(d.request_count_probs, device=dev).cumsum(0)
         self.match_bucket_edges = torch.tensor(MATCH_BUCKETS, device=dev)
-        # popcount of every byte value, for counting the bits of a KB bitset a byte at a time
-        self.byte_popcount = torch.tensor([bin(byte).count("1") for byte in range(256)], device=dev)
+        self._build_lookups()
         self._k = self._constants()
+
+    def _build_lookups(self) -> None:
+        """Tables the step reads with one gather where it would otherwise compute several small ops (exact
+        integer and bool logic only, so a lookup equals the computation it replaces)."""
+        S, R = len(self.slots), len(self.requests)
+        kind, slot = self.action_kind, self.action_slot
+        #: per action: is it a request, a confirm, an inform, a booking, a bye
+        self.action_flags = torch.stack([kind == k for k in (SYS_REQUEST, CONFIRM, SYS_INFORM, BOOK, SYS_BYE)], 1)
+        #: per action: the request it answers (inform(r)), and the slot it confirms (confirm(s)), one-hot
+        self.action_answers = one_hot(slot, R) & (kind == SYS_INFORM)[:, None]
+        self.action_confirms = one_hot(slot, S) & (kind == CONFIRM)[:, None]
+        self.no_confirm = torch.zeros(S, dtype=torch.bool, device=self.device)
+        #: per KB match count (0 to kb_size): the one-hot of its bucket
+        bucket = torch.bucketize(torch.arange(self.kb_size + 1, device=self.device), self.match_bucket_edges, right=True)
+        self.count_bucket = one_hot(bucket - 1, len(MATCH_BUCKETS))
+        #: per slot and belief value (flat, read with ``torch.take`` at ``slot_fraction_offset + value``): the fraction
+        #: of the KB with that value; 1 where it does not narrow the KB (unknown, don't care, a booking slot)
+        fraction = torch.ones(S, self.value_fraction.shape[1] + 2, device=self.device)  # columns: -2, -1, 0, 1, ...
+        fraction[:, 2:] = torch.where(self.slot_in_kb[:, None], self.value_fraction, 1.0)
+        self.slot_fraction_table = fraction.flatten()
+        self.slot_fraction_offset = self.slot_index * fraction.shape[1] + 2
 
     def _constants(self) -> SimpleNamespace:
         """Every number the step works with, as a 0-d tensor on the device: an op with a Python number operand
@@ -269,7 +292,7 @@ class SlotFillingVecEnv(TensorVecEnv):
             absent=constant(ABSENT),
             dontcare=constant(DONTCARE),
             wildcard=constant(self.wildcard),
-            word_bits=constant(32),
+            byte_bits=constant(8),
             max_turns=constant(self.max_turns),
             last_constraint_count=constant(len(self.constraint_count_cdf) - 1),
             last_request_count=constant(len(self.request_count_cdf) - 1),
@@ -293,20 +316,18 @@ class SlotFillingVecEnv(TensorVecEnv):
     def _refresh_matches(self) -> None:
         """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book).
 
-        The consistent set is the AND of one bitset per slot (see ``value_bits``); counting adds up the
-        popcounts of its bytes, and the first entity is the lowest set bit of the first non-empty word.
+        The consistent set is the AND of one bitset per slot (see ``value_bits``); its size is the sum of
+        its bytes' popcounts, and the first entity is the lowest set bit of its first non-empty byte.
         """
         k = self._k
         value = torch.where(self.belief_value >= k.zero, self.belief_value, k.wildcard)
-        match = functools.reduce(torch.bitwise_and, self.value_bits[self.slot_index, value].unbind(1))  # [B, words]
-        count = self.byte_popcount[match.view(torch.uint8).long()].sum(1)
-        word = (match != k.zero).int().argmax(1)
-        lowest = match.gather(1, word[:, None]).squeeze(1)
-        lowest = lowest & -lowest
-        bit = torch.log2(lowest.clamp(min=k.one).double()).round().long()  # exact: a power of two below 2^32
+        match = functools.reduce(torch.bitwise_and, self.value_bits[self.slot_index, value].unbind(1)).long()
+        count = torch.take(self.byte_popcount, match).sum(1)
+        first_byte = (match > k.zero).int().argmax(1)  # 0 where nothing matches
+        lowest_bit = torch.take(self.byte_lowest_bit, match.gather(1, first_byte[:, None])).squeeze(1)
         # copy_, not rebinding: the buffers keep their addresses, which a captured CUDA graph relies on
         self.match_count.copy_(count)
-        self.first_match.copy_(word * k.word_bits + bit)
+        self.first_match.copy_(first_byte * k.byte_bits + lowest_bit)
 
     # ----------------------------------------------------------------- the user's goal and first turn
     def _reset_where(self, mask: torch.Tensor) -> None:
@@ -370,7 +391,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         clear("pending", k.false)
         clear("booked", k.none)
         heard = self._hear(self.said_intent, self.said_inform, self.said_request, noise)
-        fresh_view = self._track(heard, kind=k.act_greeting.expand(B), slot=k.zero.expand(B), answered_request=None)
+        fresh_view = self._track(heard, self.no_confirm, answered_request=None)
         for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), fresh_view):
             put(name, value)
         for name, value in zip(("heard_intent", "heard_inform", "heard_request"), heard[:3]):
@@ -385,14 +406,17 @@ class SlotFillingVecEnv(TensorVecEnv):
         # Requests are heard as said; a misheard intent changes how the system reads them, not the slots.
         return heard_intent, heard_inform, request.clone(), confidence
 
-    def _track(self, heard, kind: torch.Tensor, slot: torch.Tensor, answered_request: torch.Tensor | None):
-        """The system's belief tracker: fold what it heard into its belief. Returns the new view (not in place)."""
+    def _track(self, heard, confirmed_slot: torch.Tensor, answered_request: torch.Tensor | None):
+        """The system's belief tracker: fold what it heard into its belief. Returns the new view (not in place).
+
+        ``confirmed_slot`` is the one-hot ``[B, S]`` of the slot the system's act confirmed (none: all False).
+        """
         k = self._k
         intent, inform, request, confidence = heard
         told = inform != k.absent
         belief = torch.where(told, inform, self.belief_value)
         belief_confidence = torch.where(told, confidence, self.belief_confidence)
-        confirmed = one_hot(slot, len(self.slots)) & (kind == k.act_confirm)[:, None] & ~told
+        confirmed = confirmed_slot & ~told
         belief_confidence = torch.where(confirmed & (intent == k.intent_affirm)[:, None], k.certain, belief_confidence)
         denied = confirmed & (intent == k.intent_deny)[:, None]
         belief = torch.where(denied, k.unknown, belief)
@@ -406,35 +430,34 @@ class SlotFillingVecEnv(TensorVecEnv):
     def _transition(self, actions: torch.Tensor):
         B, S, R, dev, k = self.num_envs, len(self.slots), len(self.requests), self.device, self._k
         action = actions.long()
-        kind, slot = self.action_kind[action], self.action_slot[action]
+        slot = self.action_slot.index_select(0, action)
+        is_request, is_confirm, is_inform, is_book, is_bye = self.action_flags.index_select(0, action).unbind(1)
+        request_hot = self.action_answers.index_select(0, action)
         belief_before = self.belief_value.clone() if self.recording else None
         self.turn += k.one
-        request_hot = one_hot(slot, R) & (kind == k.act_inform)[:, None]
 
         # 1. The system's act takes effect: a booking queries the KB with the current belief.
-        booking = kind == k.act_book
         found = self.match_count > k.zero
-        self.booked.copy_(torch.where(booking, torch.where(found, self.first_match, k.none), self.booked))
-        answering = (kind == k.act_inform) & (self.booked >= k.zero)
+        self.booked.copy_(torch.where(is_book, torch.where(found, self.first_match, k.none), self.booked))
+        answering = is_inform & (self.booked >= k.zero)
         booked_entity = self.booked.clone() if self.recording else None
 
         # 2. The user judges it against the goal.
         goal, constrained = self.goal_value, self.goal_value != k.none
-        entity = self.booked.clamp(min=k.zero)
-        booked_values = torch.where(self.slot_in_kb, self.kb_slot_values[entity], self.belief_value)
+        booked_values = torch.where(self.slot_in_kb, self.kb_slot_values.index_select(0, self.booked.clamp(min=k.zero)), self.belief_value)
         broken = (constrained & (booked_values != goal)).any(1)
-        accepted_now = booking & found & ~broken
-        rejected = booking & found & broken
+        judged = is_book & found
+        accepted_now = judged & ~broken
+        rejected = judged & broken
         self.answered &= ~(accepted_now & (self.booked != self.accepted))[:, None]  # a new booking: answers start over
         self.accepted.copy_(torch.where(accepted_now, self.booked, torch.where(rejected, k.none, self.accepted)))
-        self.answered |= request_hot & answering[:, None] & (self.booked == self.accepted)[:, None] & self.goal_request
+        self.answered |= request_hot & (answering & (self.booked == self.accepted))[:, None] & self.goal_request
 
         # 3. The user's reply, by the agenda rules (a cascade of torch.where, the last rule written wins).
         waiting = constrained & ~self.informed
-        still_waiting = waiting.any(1)
-        next_constraint = torch.where(waiting, self.agenda_key, k.later).argmin(1)
-        first_constraint = torch.where(constrained, self.agenda_key, k.later).argmin(1)
-        agenda_constraint = torch.where(still_waiting, next_constraint, first_constraint)
+        # the next constraint on the agenda, or the first one again once all are told
+        agenda = torch.where(waiting.any(1)[:, None], waiting, constrained)
+        agenda_constraint = torch.where(agenda, self.agenda_key, k.later).argmin(1)
         open_requests = self.goal_request & ~self.answered
         any_open = open_requests.any(1)
         next_request = open_requests.int().argmax(1)
@@ -445,12 +468,12 @@ class SlotFillingVecEnv(TensorVecEnv):
         inform_slot = torch.where(has_booking, k.none, agenda_constraint)
         request_slot = torch.where(has_booking & any_open, next_request, k.none)
         # request(s), or confirm(s) of a slot the system has not heard: inform s (or "don't care")
-        belief_at = self.belief_value.gather(1, slot[:, None]).squeeze(1)
-        goal_at = goal.gather(1, slot[:, None]).squeeze(1)
-        confirm = kind == k.act_confirm
+        at_slot = slot[:, None]
+        belief_at = self.belief_value.gather(1, at_slot).squeeze(1)
+        goal_at = goal.gather(1, at_slot).squeeze(1)
         unheard = belief_at == k.unknown
-        asked = (kind == k.act_request) | (confirm & unheard)
-        confirming = confirm & ~unheard
+        asked = is_request | (is_confirm & unheard)
+        confirming = is_confirm & ~unheard
         right = (goal_at == k.none) | (belief_at == goal_at)
         intent = torch.where(asked, k.intent_inform, intent)
         intent = torch.where(confirming, torch.where(right, k.intent_affirm, k.intent_deny), intent)
@@ -458,19 +481,18 @@ class SlotFillingVecEnv(TensorVecEnv):
         request_slot = torch.where(asked | confirming, k.none, request_slot)
         # book: no match -> another constraint; a wrong booking -> a bare reject (it does not say what is wrong,
         # so booking blindly is no cheaper a way to learn the constraints than asking for them)
-        no_match = booking & ~found
+        no_match = is_book & ~found
         intent = torch.where(no_match, k.intent_inform, torch.where(rejected, k.intent_reject, intent))
         inform_slot = torch.where(no_match, agenda_constraint, torch.where(rejected, k.none, inform_slot))
         request_slot = torch.where(no_match | rejected, k.none, request_slot)
         # bye, or out of turns: the user leaves
-        leaving = (kind == k.act_bye) | (self.turn >= k.max_turns)
+        leaving = is_bye | (self.turn >= k.max_turns)
         intent = torch.where(leaving, k.intent_bye, intent)
         inform_slot = torch.where(leaving, k.none, inform_slot)
         request_slot = torch.where(leaving, k.none, request_slot)
 
         said_inform_hot = one_hot(inform_slot, S)
-        said_value = torch.where(constrained, goal, k.dontcare)
-        said_inform = torch.where(said_inform_hot, said_value, k.absent)
+        said_inform = torch.where(said_inform_hot, torch.where(constrained, goal, k.dontcare), k.absent)
         said_request = one_hot(request_slot, R)
         self.informed |= said_inform_hot & constrained
         self.said_intent.copy_(intent)
@@ -478,17 +500,16 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.said_request.copy_(said_request)
 
         # 4. The outcome.
-        success = (kind == k.act_bye) & has_booking & ~any_open
+        success = is_bye & has_booking & ~any_open
         terminated = leaving
         if self.reward_preset == "tcbot":
-            final = torch.where(success, k.success_reward, k.failure_reward)
-            reward = torch.where(terminated, final, k.turn_reward)
+            reward = torch.where(terminated, torch.where(success, k.success_reward, k.failure_reward), k.turn_reward)
         else:
             reward = k.success_bonus * success.float() - k.turn_cost
 
         # 5. The system hears the reply and updates its belief.
         heard = self._hear(intent, said_inform, said_request)
-        view = self._track(heard, kind, slot, request_hot & answering[:, None])
+        view = self._track(heard, self.action_confirms.index_select(0, action), request_hot & answering[:, None])
         for name, value in zip(("belief_value", "belief_confidence", "pending", "booked"), view):
             getattr(self, name).copy_(value)
         self.heard_intent.copy_(heard[0])
@@ -516,10 +537,6 @@ class SlotFillingVecEnv(TensorVecEnv):
     def _observe(self) -> torch.Tensor:
         k = self._k
         known = self.belief_value != k.unknown
-        dontcare = self.belief_value == k.dontcare
-        slot_fraction = self.value_fraction[self.slot_index, self.belief_value.clamp(min=k.zero)]
-        slot_fraction = torch.where(known & ~dontcare & self.slot_in_kb, slot_fraction, k.certain)
-        bucket = torch.bucketize(self.match_count, self.match_bucket_edges, right=True) - k.one
         # torch.cat promotes the bool parts to float32 (1.0 / 0.0) as it copies them in
         parts = [
             one_hot(self.heard_intent, len(INTENTS)),
@@ -528,14 +545,14 @@ class SlotFillingVecEnv(TensorVecEnv):
             one_hot(self.sys_action, self.num_actions),
             known,
             self.belief_confidence,
-            dontcare,
+            self.belief_value == k.dontcare,
             self.pending,
             (self.booked >= k.zero)[:, None],
             (self.turn.float() / k.turns)[:, None],
             one_hot(self.turn.clamp(max=k.max_turns), self.max_turns + 1),
-            one_hot(bucket, len(MATCH_BUCKETS)),
+            self.count_bucket.index_select(0, self.match_count),
             (torch.log1p(self.match_count.float()) / k.log_kb_size)[:, None],
-            slot_fraction,
+            torch.take(self.slot_fraction_table, self.slot_fraction_offset + self.belief_value),
         ]
         return torch.cat(parts, 1)
 

@@ -118,7 +118,7 @@ def cli() -> None:
     rlcourse train ppo rlcourse/CartPole-v1          train with the shipped preset
     rlcourse train ALGO ENV --preset NAME            a named preset variant (rlcourse list)
     rlcourse eval runs/rlcourse_CartPole-v1/ppo/NAME  evaluate a run's checkpoint
-    rlcourse play RUN_DIR                            print sample dialogues of a run
+    rlcourse play RUN_DIR                            watch a run play (dialogues, step tables, --video)
     rlcourse list [--hp ppo]                         algorithms, envs, presets, hyperparameters
     tensorboard --logdir runs                        watch the runs
     """

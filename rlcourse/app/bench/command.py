@@ -81,9 +81,8 @@ from rlcourse.device import resolve_device
 @click.option(
     "--sb3-max-steps",
     type=click.IntRange(min=1),
-    default=cartpole.RL_ZOO_STEPS,
-    show_default=True,
-    help="SB3's env-step budget (RL Zoo's is 100,000).",
+    default=None,
+    help=f"SB3's env-step budget (cartpole: RL Zoo's {cartpole.RL_ZOO_STEPS:,}; dialogue: the PPO preset's).",
 )
 @click.option(
     "--quality/--no-quality",
@@ -135,7 +134,7 @@ def bench_command(
     target: float,
     max_steps: int | None,
     sb3: bool,
-    sb3_max_steps: int,
+    sb3_max_steps: int | None,
     quality: bool,
     eval_every: int | None,
     out: Path,
@@ -157,9 +156,20 @@ def bench_command(
         return
     if suite == "dialogue":
         _dialogue_suite(
-            device, nlu_presets, env_num_envs, sb3_seeds if sb3 else 0, num_envs, seeds, max_steps, out, compile_, tf32
+            device,
+            nlu_presets,
+            env_num_envs,
+            sb3_seeds if sb3 else 0,
+            num_envs,
+            seeds,
+            max_steps,
+            out,
+            compile_,
+            tf32,
+            sb3_max_steps,
         )
         return
+    sb3_max_steps = sb3_max_steps or cartpole.RL_ZOO_STEPS
     if not math.isfinite(target):
         raise click.BadParameter(f"must be a finite number, got {target!r}", param_hint="--target")
     dev = _bench_device(device, tf32)
@@ -233,6 +243,7 @@ def _dialogue_suite(
     out: Path,
     compile_: bool,
     tf32: bool,
+    sb3_max_steps: int | None = None,
 ) -> None:
     from rlcourse.envs.dialogue.nlu import NLU_PRESETS
 
@@ -254,6 +265,7 @@ def _dialogue_suite(
         nlu=list(nlu_presets) or ["clean", "tcbot"],
         sb3_seeds=sb3_seeds,
         max_steps=max_steps,
+        sb3_max_steps=sb3_max_steps,
         compile=compile_,
         tf32=tf32,
     )
@@ -268,6 +280,7 @@ def _dialogue_suite(
         sb3_seeds,
         compile_,
         say=lambda line: click.echo(line, err=True),
+        sb3_budget=sb3_max_steps,
     )
     _finish_suite("dialogue", report, meta, dialogue.render_dialogue_markdown, out)
 

@@ -7,8 +7,8 @@ does on this machine:
 
 * each row is ``rlcourse train ppo rlcourse/CartPole-v1 --device cpu --threads T`` for ``--steps`` env
   steps with the shipped preset, run as its own process, exactly as a user runs it;
-* "busy" runs start after a neighbour process has begun multiplying matrices on torch's default threads
-  (another training job, say) and end before it is stopped;
+* "busy" runs start after one neighbour process has begun keeping one core busy (a single-threaded
+  job: another Python program, a test run) and end before it is stopped;
 * the time is the training time the command prints (``Done: ... in X s``), so start-up and the final
   evaluation are left out; the median over ``--seeds`` runs (seeds 0..N-1) is reported.
 """
@@ -33,8 +33,8 @@ from rlcourse.device import DEFAULT_THREADS
 ENV_ID = "rlcourse/CartPole-v1"
 #: Env steps of each run (the issue's measurement: 30k steps of the CLI preset).
 DEFAULT_STEPS = 30_000
-#: What the neighbour does: big matrix products on torch's default thread count, until it is killed.
-BUSY_NEIGHBOUR = "import torch\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a\n"
+#: What the neighbour does: big matrix products on one thread, until it is killed.
+BUSY_NEIGHBOUR = "import torch\ntorch.set_num_threads(1)\na = torch.randn(1024, 1024)\nwhile True:\n    a @ a\n"
 #: Seconds the neighbour runs before a busy measurement starts, so it has taken its cores.
 NEIGHBOUR_WARMUP_S = 2.0
 _DONE = re.compile(r"^Done: [\d,]+ env steps.* in ([\d.]+) s", re.MULTILINE)
@@ -77,7 +77,7 @@ def train_seconds(threads: int, seed: int, steps: int) -> float:
 
 
 class BusyNeighbour:
-    """A process that keeps torch's default threads busy while the ``with`` block runs."""
+    """A process that keeps one core busy while the ``with`` block runs."""
 
     def __enter__(self) -> BusyNeighbour:
         self.process = subprocess.Popen([sys.executable, "-c", BUSY_NEIGHBOUR])
@@ -142,7 +142,7 @@ def render_threads_markdown(report: dict[str, Any], meta: dict[str, Any]) -> str
             f"- `rlcourse train ppo {ENV_ID} --device cpu --threads T --total-steps {report['steps']}` (its preset), "
             f"each run its own process; median of {meta['seeds']} runs (seeds 0..{meta['seeds'] - 1}); the training "
             "time it prints (start-up and final evaluation excluded)",
-            "- busy: beside one process multiplying 1024×1024 matrices on torch's default threads",
+            "- busy: beside one process multiplying 1024×1024 matrices on one thread (it keeps one core busy)",
             "",
             *table(HEADER, lines),
             "",

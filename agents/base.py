@@ -53,7 +53,7 @@ CHECKPOINT_NAME = RunDir.CHECKPOINT
 MAX_STEPS_VARIABLE = "RLCOURSE_MAX_STEPS"
 
 
-def capped_budget(total_timesteps: int) -> int:
+def capped_budget(total_timesteps: int, warn: bool = True) -> int:
     """``total_timesteps``, or less when :data:`MAX_STEPS_VARIABLE` is set (with a warning saying so)."""
     cap = os.environ.get(MAX_STEPS_VARIABLE)
     if not cap:
@@ -61,9 +61,11 @@ def capped_budget(total_timesteps: int) -> int:
     if not cap.isdigit() or int(cap) <= 0:
         raise ValueError(f"{MAX_STEPS_VARIABLE} must be a positive integer, got {cap!r}")
     if int(cap) < total_timesteps:
-        warnings.warn(
-            f"{MAX_STEPS_VARIABLE}={cap} caps this learn() at {int(cap):,} of {total_timesteps:,} steps", stacklevel=3
-        )
+        if warn:
+            warnings.warn(
+                f"{MAX_STEPS_VARIABLE}={cap} caps this learn() at {int(cap):,} of {total_timesteps:,} steps",
+                stacklevel=3,
+            )
         return int(cap)
     return total_timesteps
 
@@ -196,7 +198,15 @@ class Agent(abc.ABC):
         self._predict_generator.manual_seed(predict_seed)
         self.obs, _ = self.env.reset(seed=env_seed)
         self.episodes = EpisodeStats(self.env.outcome_keys, self.device)
-        self._build()
+        try:
+            self._build()
+        except ValueError as error:  # a preset's batch geometry may not fit another env count: say where it came from
+            if not preset_values or self.num_envs == preset_num_envs:
+                raise
+            raise type(error)(
+                f"{error} (preset {preset!r} for {self.algo} on {self.env_id} is tuned for "
+                f"num_envs={preset_num_envs}; pass the settings that fit {self.num_envs} envs, or preset=None)"
+            ) from None
         if run_dir is not None and not isinstance(run_dir, RunDir):
             self.run_dir = RunDir.claim(run_dir)
 

@@ -7,6 +7,7 @@ checkpoint go to runs/examples/.
     python examples/train_dialogue.py
 """
 
+import sys
 import time
 
 from rlcourse.agents import PPO
@@ -19,4 +20,4 @@ result = agent.evaluate(n_episodes=200)
 print(f"success rate {result['success_rate']:.3f} in {result['mean_length']:.1f} system turns on average")
 print(agent.transcripts(1)[0])
 agent.save(f"{run_dir}/final.pt")
-print(f"TensorBoard: tensorboard --logdir {run_dir}")
+print(f"TensorBoard: {sys.executable} -m tensorboard.main --logdir {run_dir}")  # works with or without the venv active

@@ -104,9 +104,9 @@ def make_vec(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu",
     if env_id in _VEC_ENVS:
         vec_cls = vec_env_class(env_id)
         accepted = _options_of(vec_cls.__init__, skip=("self", "num_envs", "device"))
-        unknown = sorted(set(kwargs) - set(accepted or kwargs))
+        unknown = sorted(set(kwargs) - set(kwargs if accepted is None else accepted))  # None: it takes **kwargs
         if unknown:
-            hint = did_you_mean(unknown[0], accepted)
+            hint = did_you_mean(unknown[0], accepted or [])
             raise ValueError(
                 f"{env_id} has no option {unknown[0]!r}; {hint + ' ' if hint else ''}"
                 f"its options: {', '.join(accepted) or 'none'}"

@@ -62,6 +62,8 @@ class SingleEnv(gym.Env):
         self._actions = torch.zeros(self.vec._action_shape, dtype=self.vec._action_dtype)
         self._action_slot = self._actions.numpy()
         self._outcome_keys = tuple(self.vec.outcome_keys)
+        if isinstance(self.action_space, spaces.Box):  # its bounds as Python floats, for a cheap check of small actions
+            self._bounds = list(zip(self.action_space.low.ravel().tolist(), self.action_space.high.ravel().tolist()))
         self._masked = bool(self.vec.has_action_masks)
 
     @property
@@ -104,11 +106,19 @@ class SingleEnv(gym.Env):
             values = np.asarray(action, dtype=self._action_slot.dtype)
             if values.shape != space.shape:
                 raise ValueError(f"action must have shape {space.shape} for {space}, got {values.shape}")
-            if not ((values >= space.low).all() and (values <= space.high).all()):  # NaN fails both
+            if values.size <= 16:  # NaN fails every comparison, so it is outside too
+                inside = all(low <= value <= high for value, (low, high) in zip(values.ravel().tolist(), self._bounds))
+            else:
+                inside = bool((values >= space.low).all() and (values <= space.high).all())
+            if not inside:
                 raise ValueError(f"an action is outside the action space {space}")
             self._action_slot[0] = values
             return
-        if isinstance(space, spaces.Discrete) and isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+        if (
+            isinstance(space, spaces.Discrete)
+            and isinstance(action, (int, np.integer))
+            and not isinstance(action, bool)
+        ):
             value = int(action)  # the common case, without a round trip through numpy
         else:
             array = np.asarray(action)

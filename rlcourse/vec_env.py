@@ -3,7 +3,9 @@
 A concrete env writes three batched, branch-free methods and a list of its state tensors:
 
 * ``_reset_where(mask)`` re-initialises the sub-envs selected by a bool mask (``torch.where``, never
-  boolean indexing, so no host-device sync);
+  boolean indexing, so no host-device sync); it draws the same random numbers whatever the mask, and
+  may skip the rest where :meth:`~TensorVecEnv._selects_none` says the mask is empty (a free question
+  on the CPU only);
 * ``_transition(actions) -> (reward, terminated, truncated, info)`` advances every sub-env one step;
 * ``_observe() -> obs`` reads the observation from the state;
 * ``state_names``: the attribute names of the tensors that make up the env's state (for checkpoints).
@@ -57,6 +59,15 @@ def describe_space(space: spaces.Space) -> str:
     if isinstance(space, spaces.MultiDiscrete):
         return f"an integer tensor of shape (num_envs, {len(space.nvec)}) for {space}"
     return str(space)
+
+
+def fill_where(tensor: torch.Tensor, mask: torch.Tensor, value: torch.Tensor) -> None:
+    """``tensor[mask] = value`` in place, for a 0-d tensor ``value``. Graph safe: on CUDA, ``masked_fill_`` reads a
+    tensor value on the host (a sync, which CUDA graph capture refuses), so off the CPU it goes through ``where``."""
+    if tensor.device.type == "cpu":
+        tensor.masked_fill_(mask, value)
+    else:
+        tensor.copy_(torch.where(mask, value, tensor))
 
 
 def true_next_obs(next_obs: torch.Tensor, info: TensorDict) -> torch.Tensor:
@@ -121,7 +132,8 @@ class TensorVecEnv(VectorEnv):
         self._zero_return = torch.zeros((), dtype=torch.float32, device=self.device)
         self._zero_length = torch.zeros((), dtype=torch.int32, device=self.device)
         self._one_length = torch.ones((), dtype=torch.int32, device=self.device)
-        self._last_asked: tuple[torch.Tensor | None, bool] = (None, False)  # see _selects_none
+        self._host_reads_free = self.device.type == "cpu"  # see _selects_none
+        self._last_asked: tuple[torch.Tensor | None, bool] = (None, False)
         #: While true, a text env puts in ``info`` what :meth:`render_turn` needs (a few copies per step).
         self.recording = False
         modes = self.metadata.get("render_modes", [])
@@ -172,15 +184,16 @@ class TensorVecEnv(VectorEnv):
 
     def _selects_none(self, mask: torch.Tensor) -> bool:
         """Whether ``mask`` selects no sub-env, asked only where the answer is free: on the CPU. On another device it
-        would be a host-device sync, so there the answer is always False and the batched code runs unbranched.
+        would be a host-device sync, so there the answer is always False and the batched code runs unbranched;
+        under ``torch.compile`` too, where reading a value would break the compiled graph in pieces.
 
         ``_reset_where`` may use it to skip work (never its random draws: the stream must not depend on it). The
         answer for the last mask asked about is kept, as one step asks about its ``done`` mask several times.
         """
-        if self.device.type != "cpu":
+        if not self._host_reads_free or torch.compiler.is_compiling():
             return False
         if self._last_asked[0] is not mask:
-            self._last_asked = (mask, not mask.any().item())
+            self._last_asked = (mask, not (mask.item() if mask.numel() == 1 else mask.any().item()))
         return self._last_asked[1]
 
     def _autoreset_info(
@@ -196,8 +209,8 @@ class TensorVecEnv(VectorEnv):
                 "r": torch.where(done, self.episode_return, self._zero_return),
                 "l": torch.where(done, self.episode_length, self._zero_length),
             }
-            self.episode_return.masked_fill_(done, self._zero_return)
-            self.episode_length.masked_fill_(done, self._zero_length)
+            fill_where(self.episode_return, done, self._zero_return)
+            fill_where(self.episode_length, done, self._zero_length)
         for key in self.outcome_keys:  # a declaration the env does not keep fails here, by name (free: no sync)
             if (
                 key not in step_info

@@ -74,7 +74,9 @@ def assert_tensorboard_command(out: str, run_dir: Path) -> None:
     assert args == ["--logdir", str(run_dir)], line
     found = shutil.which(program) if "/" not in program else program
     assert found is not None and Path(found).is_file() and os.access(found, os.X_OK), line
-    assert Path(found).resolve() == (Path(sys.executable).parent / "tensorboard").resolve(), "this install's tensorboard"
+    assert Path(found).resolve() == (Path(sys.executable).parent / "tensorboard").resolve(), (
+        "this install's tensorboard"
+    )
 
 
 def invoke(*args, expect: int = 0):

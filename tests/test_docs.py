@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -40,7 +41,15 @@ def bin_dir() -> Path:
 
 
 def smoke_env() -> dict[str, str]:
-    return {**os.environ, MAX_STEPS_VARIABLE: SMOKE_STEPS, "PYTHONPATH": str(ROOT)}
+    return {**os.environ, MAX_STEPS_VARIABLE: SMOKE_STEPS, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+#: What each example must print (its result, not only its exit code).
+EXAMPLE_OUTPUT = {
+    "cartpole_tour.py": r"one Gymnasium episode: return \d+",
+    "custom_env.py": r"success rate \d\.\d\d, mean length",
+    "sb3_dialogue.py": r"MaskablePPO after [\d,]+ turns \(with the env's action masks\): mean return",
+}
 
 
 def test_every_block_has_a_known_language():
@@ -58,8 +67,14 @@ def test_the_training_command_prints_results_and_a_tensorboard_command_that_work
     command = next(code.strip() for code in blocks("bash") if code.startswith(SETUP) and " train " in code)
     program, *args = shlex.split(command.removeprefix(SETUP))
     assert program == ".venv/bin/rlcourse" and args[:2] == ["train", "ppo"]
+    # The venv is not active (its bin is not on PATH), as right after the README's one-liner.
+    inactive = os.defpath
     done = subprocess.run(
-        [str(bin_dir() / "rlcourse"), *args], cwd=tmp_path, env=smoke_env(), capture_output=True, text=True
+        [str(bin_dir() / "rlcourse"), *args],
+        cwd=tmp_path,
+        env={**smoke_env(), "PATH": inactive},
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -67,15 +82,19 @@ def test_the_training_command_prints_results_and_a_tensorboard_command_that_work
     assert "sample dialogues: TensorBoard's TEXT tab" in out
     tensorboard = shlex.split(out.strip().splitlines()[-1].removeprefix("TensorBoard: "))
     assert tensorboard[1] == "--logdir" and (tmp_path / tensorboard[2] / "config.yaml").is_file()
-    assert_tensorboard_serves(tensorboard, tmp_path)
+    assert_tensorboard_serves(tensorboard, tmp_path, inactive)
 
 
-def assert_tensorboard_serves(command: list[str], cwd: Path) -> None:
-    """Start ``command`` as a shell would find it (PATH without the venv), wait for its URL, stop it."""
-    env = {**os.environ, "PATH": os.defpath}
-    program = command[0] if "/" in command[0] else str(bin_dir() / command[0])
+def assert_tensorboard_serves(command: list[str], cwd: Path, path: str) -> None:
+    """Start ``command`` as a shell with this ``PATH`` finds it, wait for its URL, stop it."""
+    program = shutil.which(command[0], path=path) if "/" not in command[0] else command[0]
+    assert program is not None, f"{command[0]} is not on PATH={path}"
     process = subprocess.Popen(
-        [program, *command[1:], "--port", "0"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [program, *command[1:], "--port", "0"],
+        cwd=cwd,
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline, seen = time.monotonic() + 120, b""
@@ -109,7 +128,8 @@ def test_the_command_line_tour_runs_in_order(tmp_path, monkeypatch):
 def test_the_tensorboard_block_serves_the_runs_folder(tmp_path):
     (tmp_path / "runs").mkdir()
     (command,) = [code.strip() for code in blocks("bash") if code.startswith("tensorboard")]
-    assert_tensorboard_serves(shlex.split(command), tmp_path)
+    active = f"{bin_dir()}{os.pathsep}{os.defpath}"  # after `source .venv/bin/activate`, as the README says
+    assert_tensorboard_serves(shlex.split(command), tmp_path, active)
 
 
 def test_the_config_file_block_is_a_valid_config(tmp_path, monkeypatch):
@@ -141,6 +161,7 @@ def test_each_example_runs_as_written(script, tmp_path):
         [sys.executable, str(script)], cwd=tmp_path, env=smoke_env(), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
+    assert re.search(EXAMPLE_OUTPUT[script.name], done.stdout), done.stdout
     assert {path.name for path in tmp_path.iterdir()} <= {"runs"}, "an example writes only under runs/"
 
 
@@ -148,7 +169,9 @@ def test_the_dialogue_example_reaches_its_promised_success_within_the_preset_bud
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop(MAX_STEPS_VARIABLE, None)
     script = ROOT / "examples" / "train_dialogue.py"
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stderr
     success = float(re.search(r"success rate (\d\.\d+)", done.stdout).group(1))
     assert success >= 0.95, done.stdout

@@ -371,25 +371,25 @@ def test_a_successful_bye_on_the_last_turn_still_succeeds():
 
 EXPECTED_TRANSCRIPT = """\
 [goal: moviename=zootopia, city=seattle, date=november 5th, numberofpeople=2; asks for starttime, price]
-User:   I'd like a ticket to see zootopia. What is the price?
+User:   I'd like a ticket to see zootopia. How much is it?
 System: Hello! How can I help you?
 User:   I'd like a ticket on november 5th.
 System: Which format would you like?
 User:   Any format is fine.
 System: Did you say zootopia for the movie?
 User:   Yes, that's right.
-System: I booked ? tickets for zootopia (imax) at amc pacific place 11 in los angeles on november 5th at 10:00 am.
+System: I booked tickets for zootopia (imax) at amc pacific place 11 in los angeles on november 5th at 10:00 am.
 User:   That doesn't work for me.
-System: Which number of people would you like?
-User:   I'd like a ticket for 2 people.
+System: How many tickets would you like?
+User:   I'd like tickets for 2 people.
 System: I booked 2 tickets for zootopia (imax) at amc pacific place 11 in los angeles on november 5th at 10:00 am.
 User:   That doesn't work for me.
 System: Which city would you like?
 User:   I'd like a ticket in seattle.
 System: I booked 2 tickets for zootopia (standard) at cinemark century 16 in seattle on november 5th at 10:00 am.
-User:   What is the start time?
+User:   What time does it start?
 System: The price is $19.
-User:   What is the start time?
+User:   What time does it start?
 System: The start time is 10:00 am.
 User:   Great, thank you!
 System: Goodbye.
@@ -648,12 +648,14 @@ def test_single_env_and_batched_env_give_the_same_dialogues():
             bool(terminated_b[0]),
             bool(truncated_b[0]),
         )
-        assert bool(info_s["success"]) == bool(info_b["success"][0]) and int(info_s["turns"]) == int(info_b["turns"][0])
-        if done:
-            outcomes.append(bool(info_s["success"]))
-            assert float(info_s["episode"]["r"]) == float(info_b["episode"]["r"][0])
-            obs_s, _ = single.reset()  # hands out the episode the batched env already started
-            assert np.array_equal(obs_s, obs_b[0].numpy()), f"step {step}: the next episode differs"
+        if not done:
+            assert set(info_s) == {"action_mask"}  # the single env's lean info: outcomes only where episodes end
+            continue
+        assert info_s["success"] is bool(info_b["final_info"]["success"][0])
+        outcomes.append(info_s["success"])
+        assert info_s["episode"] == {"r": float(info_b["episode"]["r"][0]), "l": int(info_b["episode"]["l"][0])}
+        obs_s, _ = single.reset()  # hands out the episode the batched env already started
+        assert np.array_equal(obs_s, obs_b[0].numpy()), f"step {step}: the next episode differs"
     assert len(outcomes) >= 10 and any(outcomes) and not all(outcomes), outcomes
     single.close()
 
@@ -838,6 +840,7 @@ def trained_ppo():
         n_epochs=4,
         ent_coef=0.01,
         learning_rate=1e-3,
+        preset=None,  # exactly these settings, without the shipped preset's (which are tuned for 600k steps)
     )
     agent.learn(40 * 32 * 32)  # 40,960 steps: 40 iterations (about 10 s on a loaded 2-core machine)
     return agent
@@ -952,7 +955,7 @@ def test_play_the_rule_expert(capsys):
         assert text.rstrip("\n").splitlines()[-1].startswith("[success"), "the expert succeeds on a clean NLU"
 
 
-def test_play_a_cartpole_run_has_no_transcripts(tmp_path, capsys):
+def test_play_a_cartpole_run_prints_episodes_not_dialogues(tmp_path, capsys):
     from rlcourse.agents import PPO
 
     run_dir = tmp_path / "cartpole"
@@ -960,9 +963,9 @@ def test_play_a_cartpole_run_has_no_transcripts(tmp_path, capsys):
         "rlcourse/CartPole-v1", num_envs=2, device="cpu", seed=0, n_steps=16, batch_size=32, n_epochs=1, run_dir=run_dir
     ).learn(32)
     code = main(["play", str(run_dir), "--device", "cpu"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(err) == 1 and err[0].startswith("rlcourse: error: ") and "has no transcripts" in err[0]
+    out = capsys.readouterr().out
+    assert code == 0 and "--- episode 1 ---" in out
+    assert not any(line.startswith(("System: ", "User:   ")) for line in out.splitlines())
 
 
 # ----------------------------------------------------------------------------- 12. restaurant and domain files

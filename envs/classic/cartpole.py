@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.classic.canvas import Canvas
-from rlcourse.vec_env import TensorVecEnv
+from rlcourse.vec_env import TensorVecEnv, fill_where
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -126,18 +126,22 @@ class CartPoleVecEnv(TensorVecEnv):
             return
         fresh = fresh * c.init_width - c.init_bound
         self.physics.copy_(torch.where(mask[:, None], fresh, self.physics))
-        self.elapsed.masked_fill_(mask, c.zero_steps)
+        fill_where(self.elapsed, mask, c.zero_steps)
 
     def _transition(self, actions: torch.Tensor):
         c = self._constants
         _, x_dot, theta, theta_dot = self._columns
         force = torch.where(actions == c.right, c.push_right, c.push_left)
         cos_theta, sin_theta = torch.cos(theta), torch.sin(theta)
-        temp = (force + c.pole_mass_length * (theta_dot * theta_dot) * sin_theta) / c.total_mass
-        theta_acc = (c.gravity * sin_theta - cos_theta * temp) / (
-            c.half_pole_length * (c.four_thirds - c.pole_mass * (cos_theta * cos_theta) / c.total_mass)
-        )
-        x_acc = temp - c.pole_mass_length * theta_acc * cos_theta / c.total_mass
+        # Gymnasium's expressions, one rounding for one rounding (so float64 matches it bit for bit):
+        #   temp = (force + pml * theta_dot² * sin) / M
+        #   theta_acc = (g * sin - cos * temp) / (l * (4/3 - m_pole * cos² / M))
+        #   x_acc = temp - pml * theta_acc * cos / M
+        # written as in-place steps on fresh temporaries, which spares an allocation per operation.
+        temp = (theta_dot * theta_dot).mul_(c.pole_mass_length).mul_(sin_theta).add_(force).div_(c.total_mass)
+        denominator = (cos_theta * cos_theta).mul_(c.pole_mass).div_(c.total_mass).neg_().add_(c.four_thirds)
+        theta_acc = (sin_theta * c.gravity).sub_(cos_theta * temp).div_(denominator.mul_(c.half_pole_length))
+        x_acc = (theta_acc * c.pole_mass_length).mul_(cos_theta).div_(c.total_mass).neg_().add_(temp)
         # Euler: every coordinate moves by tau times its rate, (x_dot, x_acc, theta_dot, theta_acc), in place.
         self.physics.add_(c.tau * torch.stack((x_dot, x_acc, theta_dot, theta_acc), -1))
         self.elapsed.add_(c.one_step)

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.classic.canvas import Canvas
-from rlcourse.vec_env import TensorVecEnv
+from rlcourse.vec_env import TensorVecEnv, fill_where
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0
@@ -137,33 +137,34 @@ class PendulumVecEnv(TensorVecEnv):
             return
         fresh = (fresh * c.two - c.one) * self._init_bounds
         self.physics.copy_(torch.where(mask[:, None], fresh, self.physics))
-        self.elapsed.masked_fill_(mask, c.zero_steps)
+        fill_where(self.elapsed, mask, c.zero_steps)
 
     def _transition(self, actions: torch.Tensor):
         c = self._constants
         theta, theta_dot = self._columns
         # The torque terms stay in the action space's float32 until they meet the state, as in
         # Gymnasium, where NumPy keeps float32 × Python-float products in float32.
-        torque = actions[:, 0].float().clamp(c.min_torque, c.max_torque)
-        torque_cost = (c.torque_cost * (torque * torque)).to(self.physics.dtype)
-        torque_acc = (c.torque_gain * torque).to(self.physics.dtype)
+        torque = actions[:, 0]
+        torque = (torque if torque.dtype == torch.float32 else torque.float()).clamp(c.min_torque, c.max_torque)
+        torque_cost = c.torque_cost * (torque * torque)
+        torque_acc = c.torque_gain * torque
+        if self.physics.dtype != torch.float32:  # a float64 state: they meet it as float64 values
+            torque_cost, torque_acc = torque_cost.to(self.physics.dtype), torque_acc.to(self.physics.dtype)
         # The cost is of the state before the step, with the torque that is applied in it.
         wrapped = wrap_angle(theta, c.half_turn, c.full_turn)
         cost = wrapped * wrapped + c.speed_cost * (theta_dot * theta_dot) + torque_cost
-        new_theta_dot = (theta_dot + (c.gravity_gain * torch.sin(theta) + torque_acc) * c.dt).clamp(
-            c.min_speed, c.max_speed
-        )
-        # Semi-implicit Euler: the angle moves with the new, clipped speed (both in place, through the views).
-        theta.add_(new_theta_dot * c.dt)
-        theta_dot.copy_(new_theta_dot)
+        speed_change = (c.gravity_gain * torch.sin(theta) + torque_acc) * c.dt
+        # Semi-implicit Euler, in place through the views: the speed moves and is clipped, then the angle moves with it.
+        theta_dot.add_(speed_change).clamp_(c.min_speed, c.max_speed)
+        theta.add_(theta_dot * c.dt)
         self.elapsed.add_(c.one_step)
         truncated = self.elapsed >= c.max_steps
-        reward = (-cost).to(torch.float32)
+        reward = cost.neg_().float()
         return reward, torch.zeros_like(truncated), truncated, {}
 
     def _observe(self) -> torch.Tensor:
         theta, theta_dot = self._columns
-        return torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), -1).to(torch.float32)
+        return torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), -1).float()
 
     def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
         """The pendulum an observation (cos θ, sin θ, θ̇) shows, as uint8 (500, 500, 3)."""

@@ -10,7 +10,8 @@ just another file. It names:
 * ``requestable`` slots, whose value the user may ask for (they must be entity attributes);
 * ``kb``: the size and seed of the knowledge base;
 * ``goal``: the distributions of the number of constraints and requests, and of the first turn;
-* ``nlg``: English templates for transcripts.
+* ``nlg``: English templates for transcripts (the template language is in :mod:`~rlcourse.envs.dialogue.nlg`;
+  they are compiled and checked when the domain loads).
 
 The knowledge base is generated deterministically (numpy's legacy ``RandomState``, whose stream is
 fixed by numpy's compatibility policy): ``size`` distinct combinations of the independent slots,
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlcourse.envs.dialogue.nlg import Phrasebook, TemplateError
 
 DOMAIN_DIR = Path(__file__).parent / "domains"
 
@@ -57,6 +60,8 @@ class Domain:
     first_turn_inform_prob: float = 0.5
     first_turn_request_prob: float = 0.5
     nlg: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The ``nlg`` templates, compiled: what transcripts say.
+    phrasebook: Phrasebook | None = field(default=None, repr=False, compare=False)
 
     def kb_column(self, slot: str) -> int:
         return self.kb_slots.index(slot)
@@ -123,9 +128,14 @@ def _build(spec: dict[str, Any], path: str) -> Domain:
         )
     kb_slots = [slot for slot in slots if in_kb[slot]]
     kb = _generate_kb(slots, values, kb_slots, int(spec["kb"]["size"]), int(spec["kb"]["seed"]), path)
+    entity = str(spec.get("entity", "booking"))
+    try:
+        phrasebook = Phrasebook(spec.get("nlg", {}), in_kb, informable, requestable, entity)
+    except TemplateError as error:
+        raise DomainError(f"{path}: {error}") from None
     return Domain(
         name=str(spec["name"]),
-        entity=str(spec.get("entity", "booking")),
+        entity=entity,
         values=values,
         in_kb=in_kb,
         informable=informable,
@@ -137,6 +147,7 @@ def _build(spec: dict[str, Any], path: str) -> Domain:
         first_turn_inform_prob=float(goal.get("first_turn_inform_prob", 0.5)),
         first_turn_request_prob=float(goal.get("first_turn_request_prob", 0.5)),
         nlg=dict(spec.get("nlg", {})),
+        phrasebook=phrasebook,
     )
 
 

@@ -72,19 +72,19 @@ def one_hot(index: torch.Tensor, count: int) -> torch.Tensor:
     return index[..., None] == _arange(count, index.device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _arange(count: int, device: torch.device) -> torch.Tensor:
     """``torch.arange(count)`` on ``device``, made once (read-only: shared by every caller)."""
     return torch.arange(count, device=device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scalar(value: int, device: torch.device) -> torch.Tensor:
     """An int64 0-d tensor on ``device``, made once (read-only: shared by every caller)."""
     return torch.tensor(value, device=device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _constants(noise: NluNoise, device: torch.device) -> SimpleNamespace:
     """The numbers :func:`hear` works with, as 0-d tensors: an op with a Python number operand pays for
     wrapping it into a tensor every time. Made once per setting and device (read-only: shared)."""
@@ -154,7 +154,9 @@ def hear(
     else:
         noisy = _scalar(noisy_intents, inform.device)
         heard_intent = torch.where(
-            (intent_draw[:, 0] < k.intent_error) & (intent < noisy), _other(intent, noisy, intent_draw[:, 1], k.one), intent
+            (intent_draw[:, 0] < k.intent_error) & (intent < noisy),
+            _other(intent, noisy, intent_draw[:, 1], k.one),
+            intent,
         )
     if noise.slot_error == 0:  # nothing is misheard, so every heard slot is heard right
         heard = inform

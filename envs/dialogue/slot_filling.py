@@ -1,8 +1,8 @@
 """``rlcourse/SlotFilling-v0``: task-oriented dialogue with an agenda-based simulated user, batched as tensors.
 
-The course's example of RL beyond games (interactive retrieval, notes:12318-12320): a positive
+The course's example of RL beyond games (interactive retrieval, notes:12318-12320 [Deep RL]): a positive
 reward for giving the user what they need, a negative reward for every question asked. The task
-is slot filling (notes:3928-3937): the system must learn the user's constraints ("on November
+is slot filling (notes:3928-3937 [RNN]): the system must learn the user's constraints ("on November
 2nd", "for 2 people"), book a matching entity from the knowledge base and answer the user's
 questions about it, in as few turns as possible.
 
@@ -44,13 +44,13 @@ booking with no match.
 
 **Rewards** (``reward=``): ``tcbot``: -1 per turn, +2·max_turns on success, -max_turns on failure
 (the final turn gets only the final reward, as in TC-Bot); ``pydial``: 20·success - turns.
-``info`` carries ``success`` and ``turns``. Turns are system turns; TC-Bot counts user and system
+``info`` carries ``success`` and ``turns``; :attr:`~SlotFillingVecEnv.action_names` names every action index
+(``request(city)``, ``book``, ...). Turns are system turns; TC-Bot counts user and system
 utterances, which is 2·turns.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -60,8 +60,9 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.dialogue.domain import Domain, load_domain
+from rlcourse.envs.dialogue.kb import KnowledgeBase
 from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, draw_noise, hear, nlu_preset, one_hot
-from rlcourse.vec_env import TensorVecEnv
+from rlcourse.vec_env import TensorVecEnv, fill_where
 
 INTENTS = ("inform", "request", "affirm", "deny", "reject", "thanks", "bye")
 INFORM, REQUEST, AFFIRM, DENY, REJECT, THANKS, BYE = range(len(INTENTS))
@@ -148,6 +149,7 @@ class SlotFillingVecEnv(TensorVecEnv):
         )  # every feature is a flag or a fraction
         super().__init__(num_envs, device, validate)
         self._build_tables()
+        self._action_names = tuple(self.describe_action(action) for action in range(self.num_actions))
         B, dev = self.num_envs, self.device
         long = dict(dtype=torch.int64, device=dev)
         self.goal_value = torch.full((B, S), NONE, **long)
@@ -207,40 +209,14 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.action_slot = torch.tensor(slots, device=dev)
         self.n_values = torch.tensor([len(d.values[s]) for s in self.slots], device=dev)
         self.slot_in_kb = torch.tensor([d.in_kb[s] for s in self.slots], device=dev)
-        kb = torch.as_tensor(d.kb, device=dev)
-        self.kb_size = kb.shape[0]
-        self.kb_slot_values = torch.stack(
-            [kb[:, d.kb_column(s)] if d.in_kb[s] else torch.zeros_like(kb[:, 0]) for s in self.slots], 1
-        )
-        self.kb_request_values = torch.stack([kb[:, d.kb_column(r)] for r in self.requests], 1)
+        self.kb = KnowledgeBase(d, dev)
+        self.kb_size = self.kb.size
+        self.kb_slot_values = self.kb.slot_values  # [entities, S]
+        self.kb_request_values = self.kb.request_values  # [entities, R]
         # A request on a slot the goal constrains is never sampled: the user already knows that value.
         self.request_slot = torch.tensor(
             [self.slots.index(r) if r in self.slots else NONE for r in self.requests], device=dev
         )
-        # KB query with bitsets: for each (slot, value) the set of entities having it, 8 entities per byte
-        # (entity e is bit e % 8 of byte e // 8). The last value row of every slot is the wildcard (all
-        # entities): unknown, "don't care" and booking slots.
-        n_bytes = -(-self.kb_size // 8)
-        self.wildcard = int(self.n_values.max())
-        member = torch.zeros(S, self.wildcard + 1, n_bytes * 8, dtype=torch.bool)
-        member[:, self.wildcard, : self.kb_size] = True
-        for i, s in enumerate(self.slots):
-            if d.in_kb[s]:
-                member[i, self.kb_slot_values[:, i].cpu(), torch.arange(self.kb_size)] = True
-            else:
-                member[i, :, : self.kb_size] = True
-        weights = torch.tensor([1 << b for b in range(8)])
-        self.value_bits = (member.view(S, self.wildcard + 1, n_bytes, 8).long() * weights).sum(-1).to(torch.uint8).to(dev)
-        byte_values = range(256)
-        self.byte_popcount = torch.tensor([bin(byte).count("1") for byte in byte_values], device=dev)
-        self.byte_lowest_bit = torch.tensor([(byte & -byte).bit_length() - 1 if byte else 0 for byte in byte_values], device=dev)
-        counts = torch.zeros(S, int(self.n_values.max()), device=dev)
-        for i, s in enumerate(self.slots):
-            if d.in_kb[s]:
-                counts[i, : len(d.values[s])] = torch.bincount(
-                    self.kb_slot_values[:, i], minlength=len(d.values[s])
-                ).float()
-        self.value_fraction = counts / self.kb_size
         self.slot_index = torch.arange(S, device=dev)
         self.constraint_count_cdf = torch.tensor(d.constraint_count_probs, device=dev).cumsum(0)
         self.request_count_cdf = torch.tensor(d.request_count_probs, device=dev).cumsum(0)
@@ -260,12 +236,14 @@ class SlotFillingVecEnv(TensorVecEnv):
         self.action_confirms = one_hot(slot, S) & (kind == CONFIRM)[:, None]
         self.no_confirm = torch.zeros(S, dtype=torch.bool, device=self.device)
         #: per KB match count (0 to kb_size): the one-hot of its bucket
-        bucket = torch.bucketize(torch.arange(self.kb_size + 1, device=self.device), self.match_bucket_edges, right=True)
+        bucket = torch.bucketize(
+            torch.arange(self.kb_size + 1, device=self.device), self.match_bucket_edges, right=True
+        )
         self.count_bucket = one_hot(bucket - 1, len(MATCH_BUCKETS))
         #: per slot and belief value (flat, read with ``torch.take`` at ``slot_fraction_offset + value``): the fraction
         #: of the KB with that value; 1 where it does not narrow the KB (unknown, don't care, a booking slot)
-        fraction = torch.ones(S, self.value_fraction.shape[1] + 2, device=self.device)  # columns: -2, -1, 0, 1, ...
-        fraction[:, 2:] = torch.where(self.slot_in_kb[:, None], self.value_fraction, 1.0)
+        fraction = torch.ones(S, self.kb.value_fraction.shape[1] + 2, device=self.device)  # columns: -2, -1, 0, 1, ...
+        fraction[:, 2:] = torch.where(self.slot_in_kb[:, None], self.kb.value_fraction, 1.0)
         self.slot_fraction_table = fraction.flatten()
         self.slot_fraction_offset = self.slot_index * fraction.shape[1] + 2
 
@@ -291,8 +269,6 @@ class SlotFillingVecEnv(TensorVecEnv):
             unknown=constant(UNKNOWN),
             absent=constant(ABSENT),
             dontcare=constant(DONTCARE),
-            wildcard=constant(self.wildcard),
-            byte_bits=constant(8),
             max_turns=constant(self.max_turns),
             last_constraint_count=constant(len(self.constraint_count_cdf) - 1),
             last_request_count=constant(len(self.request_count_cdf) - 1),
@@ -314,20 +290,11 @@ class SlotFillingVecEnv(TensorVecEnv):
 
     # ----------------------------------------------------------------- the KB
     def _refresh_matches(self) -> None:
-        """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book).
-
-        The consistent set is the AND of one bitset per slot (see ``value_bits``); its size is the sum of
-        its bytes' popcounts, and the first entity is the lowest set bit of its first non-empty byte.
-        """
-        k = self._k
-        value = torch.where(self.belief_value >= k.zero, self.belief_value, k.wildcard)
-        match = functools.reduce(torch.bitwise_and, self.value_bits[self.slot_index, value].unbind(1)).long()
-        count = torch.take(self.byte_popcount, match).sum(1)
-        first_byte = (match > k.zero).int().argmax(1)  # 0 where nothing matches
-        lowest_bit = torch.take(self.byte_lowest_bit, match.gather(1, first_byte[:, None])).squeeze(1)
+        """Count the KB entities consistent with the belief, and find the first one (what ``book`` would book)."""
+        count, first = self.kb.match(self.belief_value)
         # copy_, not rebinding: the buffers keep their addresses, which a captured CUDA graph relies on
         self.match_count.copy_(count)
-        self.first_match.copy_(first_byte * k.byte_bits + lowest_bit)
+        self.first_match.copy_(first)
 
     # ----------------------------------------------------------------- the user's goal and first turn
     def _reset_where(self, mask: torch.Tensor) -> None:
@@ -372,7 +339,7 @@ class SlotFillingVecEnv(TensorVecEnv):
 
         def clear(name: str, value: torch.Tensor) -> None:
             current = getattr(self, name)
-            current.masked_fill_(each if current.dim() == 1 else each_slot, value)
+            fill_where(current, each if current.dim() == 1 else each_slot, value)
 
         put("goal_value", goal_value)
         put("goal_request", goal_request)
@@ -444,7 +411,9 @@ class SlotFillingVecEnv(TensorVecEnv):
 
         # 2. The user judges it against the goal.
         goal, constrained = self.goal_value, self.goal_value != k.none
-        booked_values = torch.where(self.slot_in_kb, self.kb_slot_values.index_select(0, self.booked.clamp(min=k.zero)), self.belief_value)
+        booked_values = torch.where(
+            self.slot_in_kb, self.kb_slot_values.index_select(0, self.booked.clamp(min=k.zero)), self.belief_value
+        )
         broken = (constrained & (booked_values != goal)).any(1)
         judged = is_book & found
         accepted_now = judged & ~broken
@@ -604,8 +573,15 @@ class SlotFillingVecEnv(TensorVecEnv):
         return play_dialogues(env, policy, seed)
 
     # ----------------------------------------------------------------- reading the state
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """The system act of every action index, in index order: ``greeting``, ``request(<slot>)`` for each
+        informable slot, ``confirm(<slot>)`` for each, ``inform(<slot>)`` for each requestable slot, ``book``,
+        ``bye`` (the slots in the domain's order; ``env.action_names.index("book")`` finds an act's index)."""
+        return self._action_names
+
     def describe_action(self, action: int) -> str:
-        """A system action index as an act, e.g. ``request(city)``."""
+        """A system action index as an act, e.g. ``request(city)`` (the same as ``action_names[action]``)."""
         kind, slot = ACT_KINDS[int(self.action_kind[action])], int(self.action_slot[action])
         if kind in ("request", "confirm"):
             return f"{kind}({self.slots[slot]})"

@@ -1,8 +1,8 @@
-"""Template NLG: dialogue acts rendered as English, and whole sample dialogues played with a policy.
+"""Transcripts: the acts of a dialogue (read from the env's state and ``info["acts"]``) said in English.
 
-User utterances are built from the domain's ``nlg.user_inform`` phrases ("to see zootopia", "on
-november 2nd"); system utterances from fixed patterns and the domain's booking template. Where the
-NLU misheard the user, the line shows what the system heard.
+The English comes from the domain's phrasebook (:mod:`~rlcourse.envs.dialogue.nlg`); this module
+turns the env's act tensors into its calls, and plays whole sample dialogues with a policy. Where
+the NLU misheard the user, the line shows what the system heard, in the act notation.
 """
 
 from __future__ import annotations
@@ -11,90 +11,75 @@ from collections.abc import Callable
 
 import torch
 
+from rlcourse.envs.dialogue.nlg import DONT_CARE, Phrasebook
 from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE
 from rlcourse.envs.dialogue.slot_filling import ACT_KINDS, INTENTS, SlotFillingVecEnv
 
 
-def _slot_name(env: SlotFillingVecEnv, slot: str) -> str:
-    return env.domain.nlg.get("slot_name", {}).get(slot, slot)
+def _phrasebook(env: SlotFillingVecEnv) -> Phrasebook:
+    return env.domain.phrasebook
 
 
 def _value(env: SlotFillingVecEnv, slot: str, value: int) -> str:
-    return "any" if value == DONTCARE else env.domain.values[slot][value]
+    """A value code as text: the value, or :data:`~rlcourse.envs.dialogue.nlg.DONT_CARE` for "don't care"."""
+    return DONT_CARE if value == DONTCARE else env.domain.values[slot][value]
 
 
 def act_text(env: SlotFillingVecEnv, intent: int, inform: list[int], request: list[bool]) -> str:
-    """A user act in the bracket notation, e.g. ``inform(city=seattle; date=november 2nd) request(price)``."""
-    informs = [f"{slot}={_value(env, slot, v)}" for slot, v in zip(env.slots, inform) if v != ABSENT]
+    """A user act in the bracket notation, e.g. ``inform(city=seattle; date=dontcare) request(price)``."""
+    informs = [
+        f"{slot}={'dontcare' if v == DONTCARE else env.domain.values[slot][v]}"
+        for slot, v in zip(env.slots, inform)
+        if v != ABSENT
+    ]
     requests = [slot for slot, asked in zip(env.requests, request) if asked]
+    asks = f"request({', '.join(requests)})" if requests else ""
+    if INTENTS[intent] == "request" and asks and not informs:
+        return asks
     text = INTENTS[intent] + (f"({'; '.join(informs)})" if informs else "")
-    return text + (f" request({', '.join(requests)})" if requests else "")
+    return f"{text} {asks}" if asks else text
 
 
 def user_text(env: SlotFillingVecEnv, intent: int, inform: list[int], request: list[bool]) -> str:
-    """What the simulated user says."""
-    phrases = env.domain.nlg.get("user_inform", {})
-    wanted = [
-        phrases.get(slot, f"{slot} {{value}}").format(value=_value(env, slot, v))
-        for slot, v in zip(env.slots, inform)
-        if v >= 0
-    ]
-    free = [f"Any {_slot_name(env, slot)} is fine." for slot, v in zip(env.slots, inform) if v == DONTCARE]
-    asks = [f"What is the {_slot_name(env, r)}?" for r, asked in zip(env.requests, request) if asked]
-    told = " ".join(wanted)
-    name = INTENTS[intent]
-    if name == "affirm":
-        sentence = "Yes, that's right."
-    elif name == "deny":
-        sentence = f"No, I want it {told}." if told else "No, that's wrong."
-    elif name == "reject":
-        sentence = f"That doesn't work for me, I want it {told}." if told else "That doesn't work for me."
-    elif name == "thanks":
-        sentence = "Great, thank you!"
-    elif name == "bye":
-        sentence = "Bye."
-    elif told:
-        sentence = f"I'd like a {env.domain.entity} {told}."
-    else:
-        sentence = ""
-    return " ".join(part for part in (sentence, *free, *asks) if part) or "..."
+    """What the simulated user says for an act (intent code, a value code per slot, a flag per request)."""
+    informs = {slot: _value(env, slot, v) for slot, v in zip(env.slots, inform) if v != ABSENT}
+    asks = [slot for slot, asked in zip(env.requests, request) if asked]
+    return _phrasebook(env).user_turn(INTENTS[intent], informs, asks)
 
 
 def system_text(env: SlotFillingVecEnv, action: int, entity: int, belief: list[int]) -> str:
-    """What the system says for ``action``, given the entity it booked and its belief before the turn."""
+    """What the system says for ``action``, given the entity it booked (-1: none) and its belief before the turn."""
+    words = _phrasebook(env)
     kind, index = ACT_KINDS[int(env.action_kind[action])], int(env.action_slot[action])
     if kind == "greeting":
-        return "Hello! How can I help you?"
+        return words.greeting()
     if kind == "request":
-        return f"Which {_slot_name(env, env.slots[index])} would you like?"
+        return words.request(env.slots[index])
     if kind == "confirm":
-        slot = env.slots[index]
         value = belief[index]
-        if value < 0 and value != DONTCARE:
-            return f"Sorry, which {_slot_name(env, slot)} was it?"
-        return f"Did you say {_value(env, slot, value)} for the {_slot_name(env, slot)}?"
+        heard = value >= 0 or value == DONTCARE
+        return words.confirm(env.slots[index], _value(env, env.slots[index], value) if heard else None)
     if kind == "inform":
         slot = env.requests[index]
-        if entity < 0:
-            return f"I can't tell you the {_slot_name(env, slot)} before booking."
-        value = int(env.kb_request_values[entity, index])
-        return f"The {_slot_name(env, slot)} is {env.domain.values[slot][value]}."
+        known = entity >= 0
+        return words.inform(slot, env.domain.values[slot][int(env.kb_request_values[entity, index])] if known else None)
     if kind == "book":
         if entity < 0:
-            return f"Sorry, no {env.domain.entity} matches that."
-        extra = {
-            slot: _value(env, slot, v) if v >= 0 or v == DONTCARE else "?"
+            return words.booked(None)
+        # the booking parameters the system knows; unknown and "don't care" ones go unsaid
+        known = {
+            slot: env.domain.values[slot][v]
             for slot, v in zip(env.slots, belief)
-            if not env.domain.in_kb[slot]
+            if v >= 0 and not env.domain.in_kb[slot]
         }
-        return env.domain.nlg.get("booking", "Booked.").format(**env.domain.entity_text(entity, extra))
-    return "Goodbye."
+        return words.booked(env.domain.entity_text(entity, known))
+    return words.goodbye()
 
 
 def opening_lines(env: SlotFillingVecEnv, index: int) -> list[str]:
     """The user's goal and first turn in sub-env ``index`` (read from the state after a reset)."""
     goal = [
-        f"{slot}={_value(env, slot, int(v))}" for slot, v in zip(env.slots, env.goal_value[index].tolist()) if v >= 0
+        f"{slot}={env.domain.values[slot][v]}" for slot, v in zip(env.slots, env.goal_value[index].tolist()) if v >= 0
     ]
     wants = [r for r, asked in zip(env.requests, env.goal_request[index].tolist()) if asked]
     lines = [f"[goal: {', '.join(goal)}" + (f"; asks for {', '.join(wants)}" if wants else "") + "]"]

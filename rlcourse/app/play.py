@@ -387,7 +387,7 @@ def play_command(
         click.echo(f"\n--- episode {index + 1} ---\n{episode_table(episode)}")
     if target is not None:
         frames = sum(len(episode.steps) + 1 for episode in played)
-        click.echo(f"\n# video: {target} ({len(played)} episodes, {frames} frames)")
+        click.echo(f"\n# video: {target} ({len(played)} episode{'s' * (len(played) != 1)}, {frames} frames)")
 
 
 def play_expert(env_id: str, env_opts: tuple[str, ...], episodes: int, seed: int | None, device: Any) -> None:

@@ -22,6 +22,7 @@ import torch
 from click.core import ParameterSource
 
 import rlcourse
+from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget
 from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors
 from rlcourse.app.runs import describe_eval, log_eval
 from rlcourse.app.settings import applied_preset, run_settings
@@ -244,6 +245,8 @@ def train(
     }
     run_dir.write_config(config)
     preset_note = f", preset {preset_used}" if preset_used else ""
+    if capped_budget(run["total_timesteps"], warn=False) < run["total_timesteps"]:
+        preset_note += f", capped at {capped_budget(run['total_timesteps'], warn=False):,} by {MAX_STEPS_VARIABLE}"
     click.echo(
         f"Training {algo} on {agent.env_id}: {run['total_timesteps']:,} steps, {agent.num_envs} envs, "
         f"seed {seed}{preset_note}, {agent.device} -> {run_dir}"
@@ -362,12 +365,14 @@ def _learn_and_finish(
             err=True,
         )
         ctx.exit(128 + agent.interrupted_by)
+    trained = agent.num_timesteps - start_steps
+    # A finished run resumed is evaluated again, but keeps its eval.json (if any) and gets no new event file.
+    keep = trained == 0 and run_dir.eval.is_file()
     try:
-        result = agent.write_eval(eval_episodes)
+        result = agent.evaluate(eval_episodes) if keep else agent.write_eval(eval_episodes)
     except ValueError as error:
         raise RuntimeError(f"evaluation failed: {error}") from error
-    trained = agent.num_timesteps - start_steps
-    if trained > 0:  # a finished run resumed writes eval.json again, but no new event file
+    if trained > 0:
         log_eval(run_dir, result, agent.num_timesteps)
     if trained == 0:
         click.echo(f"Done: {agent.num_timesteps:,} env steps (nothing left to train)")
@@ -381,7 +386,7 @@ def _learn_and_finish(
             "  training mean return (last log): "
             + (f"{train_return:.2f}" if train_return is not None else "n/a (no episode ended in the last log interval)")
         )
-    click.echo(f"  evaluation: {describe_eval(result)}")
+    click.echo(f"  evaluation: {describe_eval(result)}" + (f" ({run_dir.eval} kept as it was)" if keep else ""))
     if run_dir.best.is_file():
         click.echo(f"  best policy so far (periodic evaluation): {run_dir.best}")
     click.echo(f"  run folder: {run_dir}")

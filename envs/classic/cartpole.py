@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.classic.canvas import Canvas
+from rlcourse.envs.classic.physics import PhysicsVecEnv
 from rlcourse.vec_env import TensorVecEnv, fill_where
 
 GRAVITY = 9.8
@@ -57,13 +58,12 @@ def draw_cartpole(x: float, theta: float) -> np.ndarray:
     return canvas.frame()
 
 
-class CartPoleVecEnv(TensorVecEnv):
+class CartPoleVecEnv(PhysicsVecEnv):
     """``rlcourse/CartPole-v1``: observation (x, x_dot, theta, theta_dot), actions 0 = push left, 1 = push right."""
 
     # Frames play in real time: one step is TAU seconds.
     metadata = {**TensorVecEnv.metadata, "render_modes": ["rgb_array"], "render_fps": round(1 / TAU)}
     env_id = "rlcourse/CartPole-v1"  # also set by registration; declared so that the class knows its id when imported directly
-    state_names = ("physics", "elapsed")
     single_observation_space = spaces.Box(
         low=-np.array([2 * X_LIMIT, np.inf, 2 * THETA_LIMIT, np.inf], dtype=np.float32),
         high=np.array([2 * X_LIMIT, np.inf, 2 * THETA_LIMIT, np.inf], dtype=np.float32),
@@ -109,15 +109,6 @@ class CartPoleVecEnv(TensorVecEnv):
             max_steps=constant(MAX_EPISODE_STEPS, torch.int32),
             zero_steps=constant(0, torch.int32),
         )
-
-    @property
-    def _columns(self) -> tuple[torch.Tensor, ...]:
-        """Views of the state's columns, made once: the state is only ever updated in place, so they stay live."""
-        made_for, views = self.__dict__.get("_column_views", (None, ()))
-        if made_for is not self.physics:
-            views = self.physics.unbind(-1)
-            self.__dict__["_column_views"] = (self.physics, views)
-        return views
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         c = self._constants

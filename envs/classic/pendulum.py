@@ -19,6 +19,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.classic.canvas import Canvas
+from rlcourse.envs.classic.physics import PhysicsVecEnv
 from rlcourse.vec_env import TensorVecEnv, fill_where
 
 MAX_SPEED = 8.0
@@ -66,13 +67,12 @@ def wrap_angle(
     return torch.remainder(theta + half_turn, full_turn) - half_turn
 
 
-class PendulumVecEnv(TensorVecEnv):
+class PendulumVecEnv(PhysicsVecEnv):
     """``rlcourse/Pendulum-v1``: observation (cos θ, sin θ, θ̇), action the torque u ∈ [-2, 2] (shape (1,))."""
 
     # Frames play in real time: one step is DT seconds.
     metadata = {**TensorVecEnv.metadata, "render_modes": ["rgb_array"], "render_fps": round(1 / DT)}
     env_id = "rlcourse/Pendulum-v1"  # also set by registration; declared so that the class knows its id when imported directly
-    state_names = ("physics", "elapsed")
     single_observation_space = spaces.Box(
         low=-np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32),
         high=np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32),
@@ -120,15 +120,6 @@ class PendulumVecEnv(TensorVecEnv):
             max_steps=constant(MAX_EPISODE_STEPS, torch.int32),
             zero_steps=constant(0, torch.int32),
         )
-
-    @property
-    def _columns(self) -> tuple[torch.Tensor, ...]:
-        """Views of the state's columns, made once: the state is only ever updated in place, so they stay live."""
-        made_for, views = self.__dict__.get("_column_views", (None, ()))
-        if made_for is not self.physics:
-            views = self.physics.unbind(-1)
-            self.__dict__["_column_views"] = (self.physics, views)
-        return views
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         c = self._constants

@@ -22,7 +22,6 @@ import torch
 from click.core import ParameterSource
 
 import rlcourse
-from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget
 from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors
 from rlcourse.app.runs import describe_eval, log_eval
 from rlcourse.app.settings import applied_preset, run_settings
@@ -244,6 +243,8 @@ def train(
         "hyperparameters": config_to_dict(agent.config),
     }
     run_dir.write_config(config)
+    from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget  # agents load only once a run starts
+
     preset_note = f", preset {preset_used}" if preset_used else ""
     if capped_budget(run["total_timesteps"], warn=False) < run["total_timesteps"]:
         preset_note += f", capped at {capped_budget(run['total_timesteps'], warn=False):,} by {MAX_STEPS_VARIABLE}"

@@ -95,6 +95,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 "(checkpoints are read with weights_only=True only)"
             ) from None
         raise CheckpointError(f"{str(path)!r} {_unreadable(path)}") from None
+    except OSError as error:  # the file could not be read at all: say why, it may well be a good checkpoint
+        raise CheckpointError(f"cannot read {str(path)!r}: {error.strerror or error}") from None
     except Exception:  # any other failure to parse the bytes means the file is damaged or not ours
         raise CheckpointError(f"{str(path)!r} {_unreadable(path)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

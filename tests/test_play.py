@@ -167,7 +167,8 @@ def test_video_records_the_episodes_of_the_table(cartpole_run, tmp_path, capsys,
     assert out.startswith(table), "the video's episodes are the table's"
     played = parse_tables(table)
     frames = sum(episode["length"] + 1 for episode in played)  # each reset and each step
-    assert out.endswith(f"\n# video: {target} ({episodes} episodes, {frames} frames)\n")
+    noun = "episode" if episodes == 1 else "episodes"
+    assert out.endswith(f"\n# video: {target} ({episodes} {noun}, {frames} frames)\n")
     reader = imageio_ffmpeg.read_frames(str(target))
     meta = next(reader)
     assert tuple(meta["size"]) == (600, 400) and meta["fps"] == 50

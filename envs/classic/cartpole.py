@@ -70,27 +70,12 @@ class CartPoleVecEnv(PhysicsVecEnv):
         dtype=np.float32,
     )
     single_action_space = spaces.Discrete(2)
-
-    def __init__(
-        self,
-        num_envs: int,
-        device="cpu",
-        validate: bool = False,
-        dtype: torch.dtype = torch.float32,
-        render_mode: str | None = None,
-    ):
-        super().__init__(num_envs, device, validate, render_mode)
-        self.physics = torch.zeros(self.num_envs, 4, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+    state_width = 4
 
     @functools.cached_property
     def _constants(self) -> SimpleNamespace:
-        """The physics constants as 0-d tensors in the state's dtype and device: an op with a Python number
-        operand pays for wrapping it into a tensor every time, which dominates a small batch's step."""
-
-        def constant(value, dtype=self.physics.dtype):
-            return torch.tensor(value, dtype=dtype, device=self.device)
-
+        """The physics constants as 0-d tensors in the state's dtype and device (see ``_constant``)."""
+        constant = self._constant
         return SimpleNamespace(
             push_left=constant(-FORCE),
             push_right=constant(FORCE),

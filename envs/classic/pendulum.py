@@ -80,6 +80,9 @@ class PendulumVecEnv(PhysicsVecEnv):
     )
     single_action_space = spaces.Box(low=-MAX_TORQUE, high=MAX_TORQUE, shape=(1,), dtype=np.float32)
 
+    #: Per sub-env (θ, θ̇); θ is not wrapped, as in Gymnasium, so it keeps counting full turns.
+    state_width = 2
+
     def __init__(
         self,
         num_envs: int,
@@ -88,19 +91,14 @@ class PendulumVecEnv(PhysicsVecEnv):
         dtype: torch.dtype = torch.float32,
         render_mode: str | None = None,
     ):
-        super().__init__(num_envs, device, validate, render_mode)
-        #: Per sub-env (θ, θ̇); θ is not wrapped, as in Gymnasium, so it keeps counting full turns.
-        self.physics = torch.zeros(self.num_envs, 2, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(self.num_envs, dtype=torch.int32, device=self.device)
+        super().__init__(num_envs, device, validate, dtype, render_mode)
         self._init_bounds = torch.tensor(INIT_BOUNDS, dtype=dtype, device=self.device)
 
     @functools.cached_property
     def _constants(self) -> SimpleNamespace:
         """The constants as 0-d tensors (torque terms in float32, the rest in the state's dtype): an op with a
         Python number operand pays for wrapping it into a tensor every time, which dominates a small batch's step."""
-
-        def constant(value, dtype=self.physics.dtype):
-            return torch.tensor(value, dtype=dtype, device=self.device)
+        constant = self._constant
 
         return SimpleNamespace(
             min_torque=constant(-MAX_TORQUE, torch.float32),

@@ -53,6 +53,16 @@ class RLCourseGroup(click.Group):
             "play_command",
             "Show a run's policy (or a rule expert) playing a few episodes.",
         ),
+        "collect": (
+            "rlcourse.app.collect",
+            "collect_command",
+            "Record an expert's or a run's episodes as a Minari dataset of demonstrations.",
+        ),
+        "fit": (
+            "rlcourse.app.fit",
+            "fit_command",
+            "Fit a supervised plug-in (the dialogue's slot-tagger NLU) and save it.",
+        ),
         "bench": (
             "rlcourse.app.bench.command",
             "bench_command",

@@ -3,6 +3,8 @@
 from rlcourse.agents.a2c import A2C, A2CConfig
 from rlcourse.agents.a3c import A3C, A3CConfig
 from rlcourse.agents.base import Agent
+from rlcourse.agents.bc import BC, BCConfig
+from rlcourse.agents.dagger import DAgger, DAggerConfig
 from rlcourse.agents.ddpg import DDPG, DDPGConfig
 from rlcourse.agents.dqn import DQN, DQNConfig
 from rlcourse.agents.ppo import PPO, PPOConfig
@@ -18,7 +20,11 @@ ALGOS: dict[str, type[Agent]] = {
     "dqn": DQN,
     "rainbow": Rainbow,
     "ddpg": DDPG,
+    "bc": BC,
+    "dagger": DAgger,
 }
+#: The algorithms that learn by supervision from an expert (demonstrations or a labelling expert), not from reward.
+IMITATION_ALGOS = frozenset({"bc", "dagger"})
 
 __all__ = [
     "Agent",
@@ -36,5 +42,10 @@ __all__ = [
     "RainbowConfig",
     "DDPG",
     "DDPGConfig",
+    "BC",
+    "BCConfig",
+    "DAgger",
+    "DAggerConfig",
     "ALGOS",
+    "IMITATION_ALGOS",
 ]

@@ -29,7 +29,7 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.agents import graphs
-from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_agent_state
+from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_agent_state, load_warm_start
 from rlcourse.agents.training import StopOnSignal, TrainingLoop
 from rlcourse.callbacks import Callback, CallbackList, RolloutBatch
 from rlcourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -113,6 +113,10 @@ class Agent(abc.ABC):
 
     #: Env steps of ``learn`` when neither the call nor a preset gives them, and envs when neither gives them.
     default_num_envs: ClassVar[int] = 8
+    #: Warm starts (:meth:`init_from`): this agent's network -> the checkpoint network it may start from instead.
+    warm_start_aliases: ClassVar[dict[str, str]] = {}
+    #: What :meth:`init_from` can load into this agent, for its error message.
+    warm_start_hint: ClassVar[str] = "a run of the same algorithm with the same network settings"
 
     def __init__(
         self,
@@ -575,6 +579,20 @@ class Agent(abc.ABC):
             raise CheckpointError(f"{str(path)!r} lacks the entry {missing}") from None
         agent.load_state(payload, source=str(path))
         return agent
+
+    def init_from(self, source: str | Path) -> Agent:
+        """Warm start: load the network weights of a run folder or checkpoint file, e.g. a behaviour-cloned policy.
+
+        Only the networks load: the optimizer, step counters, RNG streams and env stay this agent's own, so
+        training starts afresh from the loaded weights. A network that does not fit is a ``CheckpointError``
+        naming both shapes. Returns the agent.
+        """
+        path = Path(source)
+        if path.is_dir():
+            path = RunDir.open(path).checkpoint
+        load_warm_start(self, load_checkpoint(path), repr(str(source)))
+        self._graph = None
+        return self
 
     def load_state(self, payload: dict[str, Any], source: str = "checkpoint") -> None:
         """Load a checkpoint payload into this (already built) agent, checking that it fits first."""

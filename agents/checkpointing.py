@@ -17,6 +17,7 @@ from gymnasium import spaces
 from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, restore_global_rng
 from rlcourse.config import config_to_dict
+from rlcourse.wrappers import TensorVecEnvWrapper
 
 if TYPE_CHECKING:
     from rlcourse.agents.base import Agent
@@ -102,6 +103,7 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
     size (a CUDA generator's state means nothing to a CPU one): then training continues exactly;
     otherwise the env keeps its fresh episodes and the streams their fresh seeds.
     """
+    payload = _for_env_of(agent, payload)
     expected = env_spaces(agent)
     if payload.get("spaces") != expected:
         raise CheckpointError(
@@ -142,8 +144,80 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
         ) from None
 
 
+def _wrapping_depth(env: Any) -> int:
+    depth = 0
+    while isinstance(env, TensorVecEnvWrapper):
+        env, depth = env.env, depth + 1
+    return depth
+
+
+def _for_env_of(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint of an agent trained on a wrapped env, as it loads into one on fewer wrappers (``rlcourse eval``
+    of a run whose env a plug-in's reward wrapped): the outer wrappers' state is left out, the inner env's kept."""
+    state, extra = payload.get("env"), 0
+    while isinstance(state, dict) and set(state) == {"env", "wrapper"}:
+        state, extra = state["env"], extra + 1
+    extra -= _wrapping_depth(agent.env)
+    if extra <= 0:
+        return payload
+    state = payload["env"]
+    for _ in range(extra):
+        state = state["env"]
+    return {**payload, "env": state}
+
+
 def _to_device(state: Any, device: Any) -> Any:
     """An env state (nested for wrapped envs) with its tensors on ``device``; generator states stay as saved."""
     if isinstance(state, dict):
         return {key: value if key == "generator" else _to_device(value, device) for key, value in state.items()}
     return state.to(device) if isinstance(state, torch.Tensor) else state
+
+
+def load_warm_start(agent: Agent, payload: dict[str, Any], source: str) -> None:
+    """Copy the network weights of ``payload`` into ``agent`` (a warm start): not its optimizers, counters or RNGs.
+
+    Each of the agent's networks takes the checkpoint's network of the same name, or of the name its
+    ``warm_start_aliases`` give (DQN's target Q̂ starts as the loaded Q). Everything is checked before
+    anything is copied: the env's spaces, a network for every one of the agent's, and every tensor's shape.
+    """
+    expected = env_spaces(agent)
+    if payload.get("spaces") != expected:
+        raise CheckpointError(
+            f"{source} was saved for spaces {payload.get('spaces')}, but {agent.env_id} has {expected}"
+        )
+    saved = payload.get("modules")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{source} holds no networks")
+    algo = str(payload.get("algo")).upper()
+    plan = {}
+    for name, module in agent._modules().items():
+        source_name = name if name in saved else agent.warm_start_aliases.get(name)
+        if source_name not in saved:
+            raise CheckpointError(
+                f"{source} ({algo}) has the networks {sorted(saved)}, but {agent.algo.upper()} needs {name!r}; "
+                f"warm-start from a run whose network fits (for {agent.algo.upper()}: "
+                f"{agent.warm_start_hint})"
+            )
+        weights, live = saved[source_name], module.state_dict()
+        if set(weights) != set(live):
+            raise CheckpointError(
+                f"{source} ({algo}) has a {source_name!r} network with weights of shapes {_weight_shapes(weights)}, "
+                f"but {agent.algo.upper()}'s {name!r} has {_weight_shapes(live)} (match net_arch and the other "
+                "network settings to the checkpoint's)"
+            )
+        for key, tensor in live.items():
+            if tuple(weights[key].shape) != tuple(tensor.shape):
+                raise CheckpointError(
+                    f"{source} ({algo}) has {source_name}.{key} of shape {tuple(weights[key].shape)}, but "
+                    f"{agent.algo.upper()}'s {name}.{key} has shape {tuple(tensor.shape)} (match net_arch and the other "
+                    "network settings to the checkpoint's)"
+                )
+        plan[name] = weights
+    with torch.no_grad():
+        for name, module in agent._modules().items():
+            module.load_state_dict(plan[name])
+
+
+def _weight_shapes(state: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    """The shapes of a network's weight matrices, in order (what differs when the layer sizes do)."""
+    return [tuple(tensor.shape) for key, tensor in state.items() if key.endswith("weight")]

@@ -259,6 +259,30 @@ class QNetwork(nn.Module):
         )
         return out.squeeze(-1) if self.n_atoms == 1 else out
 
+    # The core's StochasticPolicy, for imitation: Q(s, ·) read as the logits of π(a|s) = softmax Q(s, ·), whose
+    # most likely action is DQN's greedy one, so a Q-network cloned by cross-entropy acts as the expert does.
+    def _logits(self, obs: torch.Tensor, action_masks: torch.Tensor | None) -> torch.Tensor:
+        if self.n_atoms != 1:
+            raise ValueError("a distributional (C51) Q-network has no logits over actions to imitate with")
+        return mask_logits(self(obs), action_masks)
+
+    def log_prob(
+        self, obs: torch.Tensor, actions: torch.Tensor, action_masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log softmax Q(s, ·) at ``actions`` (invalid actions masked out)."""
+        return self._logits(obs, action_masks).log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        action_masks: torch.Tensor | None = None,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The greedy valid action, or a sample of softmax Q(s, ·)."""
+        logits = self._logits(obs, action_masks)
+        return logits.argmax(-1) if deterministic else Categorical(self.n_actions).sample(logits, generator)
+
 
 # ============================================================================= targets
 def greedy_actions(q_values: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
@@ -306,6 +330,8 @@ class DQN(OffPolicyAgent):
     algo = "dqn"
     config_class = DQNConfig
     config: DQNConfig
+    warm_start_aliases = {"q_target": "q_net"}  # the target network starts as the loaded Q
+    warm_start_hint = "a DQN run, or bc/dagger with network=q_network and the same net_arch and activation"
 
     def _build(self) -> None:
         c = self.config

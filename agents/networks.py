@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from rlcourse.agents.distributions import Categorical, DiagGaussian
+from rlcourse.agents.distributions import Categorical, DiagGaussian, mask_logits
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -33,7 +33,40 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-class ActorCritic(nn.Module):
+class PolicyModule(nn.Module):
+    """A network with ``policy_params(obs)`` and a ``distribution``, as the core's :class:`~rlcourse.policy.StochasticPolicy`.
+
+    ``log_prob`` and ``act`` are what imitation (behaviour cloning, DAgger) trains and drives it with.
+    """
+
+    distribution: Categorical | DiagGaussian
+
+    def policy_params(self, obs: torch.Tensor):
+        raise NotImplementedError
+
+    def _masked_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        params = self.policy_params(obs)
+        return mask_logits(params, action_masks) if action_masks is not None else params
+
+    def log_prob(
+        self, obs: torch.Tensor, actions: torch.Tensor, action_masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log π(a|s) of a batch, invalid actions masked out."""
+        return self.distribution.log_prob(self._masked_params(obs, action_masks), actions)
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        action_masks: torch.Tensor | None = None,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The most likely valid action, or one sampled with ``generator``."""
+        params = self._masked_params(obs, action_masks)
+        return self.distribution.mode(params) if deterministic else self.distribution.sample(params, generator)
+
+
+class ActorCritic(PolicyModule):
     """Separate policy and value MLPs over a flat observation (π(a|s) and V(s), notes:13744-13752 [Actor-Critic]).
 
     ``policy_params(obs)`` gives the distribution's parameters: logits for ``Categorical``,
@@ -69,7 +102,7 @@ def _log_std_parameter(distribution: Categorical | DiagGaussian, log_std_init: f
     return nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
 
 
-class Actor(nn.Module):
+class Actor(PolicyModule):
     """A policy MLP alone, π(a|s), for policy gradient without a learned baseline (notes:12713-12733 [PPO])."""
 
     def __init__(
@@ -90,7 +123,7 @@ class Actor(nn.Module):
         return out if self.log_std is None else (out, self.log_std)
 
 
-class SharedActorCritic(nn.Module):
+class SharedActorCritic(PolicyModule):
     """Actor and critic on one shared trunk, with separate heads (the first tip of notes:13744-13752 [Actor-Critic]).
 
     ``trunk`` is the list of shared hidden sizes; each head adds ``head_hidden`` layers of its own and

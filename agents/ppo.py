@@ -140,6 +140,7 @@ class PPO(OnPolicyAgent):
     algo = "ppo"
     config_class = PPOConfig
     config: PPOConfig
+    warm_start_hint = "a PPO run, or bc/dagger with network=actor_critic and the same net_arch and activation"
 
     def _build(self) -> None:
         c = self.config

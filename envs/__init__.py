@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 from rlcourse.registry import register_env, vec_env_class
 
 if TYPE_CHECKING:
-    from rlcourse.envs.classic import CartPoleVecEnv, PendulumVecEnv
+    from rlcourse.envs.classic import CartPoleVecEnv, MountainCarVecEnv, PendulumVecEnv
     from rlcourse.envs.dialogue import SlotFillingVecEnv
 
 #: env id -> the batched class, as "module:Class".
 ENVS = {
     "rlcourse/CartPole-v1": "rlcourse.envs.classic.cartpole:CartPoleVecEnv",
     "rlcourse/Pendulum-v1": "rlcourse.envs.classic.pendulum:PendulumVecEnv",
+    "rlcourse/MountainCar-v0": "rlcourse.envs.classic.mountain_car:MountainCarVecEnv",
     "rlcourse/SlotFilling-v0": "rlcourse.envs.dialogue.slot_filling:SlotFillingVecEnv",
 }
 _ID_OF_CLASS = {reference.rpartition(":")[2]: env_id for env_id, reference in ENVS.items()}
@@ -40,4 +41,4 @@ def __getattr__(name: str) -> Any:
 
 register_all()  # importing the package directly registers them too
 
-__all__ = ["ENVS", "CartPoleVecEnv", "PendulumVecEnv", "SlotFillingVecEnv", "register_all"]
+__all__ = ["ENVS", "CartPoleVecEnv", "MountainCarVecEnv", "PendulumVecEnv", "SlotFillingVecEnv", "register_all"]

@@ -31,6 +31,8 @@ SMALL = {
     "dqn": OFF_POLICY,
     "rainbow": dict(OFF_POLICY, n_atoms=11, v_min=-40.0, v_max=40.0),
     "ddpg": OFF_POLICY,
+    "bc": dict(net_arch=[16, 16], gradient_steps=2),
+    "dagger": dict(net_arch=[16, 16], n_steps=4, gradient_steps=2),
 }
 #: The action spaces each algorithm takes.
 SUPPORTS = {
@@ -41,9 +43,20 @@ SUPPORTS = {
     "dqn": (spaces.Discrete,),
     "rainbow": (spaces.Discrete,),
     "ddpg": (spaces.Box,),
+    "bc": (spaces.Discrete, spaces.Box),
+    "dagger": (spaces.Discrete, spaces.Box),
 }
 
-PAIRS = [(algo, env_id) for algo in sorted(ALGOS) for env_id in list_envs()]
+
+def _trains_here(algo: str, env_id: str) -> bool:
+    """BC needs a dataset and DAgger an expert (tests/test_bc.py and test_dagger.py cover them); DAgger runs on
+    every env with a rule expert."""
+    if algo == "bc":
+        return False
+    return algo != "dagger" or make_vec(env_id, 1, "cpu").has_rule_expert
+
+
+PAIRS = [(algo, env_id) for algo in sorted(ALGOS) for env_id in list_envs() if _trains_here(algo, env_id)]
 
 
 def test_every_algorithm_has_small_settings():

@@ -52,7 +52,9 @@ NLU_PRESETS: dict[str, NluNoise] = {
 def nlu_preset(name: str, slot_error_mode: str | None = None) -> NluNoise:
     """The preset ``name``, optionally with another TC-Bot slot-error mode."""
     if name not in NLU_PRESETS:
-        raise ValueError(f"unknown NLU noise preset {name!r}; choose one of {', '.join(NLU_PRESETS)}")
+        raise ValueError(
+            f"unknown NLU noise preset {name!r}; choose one of {', '.join(NLU_PRESETS)}, or learned:PATH (a saved tagger)"
+        )
     noise = NLU_PRESETS[name]
     if slot_error_mode is not None:
         if slot_error_mode not in SLOT_ERROR_MODES:

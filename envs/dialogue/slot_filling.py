@@ -61,6 +61,7 @@ from gymnasium import spaces
 
 from rlcourse.envs.dialogue.domain import Domain, load_domain
 from rlcourse.envs.dialogue.kb import KnowledgeBase
+from rlcourse.envs.dialogue.learned_nlu import LearnedEar, WordNoise, is_learned, resolve_parser
 from rlcourse.envs.dialogue.nlu import ABSENT, DONTCARE, draw_noise, hear, nlu_preset, one_hot
 from rlcourse.vec_env import TensorVecEnv, fill_where
 
@@ -81,10 +82,14 @@ class SlotFillingVecEnv(TensorVecEnv):
     Args:
         num_envs, device, validate: as for every :class:`~rlcourse.TensorVecEnv`.
         domain: a shipped domain (``movie``, ``restaurant``) or a path to a domain JSON file.
-        nlu: NLU noise preset: ``clean``, ``tcbot``, ``pydial15`` or ``pydial30``.
+        nlu: NLU noise preset: ``clean``, ``tcbot``, ``pydial15`` or ``pydial30``; or a learned NLU that hears the
+            user's words: ``learned:PATH`` (a saved tagger) or any :class:`rlcourse.nlu.UtteranceParser` object
+            (:mod:`~rlcourse.envs.dialogue.learned_nlu`).
         reward: ``tcbot`` or ``pydial``.
         max_turns: system turns before the user gives up.
         slot_error_mode: override the preset's TC-Bot slot-error mode (``value``, ``slot``, ``delete``, ``mixed``).
+        word_typo, word_drop, paraphrase: the word noise a learned NLU hears through (misspelt words, dropped
+            words, paraphrased templates).
 
     While :attr:`recording` is on, each turn's acts go in ``info["acts"]`` (for transcripts).
     """
@@ -126,9 +131,18 @@ class SlotFillingVecEnv(TensorVecEnv):
         reward: str = "tcbot",
         max_turns: int = 20,
         slot_error_mode: str | None = None,
+        word_typo: float = 0.0,
+        word_drop: float = 0.0,
+        paraphrase: bool = True,
     ):
         self.domain: Domain = load_domain(domain)
-        self.noise = nlu_preset(nlu, slot_error_mode)
+        learned = is_learned(nlu)
+        words = WordNoise(word_typo, word_drop, paraphrase)
+        if not learned and words != WordNoise():
+            raise ValueError("word_typo, word_drop and paraphrase need a learned NLU (nlu=learned:PATH)")
+        if learned and slot_error_mode is not None:
+            raise ValueError("slot_error_mode belongs to the NLU noise presets; a learned NLU makes its own errors")
+        self.noise = nlu_preset("clean" if learned else nlu, slot_error_mode)
         if reward not in REWARD_PRESETS:
             raise ValueError(f"unknown reward preset {reward!r}; choose one of {', '.join(REWARD_PRESETS)}")
         if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 2:
@@ -137,6 +151,8 @@ class SlotFillingVecEnv(TensorVecEnv):
         self._options = {"domain": domain, "nlu": nlu, "reward": reward, "max_turns": self.max_turns}
         if slot_error_mode is not None:
             self._options["slot_error_mode"] = slot_error_mode
+        if words != WordNoise():
+            self._options.update(word_typo=word_typo, word_drop=word_drop, paraphrase=paraphrase)
         d = self.domain
         self.slots, self.requests = d.informable, d.requestable
         S, R = len(self.slots), len(self.requests)
@@ -148,6 +164,8 @@ class SlotFillingVecEnv(TensorVecEnv):
             0.0, 1.0, (dim,), dtype=np.float32
         )  # every feature is a flag or a fraction
         super().__init__(num_envs, device, validate)
+        #: the learned NLU's ear (None: the noise preset hears the acts themselves)
+        self.ear = LearnedEar(resolve_parser(nlu, self.device), self.domain, self.device, words) if learned else None
         self._build_tables()
         self._action_names = tuple(self.describe_action(action) for action in range(self.num_actions))
         B, dev = self.num_envs, self.device
@@ -367,6 +385,10 @@ class SlotFillingVecEnv(TensorVecEnv):
 
     # ----------------------------------------------------------------- hearing and tracking
     def _hear(self, intent: torch.Tensor, inform: torch.Tensor, request: torch.Tensor, draws=None):
+        if self.ear is not None:
+            if draws is None:  # drawn all the same, so the goals and replies are those of any other NLU
+                draw_noise(intent.shape[0], inform.shape[1], self.generator, self.device)
+            return self.ear.hear(intent, inform, request)[:4]
         heard_intent, heard_inform, confidence = hear(
             self.noise, intent, inform, self.n_values, BYE, self.generator, draws
         )
@@ -539,8 +561,27 @@ class SlotFillingVecEnv(TensorVecEnv):
     def options(self) -> dict[str, Any]:
         return dict(self._options)
 
+    # ----------------------------------------------------------------- seeding and state (the ear's generator too)
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None and self.ear is not None:
+            self.ear.seed(seed)
+        return super().reset(seed=seed, options=options)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().state_dict()
+        if self.ear is not None:
+            state["speech_generator"] = self.ear.generator.get_state()
+        return state
+
+    def check_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if (self.ear is not None) != ("speech_generator" in state):
+            raise ValueError("env state and env disagree on a learned NLU (speech_generator): saved with another nlu?")
+        super().check_state_dict({k: v for k, v in state.items() if k != "speech_generator"})
+
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
+        super().load_state_dict(state)  # checked by check_state_dict, which knows the ear's generator
+        if self.ear is not None:
+            self.ear.generator.set_state(state["speech_generator"])
         self._refresh_matches()  # the KB match counts are derived from the belief, so they are not saved
 
     # ----------------------------------------------------------------- transcripts

@@ -26,7 +26,14 @@ class BadInput(click.UsageError):
 
 
 #: Python arguments of the library whose value the CLI takes from a flag of its own.
-ARGUMENT_FLAGS = {"device": "--device", "preset": "--preset", "seed": "--seed", "num_envs": "--num-envs"}
+ARGUMENT_FLAGS = {
+    "device": "--device",
+    "preset": "--preset",
+    "seed": "--seed",
+    "num_envs": "--num-envs",
+    "demos": "--demos",
+    "expert": "--expert",
+}
 _ARGUMENT = re.compile(rf"\b({'|'.join(ARGUMENT_FLAGS)})=(['\"]?)([^'\"\s,;)]*)\2")
 
 

@@ -30,6 +30,7 @@ FLAG_KEYS = {
     "eval_freq": "--eval-freq",
     "eval_episodes": "--eval-episodes",
     "checkpoint_freq": "--checkpoint-freq",
+    "init_from": "--init-from",
 }
 
 

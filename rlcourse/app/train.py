@@ -47,7 +47,12 @@ RUN_DEFINING_FLAGS = (
     ("--eval-freq", "eval_freq"),
     ("--checkpoint-freq", "checkpoint_freq"),
     ("--threads", "threads"),
+    ("--demos", "demos"),
+    ("--expert", "expert"),
+    ("--init-from", "init_from"),
 )
+#: Flags that set a hyperparameter of the algorithms that have it: flag -> (parameter, config field).
+IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
 
 
 def training_callbacks(config: dict[str, Any]) -> list[Any]:
@@ -151,6 +156,23 @@ def training_callbacks(config: dict[str, Any]) -> list[Any]:
     show_default=True,
     help="torch's CPU threads (small networks train fastest on one, and a busy machine cannot slow it down).",
 )
+@click.option(
+    "--demos",
+    metavar="DATASET",
+    help="bc, gail, airl: the demonstrations, a Minari dataset id (under MINARI_DATASETS_PATH) or dataset folder "
+    "(`rlcourse collect` writes them).",
+)
+@click.option(
+    "--expert",
+    metavar="NAME",
+    help="dagger: who labels the learner's states: 'expert' (the env's rule expert), or a run folder or checkpoint.",
+)
+@click.option(
+    "--init-from",
+    metavar="RUN_OR_CHECKPOINT",
+    help="Warm start: load the network weights (not optimizer or counters) of a run folder or checkpoint, "
+    "e.g. a bc run into ppo.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def train(
@@ -174,6 +196,9 @@ def train(
     eval_episodes: int,
     checkpoint_freq: int | None,
     threads: int,
+    demos: str | None,
+    expert: str | None,
+    init_from: str | None,
     no_progress: bool,
 ) -> None:
     """Train ALGO on ENV and evaluate it.
@@ -195,31 +220,59 @@ def train(
             f"missing {missing}: use 'rlcourse train ALGO ENV' (or --resume RUN_DIR); "
             f"rlcourse envs: {', '.join(list_envs())}"
         )
-    agent_class = algo_class(algo)
+    from rlcourse.app import plugins as plugin_runs
+
+    adversarial = algo in plugin_runs.ADVERSARIAL
+    agent_class = None if adversarial else algo_class(algo)
     resolved_device = device_of(device, agent_class=agent_class)
     preset_used = applied_preset(algo, env, preset)
     run, hparams, env_kwargs = run_settings(
         algo, env, preset_used, config_file, hp_assignments, num_envs, total_steps, env_opts
     )
+    agent_algo, plugins = plugin_runs.split_plugins(algo, hparams, demos if adversarial else None)
+    if adversarial:  # the generator trains with its own preset for the env, under the method's settings
+        agent_class = algo_class(agent_algo)
+        hparams = {**(plugin_runs.generator_preset(agent_algo, env) if preset_used else {}), **hparams}
+    flags = {"--expert": expert} if adversarial else {"--demos": demos, "--expert": expert}
+    hparams.update(_imitation_hparams(algo, agent_class, flags))
     make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
     torch.backends.cuda.matmul.allow_tf32 = tf32
     if name is not None:
         with run_dir_errors("--name"):
             check_run_name(name)
+    plugin_callbacks: list[Any] = []
     try:
-        agent = agent_class(
-            env,
-            num_envs=run["num_envs"],
-            device=resolved_device,
-            seed=seed,
-            compile=use_compile,
-            env_kwargs=env_kwargs,
-            preset=None,  # run_settings has merged the preset under the flags already
-            threads=threads,
-            **hparams,
-        )
+        if plugins.active:  # the plug-ins wrap the env, so the agent gets it built
+            env_instance, plugin_callbacks = plugin_runs.build_env(
+                plugins, env, run["num_envs"], resolved_device, env_kwargs, seed
+            )
+            agent = agent_class(
+                env_instance,
+                device=resolved_device,
+                seed=seed,
+                compile=use_compile,
+                preset=None,
+                threads=threads,
+                **hparams,
+            )
+            plugin_runs.attach_generator(plugins, agent, plugin_callbacks)
+        else:
+            agent = agent_class(
+                env,
+                num_envs=run["num_envs"],
+                device=resolved_device,
+                seed=seed,
+                compile=use_compile,
+                env_kwargs=env_kwargs,
+                preset=None,  # run_settings has merged the preset under the flags already
+                threads=threads,
+                **hparams,
+            )
     except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
         raise BadInput(f"cannot make env {env!r}: {error}") from None
+    if init_from is not None:
+        with run_dir_errors("--init-from"):
+            agent.init_from(init_from)
     # Claimed only once everything is valid (building the agent checks the batch against the envs too),
     # so bad input leaves no folder behind; hence the agent gets its RunDir after it is built.
     with run_dir_errors():
@@ -238,9 +291,11 @@ def train(
         "eval_freq": eval_freq,
         "eval_episodes": eval_episodes,
         "checkpoint_freq": checkpoint_freq,
+        "init_from": init_from,
         "torch_threads": torch.get_num_threads(),
         "rlcourse_version": rlcourse.__version__,
         "hyperparameters": config_to_dict(agent.config),
+        **(plugins.record() if plugins.active else {}),
     }
     run_dir.write_config(config)
     from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget  # agents load only once a run starts
@@ -261,8 +316,33 @@ def train(
         reset=True,
         eval_episodes=eval_episodes,
         progress=not no_progress,
-        callbacks=training_callbacks(config),
+        callbacks=[*plugin_callbacks, *training_callbacks(config)],
     )
+
+
+def _imitation_hparams(algo: str, agent_class: Any, flags: dict[str, str | None]) -> dict[str, str]:
+    """``--demos``/``--expert`` as the hyperparameters they set, for the algorithms whose config has the field."""
+    import dataclasses
+
+    fields = {field.name for field in dataclasses.fields(agent_class.config_class)}
+    values = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        name = IMITATION_FLAGS[flag]
+        if name not in fields:
+            users = sorted(
+                a for a, c in _algos().items() if name in {f.name for f in dataclasses.fields(c.config_class)}
+            )
+            raise BadInput(f"{flag} is for {', '.join(users)}; {algo} does not take it")
+        values[name] = value
+    return values
+
+
+def _algos() -> dict[str, Any]:
+    from rlcourse.agents import ALGOS
+
+    return ALGOS
 
 
 def _resume(
@@ -290,6 +370,9 @@ def _resume(
     for flag_value, key in ((algo, "algo"), (env, "env")):
         if flag_value is not None and flag_value != config[key]:
             raise BadInput(f"{str(run_dir)!r} is a run of {key} {config[key]!r}, not {flag_value!r}")
+    from rlcourse.app.plugins import refuse_resume
+
+    refuse_resume(config)
     agent_class = algo_class(config["algo"])
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
         resolved_device = device_of(str(config["device"]), context=f"the run was trained on {config['device']}: ")

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, threads
+from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
 from rlcourse.device import resolve_device
@@ -26,12 +26,13 @@ from rlcourse.device import resolve_device
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents", "threads"]),
+    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins"]),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
     "agents: every algorithm on its preset task, next to SB3's where SB3 has it; threads: `rlcourse train` on the "
-    "CPU per torch thread count, idle and beside a busy process.",
+    "CPU per torch thread count, idle and beside a busy process; plugins: curiosity on MountainCar, GAIL and AIRL "
+    "on CartPole (beside the imitation library with --imitation-python).",
 )
 @click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
 @click.option(
@@ -122,6 +123,12 @@ from rlcourse.device import resolve_device
     is_flag=True,
     help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).",
 )
+@click.option(
+    "--imitation-python",
+    metavar="PY",
+    default=None,
+    help="plugins suite: a Python with imitation 1.0.1 installed, to run its GAIL beside rlcourse's.",
+)
 def bench_command(
     suite: str,
     algos: tuple[str, ...],
@@ -142,6 +149,7 @@ def bench_command(
     large_batch: bool | None,
     preset_rows: bool,
     tf32: bool,
+    imitation_python: str | None,
 ) -> None:
     """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
@@ -153,6 +161,9 @@ def bench_command(
         return
     if suite == "threads":
         _threads_suite(seeds, max_steps, out)
+        return
+    if suite == "plugins":
+        _plugins_suite(device, seeds, imitation_python, out, tf32)
         return
     if suite == "dialogue":
         _dialogue_suite(
@@ -291,6 +302,17 @@ def _threads_suite(seeds: int | None, max_steps: int | None, out: Path) -> None:
     _announce(meta)
     report = threads.run_threads_bench(seeds or 3, steps, say=lambda line: click.echo(line, err=True))
     _finish_suite("threads", report, meta, threads.render_threads_markdown, out)
+
+
+def _plugins_suite(device: str, seeds: int | None, imitation_python: str | None, out: Path, tf32: bool) -> None:
+    resolved = resolve_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    meta = bench_meta(str(resolved), plugins.TARGET, suite="plugins", seeds=seeds or 5)
+    _announce(meta)
+    report = plugins.run_plugins_bench(
+        resolved, seeds or 5, imitation_python, say=lambda line: click.echo(line, err=True)
+    )
+    _finish_suite("plugins", report, meta, plugins.render_plugins_markdown, out)
 
 
 def _agents_suite(

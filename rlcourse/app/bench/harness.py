@@ -25,7 +25,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -224,12 +224,14 @@ def learn_to_target(
     eval_every: int,
     metric: str = "mean_reward",
     eval_episodes: int = EVAL_EPISODES,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """Train ``agent`` for ``max_steps`` env steps under a :class:`RlcourseWatcher` (``metric`` of ``evaluate`` vs ``target``)."""
+    """Train ``agent`` for ``max_steps`` env steps under a :class:`RlcourseWatcher` (``metric`` of ``evaluate`` vs
+    ``target``); ``callbacks`` (a plug-in's training, say) run before the watcher at each iteration's end."""
     clock = TrainingClock(agent.device, target)
     watcher = RlcourseWatcher(clock, eval_every, metric, eval_episodes)
     watcher.start()
-    learn_quietly(agent, max_steps, callbacks=[watcher])
+    learn_quietly(agent, max_steps, callbacks=[*callbacks, watcher])
     steps_after_setup = agent.num_timesteps - watcher.first_iteration_steps
     return {
         "setup_s": watcher.setup_s,

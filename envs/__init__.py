@@ -15,6 +15,7 @@ from rlcourse.registry import register_env, vec_env_class
 if TYPE_CHECKING:
     from rlcourse.envs.classic import CartPoleVecEnv, MountainCarVecEnv, PendulumVecEnv
     from rlcourse.envs.dialogue import SlotFillingVecEnv
+    from rlcourse.envs.pokemon import PokemonBattleVecEnv
 
 #: env id -> the batched class, as "module:Class".
 ENVS = {
@@ -22,6 +23,7 @@ ENVS = {
     "rlcourse/Pendulum-v1": "rlcourse.envs.classic.pendulum:PendulumVecEnv",
     "rlcourse/MountainCar-v0": "rlcourse.envs.classic.mountain_car:MountainCarVecEnv",
     "rlcourse/SlotFilling-v0": "rlcourse.envs.dialogue.slot_filling:SlotFillingVecEnv",
+    "rlcourse/PokemonBattle-v0": "rlcourse.envs.pokemon.env:PokemonBattleVecEnv",
 }
 _ID_OF_CLASS = {reference.rpartition(":")[2]: env_id for env_id, reference in ENVS.items()}
 
@@ -41,4 +43,4 @@ def __getattr__(name: str) -> Any:
 
 register_all()  # importing the package directly registers them too
 
-__all__ = ["ENVS", "CartPoleVecEnv", "MountainCarVecEnv", "PendulumVecEnv", "SlotFillingVecEnv", "register_all"]
+__all__ = ["ENVS", "CartPoleVecEnv", "MountainCarVecEnv", "PendulumVecEnv", "PokemonBattleVecEnv", "SlotFillingVecEnv", "register_all"]

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, threads
+from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
 from rlcourse.device import resolve_device
@@ -26,13 +26,14 @@ from rlcourse.device import resolve_device
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins"]),
+    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon"]),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
     "agents: every algorithm on its preset task, next to SB3's where SB3 has it; threads: `rlcourse train` on the "
     "CPU per torch thread count, idle and beside a busy process; plugins: curiosity on MountainCar, GAIL and AIRL "
-    "on CartPole (beside the imitation library with --imitation-python).",
+    "on CartPole (beside the imitation library with --imitation-python); pokemon: rlcourse/PokemonBattle-v0 (raw env "
+    "steps/s, scripted matchups, PPO against each opponent).",
 )
 @click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
 @click.option(
@@ -164,6 +165,9 @@ def bench_command(
         return
     if suite == "plugins":
         _plugins_suite(device, seeds, imitation_python, out, tf32)
+        return
+    if suite == "pokemon":
+        _pokemon_suite(device, num_envs, max_steps, out, tf32)
         return
     if suite == "dialogue":
         _dialogue_suite(
@@ -313,6 +317,26 @@ def _plugins_suite(device: str, seeds: int | None, imitation_python: str | None,
         resolved, seeds or 5, imitation_python, say=lambda line: click.echo(line, err=True)
     )
     _finish_suite("plugins", report, meta, plugins.render_plugins_markdown, out)
+
+
+def _pokemon_suite(device: str, num_envs: tuple[int, ...], max_steps: int | None, out: Path, tf32: bool) -> None:
+    resolved = resolve_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    meta = bench_meta(str(resolved), 0.0, suite="pokemon", seeds=1)
+    _announce(meta)
+    lines, report = pokemon.run_suite(resolved, num_envs, max_steps)
+
+    def render(report: dict[str, Any], meta: dict[str, Any]) -> str:
+        header = [
+            "# rlcourse bench: Pokémon battles",
+            "",
+            f"- device: {meta['device_name']}",
+            f"- date: {meta['date']}; torch {meta['torch']}, Python {meta['python']}",
+            "",
+        ]
+        return "\n".join([*header, *lines, ""])
+
+    _finish_suite("pokemon", report, meta, render, out)
 
 
 def _agents_suite(

@@ -43,4 +43,12 @@ def __getattr__(name: str) -> Any:
 
 register_all()  # importing the package directly registers them too
 
-__all__ = ["ENVS", "CartPoleVecEnv", "MountainCarVecEnv", "PendulumVecEnv", "PokemonBattleVecEnv", "SlotFillingVecEnv", "register_all"]
+__all__ = [
+    "ENVS",
+    "CartPoleVecEnv",
+    "MountainCarVecEnv",
+    "PendulumVecEnv",
+    "PokemonBattleVecEnv",
+    "SlotFillingVecEnv",
+    "register_all",
+]

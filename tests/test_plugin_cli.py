@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_gail import balancing
 
 from rlcourse.app.cli import main
-
-sys.path.insert(0, __import__("os").path.dirname(__file__))
-from test_gail import balancing  # noqa: E402
 
 
 @pytest.fixture

@@ -286,7 +286,7 @@ class Agent(abc.ABC):
                 iteration,
                 snapshot=self.checkpoint_state,
                 restore=self._restore_for_capture,
-                generators=[self.generator, self.env.generator],
+                generators=[self.generator, *self.env.generators],
             )
         self._graph.replay()
         return self._graph_stats

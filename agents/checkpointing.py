@@ -152,13 +152,13 @@ def _wrapping_depth(env: Any) -> int:
 
 
 def _for_env_of(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of an agent trained on a wrapped env, as it loads into one on fewer wrappers (``rlcourse eval``
-    of a run whose env a plug-in's reward wrapped): the outer wrappers' state is left out, the inner env's kept."""
+    """The checkpoint of an agent trained on a wrapped env, as it loads into one on the bare env (``rlcourse eval``
+    of a run whose env a plug-in's reward wrapped): the wrappers' state is left out, the env's kept. Learned
+    statistics (a ``NormalizeObservation``'s) are checked apart, so a run that needs them still fails to load."""
     state, extra = payload.get("env"), 0
     while isinstance(state, dict) and set(state) == {"env", "wrapper"}:
         state, extra = state["env"], extra + 1
-    extra -= _wrapping_depth(agent.env)
-    if extra <= 0:
+    if extra == 0 or _wrapping_depth(agent.env) > 0:  # onto a wrapped env, every level must match (checked later)
         return payload
     state = payload["env"]
     for _ in range(extra):

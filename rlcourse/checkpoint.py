@@ -64,8 +64,33 @@ def _current_umask() -> int:
     return mask
 
 
+#: What a checkpoint may hold besides tensors and containers of them: what ``weights_only=True`` reads back.
+PLAIN_TYPES = (str, int, float, bool, type(None), torch.Size)
+
+
+def check_plain(value: Any, where: str = "the checkpoint") -> None:
+    """Raise :class:`CheckpointError` if ``value`` holds anything but tensors and plain data, naming where:
+    such a file would be written, then refused when read (it could run code), so it is refused now."""
+    if isinstance(value, (torch.Tensor, *PLAIN_TYPES)):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(key, where)
+            check_plain(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+        return
+    raise CheckpointError(
+        f"cannot save {where}: it is a {type(value).__name__}, and a checkpoint holds only tensors and plain data "
+        "(pass objects such as a tagger by path, e.g. nlu='learned:PATH')"
+    )
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Save an agent's state with the format marker and versions."""
+    """Save an agent's state with the format marker and versions (tensors and plain data only: :func:`check_plain`)."""
+    check_plain(state)
     return atomic_torch_save(
         {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **state}, path
     )

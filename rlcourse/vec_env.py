@@ -338,6 +338,12 @@ class TensorVecEnv(VectorEnv):
                 raise ValueError(f"an action is outside the action space {space}")
 
     # ----------------------------------------------------------------- checkpoints
+    @property
+    def generators(self) -> tuple[torch.Generator, ...]:
+        """Every ``torch.Generator`` a ``step`` draws from (the env's own, then any part's with its own stream,
+        such as a learned NLU's word noise); agents register each one with the CUDA graphs they capture."""
+        return (self.generator,)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor needed to continue exactly where this env is, generator included."""
         state = {name: getattr(self, name).clone() for name in self.state_names}

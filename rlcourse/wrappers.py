@@ -74,6 +74,7 @@ class TensorVecEnvWrapper(TensorVecEnv):
     restorable = _forward("restorable", "Whether :meth:`state_dict` holds the whole state (the wrapper's always does).")
     graph_safe = _forward("graph_safe", "Whether ``step`` may be captured in a CUDA graph.")
     generator = _forward("generator", "The inner env's ``torch.Generator`` (agents register it with CUDA graphs).")
+    generators = _forward("generators", "Every generator the inner env's ``step`` draws from.")
     episode_return = _forward("episode_return", "The innermost env's running episode returns (its own rewards).")
     episode_length = _forward("episode_length", "The innermost env's running episode lengths.")
     render_mode = _forward("render_mode", "The inner env's render mode.")

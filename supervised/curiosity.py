@@ -105,7 +105,8 @@ class ICM(RewardModel):
         features, next_features = self.encode(batch.obs), self.encode(batch.next_obs)
         predicted_action = self.inverse_model(torch.cat((features, next_features), -1))
         if isinstance(self.action_space, spaces.Discrete):
-            inverse = nn.functional.cross_entropy(predicted_action, batch.actions.long().reshape(-1))
+            targets = batch.actions.long().reshape(-1) - int(self.action_space.start)
+            inverse = nn.functional.cross_entropy(predicted_action, targets)
         else:
             inverse = 0.5 * (predicted_action - action_features(batch.actions, self.action_space)).pow(2).sum(-1).mean()
         forward_error = self.predicted_features(features.detach(), batch.actions) - next_features.detach()

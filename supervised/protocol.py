@@ -104,8 +104,8 @@ class Discriminator(RewardModel):
 
 def action_features(actions: torch.Tensor, action_space: spaces.Space) -> torch.Tensor:
     """Actions as floats a network reads: one-hot for ``Discrete``, the values themselves for ``Box``."""
-    if isinstance(action_space, spaces.Discrete):
-        return nn.functional.one_hot(actions.long().reshape(-1), action_space.n).float()
+    if isinstance(action_space, spaces.Discrete):  # Discrete(n, start=k) actions are k..k+n-1
+        return nn.functional.one_hot(actions.long().reshape(-1) - int(action_space.start), action_space.n).float()
     return actions.reshape(actions.shape[0], -1).float()
 
 

@@ -41,7 +41,7 @@ class ModelTraining(Callback):
     def __init__(
         self, model: Any, updates: int = 1, batch_size: int | None = None, seed: int = 0, prefix: str = "model"
     ):
-        for name, value in (("updates", updates), ("batch_size", batch_size or 1)):
+        for name, value in (("updates", updates), ("batch_size", 1 if batch_size is None else batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.model, self.updates, self.batch_size, self.prefix = model, updates, batch_size, prefix

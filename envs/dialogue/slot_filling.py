@@ -567,6 +567,11 @@ class SlotFillingVecEnv(TensorVecEnv):
             self.ear.seed(seed)
         return super().reset(seed=seed, options=options)
 
+    @property
+    def generators(self) -> tuple[torch.Generator, ...]:
+        """The env's generator, and the learned NLU's word-noise generator when one listens."""
+        return (self.generator,) if self.ear is None else (self.generator, self.ear.generator)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
         if self.ear is not None:

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlcourse.app.inputs import BadInput
-from rlcourse.config import RUN_KEYS, ConfigError, load_preset, make_config
+from rlcourse.config import ENV_KWARGS_KEY, RUN_KEYS, ConfigError, load_preset, make_config
 
 #: Adversarial imitation methods (the ALGO of ``rlcourse train``), which train a generator agent.
 ADVERSARIAL = ("gail", "airl")
 #: Agents that can be the generator: on-policy ones, whose rollouts the discriminator reads.
 GENERATORS = ("ppo", "a2c", "reinforce")
 PLUGIN_KEYS = ("generator", "discriminator", "curiosity")
+#: Agents whose iterations give callbacks no rollout of their own (imitation learns from labels; A3C's workers).
+NO_ROLLOUT_PLUGINS = ("bc", "dagger", "a3c")
 
 
 @dataclass
@@ -69,6 +71,9 @@ def split_plugins(algo: str, hparams: dict[str, Any], demos: str | None) -> tupl
     if plugins.curiosity is not None:
         from rlcourse.supervised.curiosity import CuriosityConfig
 
+        if algo in NO_ROLLOUT_PLUGINS:
+            raise ConfigError(f"curiosity trains on the agent's rollouts, which {algo} does not hand to callbacks")
+
         make_config(CuriosityConfig, plugins.curiosity)  # a bad setting is named before anything is built
     generator, discriminator = hparams.pop("generator", None), hparams.pop("discriminator", None)
     if algo not in ADVERSARIAL:
@@ -98,7 +103,9 @@ def _discriminator_config(plugins: Plugins) -> Any:
 
 def generator_preset(generator: str, env_id: str) -> dict[str, Any]:
     """The generator's own default preset for the env, its hyperparameters only (the method's preset sets the run)."""
-    return {key: value for key, value in load_preset(generator, env_id).items() if key not in RUN_KEYS}
+    return {
+        key: value for key, value in load_preset(generator, env_id).items() if key not in (*RUN_KEYS, ENV_KWARGS_KEY)
+    }
 
 
 def build_env(plugins: Plugins, env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any], seed: int):
@@ -124,8 +131,11 @@ def build_env(plugins: Plugins, env_id: str, num_envs: int, device: Any, env_kwa
 
 def attach_generator(plugins: Plugins, agent: Any, callbacks: list[Any]) -> None:
     """AIRL's discriminator reads the generator's log π: give it the agent's policy network."""
+    from rlcourse.supervised.training import DiscriminatorTraining
+
     if plugins.method == "airl":
-        callbacks[0].model.attach(agent.policy)
+        (training,) = [callback for callback in callbacks if isinstance(callback, DiscriminatorTraining)]
+        training.model.attach(agent.policy)
 
 
 def refuse_resume(config: dict[str, Any]) -> None:

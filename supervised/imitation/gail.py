@@ -13,7 +13,7 @@ demonstrations are the real data, the actor is the generator and the reward is t
   of the state alone and h is a potential that shapes it. Its logit, f − log π(a|s), reads the
   generator's policy, given by :meth:`AIRLDiscriminator.attach` (the agent's policy network, an
   :class:`rlcourse.policy.StochasticPolicy`). The actor's reward is ``-log(1-D)`` = softplus(f − log π)
-  by default, or ``f`` itself (the learned reward, which may be negative: on a task whose episodes end
+  by default, ``logit`` = f − log π (the paper's, log D − log(1−D)), or ``f`` itself (the learned reward, which may be negative: on a task whose episodes end
   on failure, such as CartPole, a negative reward teaches the actor to end them early).
 
 Either one plugs into any env through :class:`~rlcourse.supervised.reward.ModelReward` (``replace``
@@ -68,8 +68,9 @@ class AIRLConfig:
     net_arch: tuple[int, ...] = hp((64, 64), "hidden layers of g(s) and of the potential h(s)")
     learning_rate: float = hp(3e-4, "Adam step size of the discriminator")
     gamma: float = hp(0.99, "γ of the shaping term γ h(s') − h(s) (the generator's own discount)")
-    reward: Literal["-log(1-D)", "f"] = hp(
-        "-log(1-D)", "the actor's reward: -log(1-D) = softplus(f - log π) > 0, or the learned f itself"
+    reward: Literal["-log(1-D)", "logit", "f"] = hp(
+        "-log(1-D)",
+        "the actor's reward: -log(1-D) = softplus(f - log π) > 0, logit = f - log π (Fu et al.'s), or f itself",
     )
     updates: int = hp(1, "discriminator steps after every rollout")
     batch_size: int = hp(512, "agent transitions per step (and as many expert ones)")
@@ -156,13 +157,18 @@ class AIRLDiscriminator(Discriminator):
         """log D − log(1 − D) = f(s, a, s') − log π(a|s), with the attached generator's π."""
         if self.policy is None:
             raise RuntimeError("AIRLDiscriminator needs the generator's log π: call attach(agent_policy) first")
+        actions = batch.actions
+        if isinstance(self.action_space, spaces.Discrete):  # the policy's own indices, 0..n-1
+            actions = actions - int(self.action_space.start)
         with torch.no_grad():
-            log_pi = self.policy.log_prob(batch.obs, batch.actions, None)
+            log_pi = self.policy.log_prob(batch.obs, actions, None)
         return self.f(batch) - log_pi
 
     def reward(self, batch: Transitions) -> torch.Tensor:
         if self.config.reward == "f":
             return self.f(batch)
+        if self.config.reward == "logit":
+            return self.logits(batch)
         return nn.functional.softplus(self.logits(batch))
 
     def update(self, real: Transitions, fake: Transitions) -> dict[str, torch.Tensor]:
@@ -184,6 +190,11 @@ def adversarial_imitation(
     classes = {"gail": GAILDiscriminator, "airl": AIRLDiscriminator}
     if method not in classes:
         raise ValueError(f"adversarial imitation is 'gail' or 'airl', got {method!r}")
+    if method == "airl" and env.has_action_masks:
+        raise ValueError(
+            f"AIRL reads the generator's log π(a|s) without the env's action masks, so it does not take an env with "
+            f"masks ({env.env_id}); use GAIL there"
+        )
     with torch.random.fork_rng(devices=[]):  # the discriminator's initial weights come from ``seed``
         torch.manual_seed(seed)
         discriminator = classes[method](env.single_observation_space, env.single_action_space, config)

@@ -9,7 +9,6 @@ which are easier.
 from __future__ import annotations
 
 import torch
-from seqeval.metrics import f1_score
 
 from rlcourse.supervised.nlu.corpus import Corpus
 
@@ -40,6 +39,8 @@ def predict(parser, corpus: Corpus, batch_size: int = 512) -> tuple[torch.Tensor
 
 def evaluate(parser, corpus: Corpus) -> dict[str, float]:
     """``slot_f1``, ``span_f1`` and ``intent_accuracy`` of ``parser`` on ``corpus``."""
+    from seqeval.metrics import f1_score  # only scoring needs seqeval (and scikit-learn); loading a tagger does not
+
     intents, tags = predict(parser, corpus)
     names = corpus.lexicon.tags
     scores = {}

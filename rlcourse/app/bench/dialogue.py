@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcourse.app.bench.harness import Tier, learn_to_target, measure_throughput, now, tier_hparams
+from rlcourse.app.bench.harness import Tier, learn_to_target, measure_throughput, steps_per_s, tier_hparams
 from rlcourse.app.bench.report import num, ratio_cell, spread, table
 from rlcourse.config import load_preset
 from rlcourse.evaluation import evaluate_policy
@@ -99,23 +99,9 @@ def env_throughput(
     if device.type == "cuda":
         from rlcourse.agents.graphs import capture
 
-        graph, _ = capture(block, snapshot=env.state_dict, restore=env.load_state_dict, generators=[env.generator])
+        graph, _ = capture(block, snapshot=env.state_dict, restore=env.load_state_dict, generators=list(env.generators))
         run = graph.replay
     return steps_per_s(run, steps_per_graph * num_envs, device, seconds)
-
-
-def steps_per_s(run: Callable[[], None], steps_per_run: int, device: torch.device, seconds: float) -> float:
-    """Env steps/s of ``run`` (``steps_per_run`` steps a call): one warm-up call, one to pace, then enough calls
-    to last about ``seconds`` (at least 3)."""
-    run()
-    start = now(device)
-    run()
-    pace = max(now(device) - start, 1e-9)
-    calls = max(3, math.ceil(seconds / pace))
-    start = now(device)
-    for _ in range(calls):
-        run()
-    return calls * steps_per_run / (now(device) - start)
 
 
 # --------------------------------------------------------------------------- policies evaluated

@@ -298,3 +298,17 @@ def measure_async_throughput(agent: Any, seconds: float, pace: float | None) -> 
     skip = min(len(marks) - 2, 2 * workers)
     (t0, s0), (t1, s1) = marks[skip], marks[-1]
     return (s1 - s0) / max(t1 - t0, 1e-9), len(marks) - 1 - skip
+
+
+def steps_per_s(run: Callable[[], None], steps_per_run: int, device: torch.device, seconds: float) -> float:
+    """Env steps/s of ``run`` (``steps_per_run`` steps a call): one warm-up call, one to pace, then enough calls
+    to last about ``seconds`` (at least 3)."""
+    run()
+    start = now(device)
+    run()
+    pace = max(now(device) - start, 1e-9)
+    calls = max(3, math.ceil(seconds / pace))
+    start = now(device)
+    for _ in range(calls):
+        run()
+    return calls * steps_per_run / (now(device) - start)

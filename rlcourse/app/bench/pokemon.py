@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from rlcourse.app.bench.harness import now
+from rlcourse.app.bench.harness import steps_per_s
 from rlcourse.app.bench.report import num, table
 from rlcourse.registry import make_vec
 
@@ -44,21 +44,15 @@ def env_throughput(num_envs: int, device: torch.device, opponent: str, steps: in
             masks = env.action_masks()
             env.step(torch.where(masks, uniforms[step], -1.0).argmax(-1))
 
-    run_block()  # warm-up (and the first lazy allocations)
+    run = run_block
     if device.type == "cuda":
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.Stream(device)
-        with torch.cuda.stream(stream):
-            run_block()
-        torch.cuda.current_stream(device).wait_stream(stream)
-        with torch.cuda.graph(graph):
-            run_block()
-        start = now(device)
-        graph.replay()
-    else:
-        start = now(device)
-        run_block()
-    return steps * num_envs / (now(device) - start)
+        from rlcourse.agents.graphs import capture
+
+        graph, _ = capture(
+            run_block, snapshot=env.state_dict, restore=env.load_state_dict, generators=list(env.generators)
+        )
+        run = graph.replay
+    return steps_per_s(run, steps * num_envs, device, seconds=2.0)
 
 
 def scripted_rates(

@@ -109,9 +109,10 @@ def assert_tensorboard_serves(command: list[str], cwd: Path, path: str) -> None:
         process.wait()
 
 
-def test_the_command_line_tour_runs_in_order(tmp_path, monkeypatch):
+def test_the_command_line_tour_runs_in_order(tmp_path, tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(MAX_STEPS_VARIABLE, SMOKE_STEPS)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("minari")))  # `collect` writes there
     tour = next(code for code in blocks("bash") if code.startswith("rlcourse train"))
     lines = [line for line in tour.splitlines() if line.strip()]
     assert len(lines) >= 15

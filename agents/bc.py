@@ -14,7 +14,8 @@ checkpoint's network *is* the network of the agent it imitates for, so ``train p
   read as logits: π(a|s) = softmax Q(s, ·), so its greedy action, DQN's, is the clone's most likely one.
 
 Counting: a "timestep" of BC is one demonstration transition trained on, so an iteration is
-``gradient_steps × batch_size`` of them and ``--total-steps`` sets how many passes over the data there are.
+``gradient_steps × batch_size`` of them, and ``--total-steps`` ÷ the number of demonstration transitions is the
+number of passes over the data.
 BC never steps the env; ``evaluate`` plays the clone on a fresh copy.
 """
 

@@ -13,7 +13,8 @@ The expert (``expert``, the CLI's ``--expert``) is the env's rule expert (``expe
 label, so ``total_timesteps`` is the expert-label budget, comparable with BC's number of demonstration
 transitions. The network and its update are BC's (:class:`~rlcourse.agents.bc.ImitationAgent`), so a DAgger
 checkpoint warm-starts PPO or DQN the same way. TensorBoard: ``train/loss``, ``train/accuracy`` (on D),
-``train/dataset_size``, ``rollout/expert_fraction`` (βᵢ) and the learner's ``rollout/*`` episode statistics.
+``train/dataset_size``, ``rollout/expert_fraction`` (βᵢ) and the ``rollout/*`` episode statistics of the
+β-mixed policy that acts (the expert's alone in the first iteration when β₀ = 1).
 """
 
 from __future__ import annotations

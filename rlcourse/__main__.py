@@ -1,5 +1,6 @@
 """``python -m rlcourse``: the same command line as the ``rlcourse`` console script."""
 
+import os
 import sys
 
 try:
@@ -9,4 +10,9 @@ except KeyboardInterrupt:  # Ctrl-C while the CLI itself is being imported: the 
     raise SystemExit(130) from None
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    if code == 130:  # interrupted, perhaps inside torch's import: leave without finalising what is half imported
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # (finalising it could still end the process by the signal, with no exit code 130)
+    raise SystemExit(code)

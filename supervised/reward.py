@@ -5,6 +5,10 @@ unknown to the learner); ``mode="add"`` gives ``env_reward + scale * model.rewar
 notes:13894-13950 [Sparse Reward], total reward r + rⁱ). The env's own rewards still reach
 ``info["episode"]``, so ``rollout/ep_rew_mean`` keeps measuring the task while the agent learns from the model.
 
+The model scores the observations of the env it wraps, while the training callbacks read the agent's (the
+outermost env's): wrap it outside any observation-changing wrapper (``NormalizeObservation(env)`` first, then
+``ModelReward``), so the two see the same observations.
+
 The model is called under ``torch.no_grad()`` inside the env's ``step``, so the agent's CUDA graph
 captures it; a model trained between rollouts (a discriminator, a forward model) updates its
 parameters in place, and the captured graph reads the new weights on its next replay.

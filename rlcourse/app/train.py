@@ -51,7 +51,7 @@ RUN_DEFINING_FLAGS = (
     ("--expert", "expert"),
     ("--init-from", "init_from"),
 )
-#: Flags that set a hyperparameter of the algorithms that have it: flag -> (parameter, config field).
+#: Flags that set a hyperparameter of the algorithms that have it: flag -> config field.
 IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
 
 

@@ -52,7 +52,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rlcourse.agents.distributions import Categorical, mask_logits
-from rlcourse.agents.networks import ACTIVATIONS, polyak_update_
+from rlcourse.agents.networks import ACTIVATIONS, PolicyModule, polyak_update_
 from rlcourse.agents.off_policy import OffPolicyAgent, check_off_policy_config
 from rlcourse.agents.replay import Batch
 from rlcourse.config import hp
@@ -200,7 +200,7 @@ def dueling_aggregate(value: torch.Tensor, advantage: torch.Tensor) -> torch.Ten
     return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
-class QNetwork(nn.Module):
+class QNetwork(PolicyModule):
     """s → Q(s, ·) ``[B, n]``, or C51 logits ``[B, n, atoms]``; optionally dueling and/or noisy.
 
     With dueling, one trunk feeds a value head V(s) and an advantage head A(s, ·) (per atom for C51,
@@ -229,6 +229,7 @@ class QNetwork(nn.Module):
         self.advantage = linear(sizes[-1], n_actions * n_atoms)
         self.value = linear(sizes[-1], n_atoms) if dueling else None
         self.n_actions, self.n_atoms = n_actions, n_atoms
+        self.distribution = Categorical(n_actions)  # π(a|s) = softmax Q(s, ·) for log_prob/act (PolicyModule)
         self.noisy_layers = [m for m in (*self.hidden, self.advantage, self.value) if isinstance(m, NoisyLinear)]
         self.noise_dim = sum(m.in_features + m.out_features for m in self.noisy_layers)
 
@@ -259,29 +260,12 @@ class QNetwork(nn.Module):
         )
         return out.squeeze(-1) if self.n_atoms == 1 else out
 
-    # The core's StochasticPolicy, for imitation: Q(s, ·) read as the logits of π(a|s) = softmax Q(s, ·), whose
-    # most likely action is DQN's greedy one, so a Q-network cloned by cross-entropy acts as the expert does.
-    def _logits(self, obs: torch.Tensor, action_masks: torch.Tensor | None) -> torch.Tensor:
+    def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """The core's StochasticPolicy, for imitation: Q(s, ·) read as the logits of π(a|s) = softmax Q(s, ·), whose
+        most likely action is DQN's greedy one, so a Q-network cloned by cross-entropy acts as the expert does."""
         if self.n_atoms != 1:
             raise ValueError("a distributional (C51) Q-network has no logits over actions to imitate with")
-        return mask_logits(self(obs), action_masks)
-
-    def log_prob(
-        self, obs: torch.Tensor, actions: torch.Tensor, action_masks: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """log softmax Q(s, ·) at ``actions`` (invalid actions masked out)."""
-        return self._logits(obs, action_masks).log_softmax(-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-
-    def act(
-        self,
-        obs: torch.Tensor,
-        action_masks: torch.Tensor | None = None,
-        deterministic: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """The greedy valid action, or a sample of softmax Q(s, ·)."""
-        logits = self._logits(obs, action_masks)
-        return logits.argmax(-1) if deterministic else Categorical(self.n_actions).sample(logits, generator)
+        return self(obs)
 
 
 # ============================================================================= targets

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import rlcourse
+from rlcourse.app.bench.pokemon import scripted_rates
 from rlcourse.app.cli import main
-from rlcourse.envs.pokemon import build_data, opponents
+from rlcourse.envs.pokemon import build_data
 from rlcourse.envs.pokemon.dex import DATA_FILE, load_dex
 from rlcourse.envs.pokemon.env import PokemonBattleVecEnv
 from rlcourse.envs.pokemon.observation import OBS_DIM
@@ -134,22 +135,8 @@ def test_the_cli_turns_a_bad_env_option_into_exit_code_2(tmp_path, capsys, monke
 
 # ----------------------------------------------------------------------------- opponents
 def play_out(agent: str, opponent: str, n: int = 400, seed: int = 0) -> float:
-    env = PokemonBattleVecEnv(n, opponent=opponent)
-    env.reset(seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    done = torch.zeros(n, dtype=torch.bool)
-    won = torch.zeros(n, dtype=torch.bool)
-    while not done.all():
-        masks, draws = env.action_masks(), torch.rand(n, opponents.DRAWS_PER_CHOICE, generator=gen)
-        if agent == "random":
-            actions = opponents.random_choice(masks, draws)
-        else:
-            actions = opponents.SCRIPTED[agent](env.dex, env.state, 0, masks, draws)
-        _, _, terminated, truncated, info = env.step(actions)
-        ended = (terminated | truncated) & ~done
-        won |= ended & info["final_info"]["win"]
-        done |= terminated | truncated
-    return won.float().mean().item()
+    """The win rate of the scripted ``agent`` over ``n`` battles (the bench's matchup, one battle per sub-env)."""
+    return scripted_rates(agent, opponent, battles=n, seed=seed)["win_rate"]
 
 
 def test_max_damage_beats_random():

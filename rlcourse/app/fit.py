@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from rlcourse.app.inputs import CONTEXT, run_dir_errors
+from rlcourse.app.inputs import CONTEXT, run_dir_errors, runs_root_option
 from rlcourse.config import DEFAULT_PRESET, config_to_dict, load_preset, make_config, parse_hp
 from rlcourse.device import DEFAULT_THREADS, set_threads
 from rlcourse.run_dir import RunDir, check_run_name
@@ -46,13 +46,7 @@ def fit_command() -> None:
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the corpus and the network."
 )
 @click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
-@click.option(
-    "--runs-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Root folder of the runs (point TensorBoard here).",
-)
+@runs_root_option
 @click.option(
     "--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."
 )

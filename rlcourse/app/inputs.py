@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -90,3 +91,13 @@ def device_of(device: str, context: str = "", agent_class: Any = None) -> Any:
         return resolve_device(device)
     except ValueError as error:
         raise BadInput(cli_wording(f"{context}{error}")) from None
+
+
+#: ``--runs-root``, the folder every command that writes runs puts them under (``train``, ``fit``).
+runs_root_option = click.option(
+    "--runs-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Root folder of the runs (point TensorBoard here).",
+)

@@ -22,7 +22,7 @@ import torch
 from click.core import ParameterSource
 
 import rlcourse
-from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors
+from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors, runs_root_option
 from rlcourse.app.runs import describe_eval, log_eval
 from rlcourse.app.settings import applied_preset, run_settings
 from rlcourse.checkpoint import CheckpointError
@@ -121,13 +121,7 @@ def training_callbacks(config: dict[str, Any]) -> list[Any]:
     help="Let CUDA float32 matmuls use TF32 tensor cores (faster on large batches; slightly less precise).",
 )
 @click.option("--resume", "resume", metavar="RUN_DIR", help="Continue a stopped run from RUN_DIR/checkpoint.pt.")
-@click.option(
-    "--runs-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Root folder of the runs (point TensorBoard here).",
-)
+@runs_root_option
 @click.option(
     "--eval-freq",
     type=click.IntRange(min=1),

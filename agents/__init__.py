@@ -8,6 +8,7 @@ from rlcourse.agents.dagger import DAgger, DAggerConfig
 from rlcourse.agents.ddpg import DDPG, DDPGConfig
 from rlcourse.agents.dqn import DQN, DQNConfig
 from rlcourse.agents.ppo import PPO, PPOConfig
+from rlcourse.agents.pqn import PQN, PQNConfig
 from rlcourse.agents.rainbow import Rainbow, RainbowConfig
 from rlcourse.agents.reinforce import REINFORCE, REINFORCEConfig
 
@@ -18,6 +19,7 @@ ALGOS: dict[str, type[Agent]] = {
     "a2c": A2C,
     "a3c": A3C,
     "dqn": DQN,
+    "pqn": PQN,
     "rainbow": Rainbow,
     "ddpg": DDPG,
     "bc": BC,
@@ -38,6 +40,8 @@ __all__ = [
     "A3CConfig",
     "DQN",
     "DQNConfig",
+    "PQN",
+    "PQNConfig",
     "Rainbow",
     "RainbowConfig",
     "DDPG",

@@ -1,4 +1,4 @@
-"""Networks shared by the agents: MLPs with orthogonal init, a policy alone (REINFORCE), the separate
+"""Networks shared by the agents: MLPs with orthogonal init (optionally with LayerNorm, for PQN), a policy alone (REINFORCE), the separate
 actor-critic used by PPO and the shared-trunk actor-critic used by A2C/A3C.
 
 The init follows common practice for PPO (and SB3's default): orthogonal weights with gain √2 in
@@ -17,12 +17,27 @@ from rlcourse.agents.distributions import Categorical, DiagGaussian, mask_logits
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
-    """``in_dim -> hidden... -> out_dim`` with orthogonal init; the last layer has gain ``out_gain``."""
+def mlp(
+    in_dim: int,
+    hidden: tuple[int, ...],
+    out_dim: int,
+    activation: str,
+    out_gain: float,
+    layer_norm: bool = False,
+) -> nn.Sequential:
+    """``in_dim -> hidden... -> out_dim`` with orthogonal init; the last layer has gain ``out_gain``.
+
+    With ``layer_norm`` every hidden layer is Linear → LayerNorm → activation (PQN's Q-network): the
+    normalisation bounds what a layer passes on however its weights drift, which is what lets TD learn
+    without a target network (Gallici et al. 2024).
+    """
     layers: list[nn.Module] = []
     sizes = (in_dim, *hidden)
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [_orthogonal(nn.Linear(fan_in, fan_out), math.sqrt(2)), ACTIVATIONS[activation]()]
+        layers.append(_orthogonal(nn.Linear(fan_in, fan_out), math.sqrt(2)))
+        if layer_norm:
+            layers.append(nn.LayerNorm(fan_out))
+        layers.append(ACTIVATIONS[activation]())
     layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
     return nn.Sequential(*layers)
 

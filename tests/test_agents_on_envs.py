@@ -33,6 +33,7 @@ SMALL = {
     "ddpg": OFF_POLICY,
     "bc": dict(net_arch=[16, 16], gradient_steps=2),
     "dagger": dict(net_arch=[16, 16], n_steps=4, gradient_steps=2),
+    "pqn": dict(n_steps=8, batch_size=16, n_epochs=1, net_arch=[16, 16]),
 }
 #: The action spaces each algorithm takes.
 SUPPORTS = {
@@ -45,6 +46,7 @@ SUPPORTS = {
     "ddpg": (spaces.Box,),
     "bc": (spaces.Discrete, spaces.Box),
     "dagger": (spaces.Discrete, spaces.Box),
+    "pqn": (spaces.Discrete,),
 }
 
 
@@ -90,6 +92,7 @@ SUPPORTED_NAMES = dict.fromkeys(SUPPORTS, ("Discrete", "1-D Box")) | {
     "dqn": ("Discrete",),
     "rainbow": ("Discrete",),
     "ddpg": ("1-D Box",),
+    "pqn": ("Discrete",),
 }
 NEVER_SUPPORTED = [
     spaces.Dict({"move": spaces.Discrete(2)}),

@@ -163,7 +163,7 @@ def test_large_batch_settings_are_valid_configs_for_every_row():
     from rlcourse.config import RUN_KEYS, make_config
 
     rows = [row for row in ROWS if row.large_batch is not None]
-    assert {row.algo for row in rows} == {"dqn", "rainbow", "a2c", "reinforce", "ddpg", "ppo"}
+    assert {row.algo for row in rows} == {"dqn", "rainbow", "a2c", "reinforce", "ddpg", "ppo", "pqn"}
     for row in rows:
         assert row.large_batch in preset_names(row.algo, row.env_id), row
         settings = bench_agents.large_batch_settings(row)

@@ -71,6 +71,7 @@ ROWS: tuple[AgentRow, ...] = (
     AgentRow("a3c", "rlcourse/CartPole-v1", 475.0),
     AgentRow("ddpg", "rlcourse/Pendulum-v1", -200.0, "large_batch_256"),
     AgentRow("ppo", "rlcourse/CartPole-v1", 475.0, "large_batch_4096"),
+    AgentRow("pqn", "rlcourse/CartPole-v1", 475.0, "large_batch_4096"),
 )
 
 SB3_IMPLEMENTATION = "SB3 (RL Zoo)"

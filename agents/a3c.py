@@ -143,6 +143,10 @@ class A3C(A2C):
                 f"A3C's workers build their own envs from the env id, so a wrapped env ({type(env).__name__}) "
                 "would train unwrapped; use A2C for wrapped envs"
             )
+        if hparams.get("normalize") not in (None, False):
+            raise ValueError(
+                "A3C's workers build their own envs from the env id, so normalize would not reach them; use A2C"
+            )
         super().__init__(
             env,
             num_envs=num_envs,

@@ -33,7 +33,16 @@ from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_
 from rlcourse.agents.training import StopOnSignal, TrainingLoop
 from rlcourse.callbacks import Callback, CallbackList, RolloutBatch
 from rlcourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlcourse.config import DEFAULT_PRESET, ENV_KWARGS_KEY, config_to_dict, load_preset, make_config
+from rlcourse.config import (
+    DEFAULT_PRESET,
+    ENV_KWARGS_KEY,
+    NORMALIZE_KEY,
+    Normalization,
+    config_to_dict,
+    load_preset,
+    make_config,
+    parse_normalize,
+)
 from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 from rlcourse.episode_stats import EpisodeStats
 from rlcourse.evaluation import evaluate_policy
@@ -41,6 +50,7 @@ from rlcourse.logger import RunLogger
 from rlcourse.registry import make_vec
 from rlcourse.run_dir import RunDir
 from rlcourse.vec_env import TensorVecEnv
+from rlcourse.wrappers import normalization_of, normalize_env
 
 __all__ = ["Agent", "Callback", "derive_seeds"]
 
@@ -92,12 +102,18 @@ class Agent(abc.ABC):
         compile: run the hot functions through ``torch.compile``.
         cuda_graphs: capture the rollout and update as CUDA graphs (default: on for CUDA devices).
         env_kwargs: options for the env's constructor when ``env`` is an id (``{"nlu": "tcbot"}``).
+        normalize: observation and reward normalisation (SB3's ``VecNormalize``, RL Zoo's ``normalize``):
+            ``True`` (both), ``False`` (neither), ``{"observation": True, "reward": False}``, or None (the
+            default) for the preset's ``normalize``, which is none unless the preset has one. The env is
+            wrapped in ``NormalizeObservation``, then ``NormalizeReward`` with the config's ``gamma``
+            (:func:`rlcourse.wrappers.normalize_env`). An env instance is wrapped only when ``normalize`` is
+            given (the caller built it, as with ``env_kwargs``). :attr:`normalize` says what the env normalises.
         preset: the shipped preset of ``rlcourse/presets/<algo>.yml`` to apply for this env, as the CLI does:
             ``"default"`` (the default: the env's ``default`` variant, or nothing for an env without presets),
             a named variant such as ``"large_batch_4096"``, or None for none. Explicit arguments override
             its values, and its ``total_timesteps`` becomes ``learn``'s default. For an env instance, the
-            preset of its ``env_id`` supplies hyperparameters and the budget; its ``num_envs`` and env
-            options cannot apply to an env that is already built.
+            preset of its ``env_id`` supplies hyperparameters and the budget; its ``num_envs``, env
+            options and normalisation cannot apply to an env that is already built.
         threads: torch's CPU thread count for this process (``torch.set_num_threads``), set before anything
             is built. One (the default) suits rlcourse's small networks and keeps a busy machine from
             slowing training down several times over; None leaves torch's setting alone.
@@ -130,6 +146,7 @@ class Agent(abc.ABC):
         env_kwargs: dict[str, Any] | None = None,
         preset: str | None = DEFAULT_PRESET,
         threads: int | None = DEFAULT_THREADS,
+        normalize: bool | dict[str, bool] | Normalization | None = None,
         **hparams: Any,
     ):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -139,6 +156,10 @@ class Agent(abc.ABC):
         self.preset_timesteps: int | None = preset_values.pop("total_timesteps", None)
         preset_num_envs = preset_values.pop("num_envs", None)
         preset_env_kwargs = preset_values.pop(ENV_KWARGS_KEY, None)
+        preset_normalize = preset_values.pop(NORMALIZE_KEY, None)
+        if normalize is None and not isinstance(env, TensorVecEnv):  # an instance: its builder chose its wrappers
+            normalize = preset_normalize
+        requested = Normalization() if normalize is None else parse_normalize(normalize)
         if num_envs is None:
             num_envs = preset_num_envs if preset_num_envs is not None else self.default_num_envs
         self.config = make_config(self.config_class, {**preset_values, **hparams})
@@ -156,6 +177,9 @@ class Agent(abc.ABC):
                 raise ValueError("env_kwargs apply to an env id; this env instance is already built")
         else:
             self.env = make_vec(env, num_envs, self.device, **(env_kwargs or {}))
+        self.env = normalize_env(self.env, requested, gamma=getattr(self.config, "gamma", None))
+        #: What the env normalises (applied here, or by whoever built an env instance); checkpoints record it.
+        self.normalize: Normalization = normalization_of(self.env)
         self.env_id = self.env.env_id
         self.num_envs = self.env.num_envs
         self.seed = int(seed)
@@ -310,7 +334,9 @@ class Agent(abc.ABC):
         Without ``total_timesteps``, the preset's budget is used. Statistics are read from the device once
         every ``log_interval`` iterations (default: the agent's ``default_log_interval``), and after the
         last one. ``callbacks`` are :class:`rlcourse.callbacks.Callback` objects or functions of the agent
-        (called after every iteration; ``False`` stops training). With a ``run_dir``, a checkpoint is
+        (called after every iteration; ``False`` stops training); the env's own
+        :meth:`~rlcourse.TensorVecEnv.training_callbacks` run after them (one of a class the caller already
+        passes is left out: the caller's settings win). With a ``run_dir``, a checkpoint is
         written every ``checkpoint_interval_s`` seconds, at the end, and when SIGINT or SIGTERM arrives
         (training then stops after the current iteration; see ``interrupted_by``).
         """
@@ -329,7 +355,9 @@ class Agent(abc.ABC):
             log_interval = self.default_log_interval
         if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) or log_interval <= 0:
             raise ValueError(f"log_interval must be a positive integer, got {log_interval!r}")
-        callback_list = CallbackList(callbacks)
+        given = list(callbacks)
+        declared = [own for own in self.env.training_callbacks() if not any(isinstance(c, type(own)) for c in given)]
+        callback_list = CallbackList([*given, *declared])
         if reset_num_timesteps:
             self.num_timesteps, self.iteration = 0, 0
             self._saved_callback_states = {}  # a fresh count: callbacks start afresh too
@@ -546,9 +574,11 @@ class Agent(abc.ABC):
     ) -> Agent:
         """Rebuild an agent from a checkpoint written by :meth:`save`.
 
-        The env and config come from the file; pass ``env`` for an env that is not registered, or a
-        wrapped one (its wrappers are rebuilt by the caller; their state loads from the file). A
-        ``run_dir`` given here continues that run, so it may hold the run's files already.
+        The env and config come from the file, and the env's normalisation too (its statistics load from the
+        file); pass ``env`` for an env that is not registered, or a wrapped one (its wrappers are rebuilt by the
+        caller; their state loads from the file). Without ``env``, wrappers that learn nothing (a plug-in's
+        reward) are left out, so a plug-in run's policy loads onto the env it acts in. A ``run_dir`` given
+        here continues that run, so it may hold the run's files already.
         """
         if run_dir is not None and not isinstance(run_dir, RunDir):
             run_dir = RunDir(run_dir)
@@ -564,6 +594,7 @@ class Agent(abc.ABC):
             raise CheckpointError(f"{str(path)!r} has no config mapping (found {type(config).__name__})")
         try:
             env_kwargs = None if env is not None else payload.get("env_kwargs") or None
+            normalize = overrides.pop(NORMALIZE_KEY, None if env is not None else payload.get(NORMALIZE_KEY))
             agent = cls(
                 env if env is not None else payload["env_id"],
                 num_envs=overrides.pop("num_envs", payload["num_envs"]),
@@ -573,6 +604,7 @@ class Agent(abc.ABC):
                 run_dir=run_dir,
                 env_kwargs=env_kwargs,
                 preset=None,  # the file's config is complete; a preset must not add env options to it
+                normalize=normalize,
                 **{**config, **overrides},
             )
         except KeyError as missing:

@@ -3,8 +3,15 @@
 A checkpoint (written by :mod:`rlcourse.checkpoint`: plain tensors and data, atomically) holds the
 networks, the optimizers' state, every RNG state (torch, numpy, Python, the agent's and the env's
 generators), the env's state and current observations, the episode sums, the counters, the config,
-the env id, options and spaces, and the state of stateful callbacks. :func:`load_agent_state` checks
-everything that must fit before it changes anything, so a mismatched file leaves the agent as it was.
+the env id, options, normalisation, wrappers and spaces, and the state of stateful callbacks.
+:func:`load_agent_state` checks everything that must fit before it changes anything, so a mismatched
+file leaves the agent as it was.
+
+Wrapped envs: the env state and the learned statistics nest one level per wrapper, and ``wrappers``
+lists the levels (:func:`rlcourse.wrappers.wrapper_levels`). A checkpoint loads onto an env under the
+same wrappers (``--resume``), or onto one under only the levels that learn statistics (``Agent.load``
+without ``env``: ``rlcourse eval`` and ``play`` of a plug-in run): the levels that learn nothing (a
+plug-in's reward) are left out, and every level that learns must be there, in order, with its settings.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from gymnasium import spaces
 
 from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, restore_global_rng
-from rlcourse.config import config_to_dict
-from rlcourse.wrappers import TensorVecEnvWrapper
+from rlcourse.config import NORMALIZE_KEY, config_to_dict
+from rlcourse.wrappers import wrapper_levels
 
 if TYPE_CHECKING:
     from rlcourse.agents.base import Agent
@@ -56,6 +63,8 @@ def agent_state(agent: Agent) -> dict[str, Any]:
         "device_type": agent.device.type,
         "env_id": agent.env_id,
         "env_kwargs": agent.env.options(),
+        NORMALIZE_KEY: agent.normalize.record(),
+        "wrappers": wrapper_levels(agent.env),
         "num_envs": agent.num_envs,
         "seed": agent.seed,
         "config": config_to_dict(agent.config),
@@ -103,7 +112,7 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
     size (a CUDA generator's state means nothing to a CPU one): then training continues exactly;
     otherwise the env keeps its fresh episodes and the streams their fresh seeds.
     """
-    payload = _for_env_of(agent, payload)
+    payload = _for_env_of(agent, payload, source)
     expected = env_spaces(agent)
     if payload.get("spaces") != expected:
         raise CheckpointError(
@@ -116,6 +125,8 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
             and agent.env.restorable
             and payload["num_envs"] == agent.num_envs
         )
+        if restores_env:
+            _check_wrapping(agent, payload)
         agent._check_fits(payload, restores_env)
         statistics = _to_device(payload.get("env_statistics") or {}, agent.env.device)
         agent.env.check_statistics(statistics)
@@ -144,26 +155,87 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
         ) from None
 
 
-def _wrapping_depth(env: Any) -> int:
+def _saved_depth(state: Any) -> int:
     depth = 0
-    while isinstance(env, TensorVecEnvWrapper):
-        env, depth = env.env, depth + 1
+    while isinstance(state, dict) and set(state) == {"env", "wrapper"}:
+        state, depth = state["env"], depth + 1
     return depth
 
 
-def _for_env_of(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of an agent trained on a wrapped env, as it loads into one on the bare env (``rlcourse eval``
-    of a run whose env a plug-in's reward wrapped): the wrappers' state is left out, the env's kept. Learned
-    statistics (a ``NormalizeObservation``'s) are checked apart, so a run that needs them still fails to load."""
-    state, extra = payload.get("env"), 0
-    while isinstance(state, dict) and set(state) == {"env", "wrapper"}:
-        state, extra = state["env"], extra + 1
-    if extra == 0 or _wrapping_depth(agent.env) > 0:  # onto a wrapped env, every level must match (checked later)
+def _chain(levels: list[dict[str, Any]]) -> str:
+    return " > ".join(level["wrapper"] for level in levels) or "no wrapper"
+
+
+def _check_wrapping(agent: Agent, payload: dict[str, Any]) -> None:
+    """Raise unless the env state to restore has the agent's env's wrapper levels: a plug-in run's env rebuilt
+    with other plug-ins is named as such, instead of failing inside the innermost env's own check."""
+    saved, live = _saved_depth(payload["env"]), wrapper_levels(agent.env)
+    if saved != len(live):
+        raise ValueError(
+            f"its env state is under {saved} wrapper(s), this env under {len(live)}"
+            + (f" ({_chain(live)})" if live else "")
+            + ": the run's plug-ins or wrappers differ from the checkpoint's"
+        )
+    recorded = payload.get("wrappers")
+    if recorded is not None and [level["wrapper"] for level in recorded] != [level["wrapper"] for level in live]:
+        raise ValueError(
+            f"its env is under {_chain(recorded)}, this env under {_chain(live)}: the run's plug-ins or "
+            "wrappers differ from the checkpoint's"
+        )
+
+
+def _for_env_of(agent: Agent, payload: dict[str, Any], source: str) -> dict[str, Any]:
+    """The checkpoint as it loads onto ``agent``'s env: as saved when the env has the same wrappers, or when it
+    has a wrapper that learns nothing (a caller that rebuilt plug-ins: every level must match, checked later);
+    else without the saved levels that learn nothing (``rlcourse eval`` of a plug-in run, whose env
+    ``Agent.load`` rebuilds under its normalisation only), whose statistics-bearing levels must then be the
+    env's, in order and with the same settings (a :class:`CheckpointError` otherwise)."""
+    recorded, live = payload.get("wrappers"), wrapper_levels(agent.env)
+    if recorded is None:  # written before checkpoints listed their wrappers: onto a bare env, as saved otherwise
+        depth = _saved_depth(payload.get("env"))
+        return {**payload, "env": _keep_levels(payload.get("env"), [False] * depth)} if depth and not live else payload
+    if not recorded or recorded == live or any(not level["statistics"] for level in live):
         return payload
-    state = payload["env"]
-    for _ in range(extra):
-        state = state["env"]
-    return {**payload, "env": state}
+    learned = [level for level in recorded if level["statistics"]]
+    if learned != live:
+        same_names = [level["wrapper"] for level in learned] == [level["wrapper"] for level in live]
+        need, have = (f"{_chain(levels)}{_settings(levels) if same_names else ''}" for levels in (learned, live))
+        raise CheckpointError(
+            f"{source} needs an env under {need} for its learned statistics, but this env is under {have}"
+            + (f" (the run trained under {_chain(recorded)})" if learned != recorded else "")
+        )
+    keep = [level["statistics"] for level in recorded]
+    return {
+        **payload,
+        "wrappers": learned,
+        "env": _keep_levels(payload.get("env"), keep),
+        "env_statistics": _keep_statistics(payload.get("env_statistics") or {}, keep),
+    }
+
+
+def _settings(levels: list[dict[str, Any]]) -> str:
+    shown = [f"{level['wrapper']}{level['options']}" for level in levels if level["options"]]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _keep_levels(state: Any, keep: list[bool]) -> Any:
+    """An env state (one ``{"env", "wrapper"}`` level per wrapper, outermost first) with the levels whose
+    ``keep`` is false left out; None (an env that cannot be restored) stays None."""
+    if not keep or not isinstance(state, dict):
+        return state
+    inner = _keep_levels(state["env"], keep[1:])
+    return {"env": inner, "wrapper": state["wrapper"]} if keep[0] else inner
+
+
+def _keep_statistics(state: dict[str, Any], keep: list[bool]) -> dict[str, Any]:
+    """:meth:`~rlcourse.TensorVecEnv.statistics_state` with levels left out, nested as the remaining wrappers
+    give it (a level with nothing learned from it inwards is ``{}``)."""
+    if not keep or not state:
+        return state
+    inner = _keep_statistics(state["env"], keep[1:])
+    if not keep[0]:
+        return inner
+    return {"env": inner, "wrapper": state["wrapper"]} if state["wrapper"] or inner else {}
 
 
 def _to_device(state: Any, device: Any) -> Any:

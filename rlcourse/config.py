@@ -189,6 +189,69 @@ def parse_hp(assignments: list[str] | tuple[str, ...], flag: str = "--hp") -> di
 RUN_KEYS = ("num_envs", "total_timesteps")
 #: The preset/config key holding the env's constructor options (``{nlu: tcbot}``); ``--env-opt`` sets them too.
 ENV_KWARGS_KEY = "env_kwargs"
+#: The preset/config key saying which of the env's observations and rewards are normalised (:func:`parse_normalize`).
+NORMALIZE_KEY = "normalize"
+#: Keys of a preset that set up the env rather than the algorithm; with :data:`RUN_KEYS`, what is not a hyperparameter.
+ENV_KEYS = (ENV_KWARGS_KEY, NORMALIZE_KEY)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """Which of an env's observations and rewards are normalised (SB3's ``VecNormalize(norm_obs, norm_reward)``).
+
+    ``observation``: ``rlcourse.wrappers.NormalizeObservation``; ``reward``: ``NormalizeReward`` with the
+    algorithm's γ. ``bool(setting)`` is whether anything is normalised.
+    """
+
+    observation: bool = False
+    reward: bool = False
+
+    def __bool__(self) -> bool:
+        return self.observation or self.reward
+
+    def record(self) -> dict[str, bool]:
+        """The mapping a run's ``config.yaml`` and a checkpoint hold (:func:`parse_normalize` reads it back)."""
+        return {"observation": self.observation, "reward": self.reward}
+
+
+#: What :func:`parse_normalize` accepts, for its error messages.
+NORMALIZE_FORMS = (
+    "true (observations and rewards, as RL Zoo's normalize: true), false, "
+    "or a mapping {observation: true|false, reward: true|false}"
+)
+#: RL Zoo's names for the two settings (``normalize: "{'norm_obs': True, 'norm_reward': False}"``).
+_NORMALIZE_ALIASES = {"norm_obs": "observation", "norm_reward": "reward"}
+
+
+def parse_normalize(value: Any, source: str | None = None) -> Normalization:
+    """The ``normalize`` setting of a preset, config file, run record, ``--hp normalize=...`` or ``Agent(normalize=)``.
+
+    ``true`` normalises observations and rewards (as RL Zoo's ``normalize: true``), ``false`` neither; a
+    mapping names each: ``{observation: true, reward: false}`` (a key left out is false; RL Zoo's
+    ``norm_obs``/``norm_reward`` are read as ``observation``/``reward``). Anything else is a
+    :class:`ConfigError` naming the key, ``source`` (where the value came from) and the accepted forms.
+    """
+    where = f"{NORMALIZE_KEY} (from {source})" if source else NORMALIZE_KEY
+    if isinstance(value, Normalization):
+        return value
+    if isinstance(value, bool):
+        return Normalization(observation=value, reward=value)
+    if isinstance(value, dict):
+        settings: dict[str, bool] = {}
+        for key, flag in value.items():
+            name = _NORMALIZE_ALIASES.get(key, key)
+            if name not in ("observation", "reward"):
+                hint = did_you_mean(str(key), ("observation", "reward"))
+                raise ConfigError(
+                    f"unknown key {key!r} in {where}; {hint + ' ' if hint else ''}expected {NORMALIZE_FORMS}"
+                )
+            if not isinstance(flag, bool):
+                raise ConfigError(f"bad value {flag!r} for {where}.{name}: expected true or false")
+            if name in settings:
+                raise ConfigError(f"{where} sets {name} twice ({key!r} is RL Zoo's name for {name})")
+            settings[name] = flag
+        return Normalization(**settings)
+    raise ConfigError(f"bad value {value!r} for {where}: expected {NORMALIZE_FORMS}")
 
 
 #: The variant of an env's presets that is applied unless another is asked for.

@@ -21,6 +21,10 @@ What an env can do beyond the contract is *declared* on its class, never guessed
 * ``has_action_masks``: :meth:`action_masks` gives the valid actions;
 * ``has_transcripts``: :meth:`play_transcripts` shows episodes as text (text envs);
 * ``has_rule_expert``: :meth:`rule_expert` gives a hand-written policy;
+* :meth:`training_callbacks`: callbacks the env needs while an agent trains on it (self-play's snapshot
+  pool, which a battle against ``opponent="self"`` fills); ``Agent.learn`` runs them after the caller's,
+  so a run from the CLI gets them too. An env returns the same objects on every call (their state lives
+  across ``learn`` calls), and ``learn`` leaves one out where the caller passed a callback of its class;
 * :attr:`action_names`: what each Discrete action index means (empty where the env does not say);
 * ``metadata["render_modes"]``: the render modes of the single-env adapter; ``"ansi"`` means the env
   writes text with :meth:`render_opening` and :meth:`render_turn` while :attr:`recording` is on;
@@ -32,7 +36,7 @@ Wrappers (:mod:`rlcourse.wrappers`) pass every declaration through.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +45,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rlcourse.device import canonical_device
+
+if TYPE_CHECKING:
+    from rlcourse.callbacks import Callback
 
 TensorDict = dict[str, Any]
 SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
@@ -290,6 +297,10 @@ class TensorVecEnv(VectorEnv):
     def rule_expert(self) -> Any:
         """A hand-written policy ``expert(obs) -> actions`` for this env (envs with ``has_rule_expert``)."""
         raise NotImplementedError(f"{type(self).__name__} has no rule expert (has_rule_expert is False)")
+
+    def training_callbacks(self) -> list[Callback]:
+        """The callbacks training on this env needs (see the module docstring); none unless an env declares some."""
+        return []
 
     @property
     def action_names(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import pytest
 
 from rlcourse.agents import PPOConfig
 from rlcourse.config import (
+    ENV_KEYS,
     RUN_KEYS,
     ConfigError,
     config_to_dict,
@@ -189,7 +190,7 @@ def test_preset_keys_are_run_keys_or_valid_hyperparameters():
     for env_id in ("rlcourse/CartPole-v1", "CartPole-v1"):
         preset = load_preset("ppo", env_id)
         assert preset, env_id
-        config = make_config(PPOConfig, {k: v for k, v in preset.items() if k not in RUN_KEYS})
+        config = make_config(PPOConfig, {k: v for k, v in preset.items() if k not in (*RUN_KEYS, *ENV_KEYS)})
         assert config.n_steps * preset["num_envs"] % config.batch_size == 0
 
 
@@ -229,7 +230,9 @@ def test_every_shipped_variant_is_a_valid_config():
             for name in preset_names(algo, env_id):
                 settings = load_preset(algo, env_id, name)
                 assert settings["num_envs"] >= 1 and settings["total_timesteps"] >= 1, (algo, env_id, name)
-                make_config(agent_class.config_class, {k: v for k, v in settings.items() if k not in RUN_KEYS})
+                make_config(
+                    agent_class.config_class, {k: v for k, v in settings.items() if k not in (*RUN_KEYS, *ENV_KEYS)}
+                )
                 checked += 1
     assert checked >= 20
 

@@ -1,4 +1,4 @@
-"""The ``rlcourse`` command line: ``train``, ``eval``, ``play``, ``list`` and ``bench``.
+"""The ``rlcourse`` command line: ``train``, ``tune``, ``eval``, ``play``, ``list`` and ``bench``.
 
 Error policy: every bad input (unknown algorithm, env, preset or hyperparameter, bad value, missing file,
 unusable checkpoint, absent CUDA, unknown option) ends the program with exit code 2 and exactly one
@@ -13,10 +13,10 @@ lands once this module is imported: in a command's own imports, while its env is
 training, the agent first saves a checkpoint and says how to resume). ``python -m rlcourse`` also covers
 the import of this module; only the interpreter's own start-up comes before either.
 
-``train`` lives in :mod:`rlcourse.app.train`, ``play`` in :mod:`rlcourse.app.play`, ``bench`` in
-:mod:`rlcourse.app.bench.command`; they are imported only when run (:class:`RLCourseGroup`), and every
-torch-heavy module (agents, TensorBoard, SB3) only inside a command, so ``rlcourse --help`` never waits
-for torch.
+``train`` lives in :mod:`rlcourse.app.train`, ``tune`` in :mod:`rlcourse.app.tune_command`, ``play`` in
+:mod:`rlcourse.app.play`, ``bench`` in :mod:`rlcourse.app.bench.command`; they are imported only when run
+(:class:`RLCourseGroup`), and every torch-heavy module (agents, TensorBoard, SB3) only inside a command, so
+``rlcourse --help`` never waits for torch.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class RLCourseGroup(click.Group):
             "fit_command",
             "Fit a supervised plug-in (the dialogue's slot-tagger NLU) and save it.",
         ),
+        "tune": ("rlcourse.app.tune_command", "tune_command", "Tune ALGO's hyperparameters on ENV with Optuna."),
         "bench": (
             "rlcourse.app.bench.command",
             "bench_command",
@@ -127,6 +128,7 @@ def cli() -> None:
     rlcourse train ppo rlcourse/SlotFilling-v0       train the dialogue policy (preset)
     rlcourse train ppo rlcourse/CartPole-v1          train with the shipped preset
     rlcourse train ALGO ENV --preset NAME            a named preset variant (rlcourse list)
+    rlcourse tune ppo rlcourse/CartPole-v1           search hyperparameters with Optuna
     rlcourse eval runs/rlcourse_CartPole-v1/ppo/NAME  evaluate a run's checkpoint
     rlcourse play RUN_DIR                            watch a run play (dialogues, step tables, --video)
     rlcourse list [--hp ppo]                         algorithms, envs, presets, hyperparameters

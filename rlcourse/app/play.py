@@ -274,14 +274,22 @@ def record_video(agent: Any, policy: Callable, episodes: int, seed: int, target:
     ``target`` only ever appears whole.
     """
     import gymnasium as gym
+    import torch
     from gymnasium.wrappers import RecordVideo
+
+    from rlcourse.wrappers import wrapped_observation
+
+    def seen_policy(obs: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        """``policy`` on what the agent sees of the drawing env's raw observation (a normalised run's statistics)."""
+        batch = torch.as_tensor(obs, device=agent.device).unsqueeze(0)
+        return policy(wrapped_observation(agent.env, batch)[0].cpu().numpy(), masks)
 
     env = drawing_env(agent)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}-") as scratch:
         folder = Path(scratch) / "episodes"  # RecordVideo warns about a folder that exists already
         recorder = RecordVideo(env, str(folder), episode_trigger=lambda _: True, name_prefix="play")
         try:
-            played = play_episodes(GymnasiumEnv(recorder, agent.env.has_action_masks), policy, episodes, seed)
+            played = play_episodes(GymnasiumEnv(recorder, agent.env.has_action_masks), seen_policy, episodes, seed)
         except BaseException as error:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # about the unfinished video, which goes with the scratch folder

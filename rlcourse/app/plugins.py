@@ -10,17 +10,29 @@ that trains the plug-in joins the run's callbacks. Nothing in the agents changes
 * ``curiosity``: ``true`` (the ICM's published defaults) or a mapping of
   :class:`~rlcourse.supervised.curiosity.CuriosityConfig` settings, for any agent; its reward is added.
 
-The run's checkpoint is the generator's (``rlcourse eval`` and ``play`` read it as such, on the plain env);
-the plug-in's weights and optimizer are the callback's state inside it.
+The env's normalisation (``normalize``) is applied around the plug-ins in the order they need
+(:func:`build_env`): ``NormalizeObservation`` inside them, so the plug-in's model and the agent's callbacks read
+the same observations, and ``NormalizeReward`` outside, so the sum of the env's and the plug-in's rewards is
+normalised. The adversarial methods compare the agent's observations with recorded raw ones, so they refuse
+observation normalisation.
+
+The run's checkpoint is the generator's (``rlcourse eval`` and ``play`` read it as such, on the env under its
+normalisation only); the plug-in's weights and optimizer are the callback's state inside it, and the wrapper's
+state is the env's.
+``config.yaml`` records the plug-ins (:meth:`Plugins.record`), with the dataset folder the demonstrations were
+read from and a digest of them, so ``train --resume`` rebuilds the same env and callbacks
+(:func:`plugins_of`, then :func:`build_env`) and refuses demonstrations that are gone or changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from rlcourse.app.inputs import BadInput
-from rlcourse.config import ENV_KWARGS_KEY, RUN_KEYS, ConfigError, load_preset, make_config
+from rlcourse.config import ENV_KEYS, RUN_KEYS, ConfigError, Normalization, load_preset, make_config, parse_normalize
 
 #: Adversarial imitation methods (the ALGO of ``rlcourse train``), which train a generator agent.
 ADVERSARIAL = ("gail", "airl")
@@ -40,6 +52,9 @@ class Plugins:
     discriminator: dict[str, Any] = field(default_factory=dict)
     curiosity: dict[str, Any] | None = None
     demos: str | None = None
+    #: The dataset folder ``demos`` was read from, and a digest of its transitions (set by :func:`build_env`).
+    demos_path: str | None = None
+    demos_digest: str | None = None
 
     @property
     def active(self) -> bool:
@@ -54,6 +69,8 @@ class Plugins:
                 "discriminator": self.discriminator,
                 "curiosity": self.curiosity,
                 "demos": self.demos,
+                "demos_path": self.demos_path,
+                "demos_digest": self.demos_digest,
             }
         }
 
@@ -95,6 +112,29 @@ def split_plugins(algo: str, hparams: dict[str, Any], demos: str | None) -> tupl
     return generator, plugins
 
 
+def plugins_of(config: dict[str, Any]) -> tuple[str, Plugins]:
+    """The algorithm that trains and the plug-ins a run's config.yaml records, checked as a new run's are.
+
+    A plain run (no ``plugins`` key) gives ``(config["algo"], Plugins())``; a bad record is a ``ConfigError``.
+    """
+    record = config.get("plugins")
+    if record is None:
+        return config["algo"], Plugins()
+    names = [entry.name for entry in fields(Plugins)]
+    if not isinstance(record, dict) or not set(record) <= set(names):
+        raise ConfigError(f"the run's plugins must be a mapping of {', '.join(names)}, got {record!r}")
+    hparams = {key: record.get(key) for key in PLUGIN_KEYS if record.get(key) is not None}
+    if config["algo"] not in ADVERSARIAL and not hparams.get("discriminator"):
+        hparams.pop("discriminator", None)  # a plain run records an empty mapping
+    agent_algo, plugins = split_plugins(config["algo"], hparams, record.get("demos"))
+    for key in ("demos_path", "demos_digest"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"the run's plugins.{key} must be a string, got {value!r}")
+        setattr(plugins, key, value)
+    return agent_algo, plugins
+
+
 def _discriminator_config(plugins: Plugins) -> Any:
     from rlcourse.supervised.imitation.gail import AIRLConfig, GAILConfig
 
@@ -102,23 +142,54 @@ def _discriminator_config(plugins: Plugins) -> Any:
 
 
 def generator_preset(generator: str, env_id: str) -> dict[str, Any]:
-    """The generator's own default preset for the env, its hyperparameters only (the method's preset sets the run)."""
-    return {
-        key: value for key, value in load_preset(generator, env_id).items() if key not in (*RUN_KEYS, ENV_KWARGS_KEY)
-    }
+    """The generator's own default preset for the env, its hyperparameters only (the method's preset sets the run
+    and the env, normalisation included)."""
+    return {key: value for key, value in load_preset(generator, env_id).items() if key not in (*RUN_KEYS, *ENV_KEYS)}
 
 
-def build_env(plugins: Plugins, env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any], seed: int):
-    """The env with the plug-ins' rewards on it, and the callbacks that train them."""
+def build_env(
+    plugins: Plugins,
+    env_id: str,
+    num_envs: int,
+    device: Any,
+    env_kwargs: dict[str, Any],
+    seed: int,
+    normalize: Any = None,
+    gamma: float | None = None,
+):
+    """The env with the plug-ins' rewards on it, and the callbacks that train them, always in the same order.
+
+    ``normalize`` (a :func:`~rlcourse.config.parse_normalize` setting; None: none) puts ``NormalizeObservation``
+    between the env and the plug-ins and ``NormalizeReward`` (with ``gamma``, the agent's γ) outside them.
+    The demonstrations come from ``plugins.demos_path`` when it is set (a resumed run), else from ``demos``; their
+    folder and digest are set on ``plugins`` for the run's config, and a digest that differs from a recorded one
+    is a :class:`BadInput` (the run would not continue the same way).
+    """
     import rlcourse
+    from rlcourse.wrappers import normalize_env
 
+    setting = Normalization() if normalize is None else parse_normalize(normalize)
+    if plugins.method is not None and setting.observation:
+        raise ConfigError(
+            f"{plugins.method} compares the agent's observations with the demonstrations' raw ones, so it cannot "
+            "normalise observations; use normalize={observation: false, reward: true} or normalize=false"
+        )
     env = rlcourse.make_vec(env_id, num_envs, device, **env_kwargs)
+    env = normalize_env(env, Normalization(observation=setting.observation))
     callbacks: list[Any] = []
     if plugins.method is not None:
         from rlcourse.supervised.imitation.demos import load_demonstrations
         from rlcourse.supervised.imitation.gail import adversarial_imitation
 
-        demos = load_demonstrations(plugins.demos, device, env=env)
+        demos = load_demonstrations(plugins.demos_path or plugins.demos, device, env=env)
+        digest = demonstrations_digest(demos)
+        if plugins.demos_digest is not None and digest != plugins.demos_digest:
+            raise BadInput(
+                f"the demonstrations {plugins.demos!r} at {plugins.demos_path or plugins.demos} are not the ones this "
+                f"run trained on (digest {digest}, the run recorded {plugins.demos_digest}); put the run's dataset back"
+            )
+        plugins.demos_path = plugins.demos_path or dataset_folder(plugins.demos)
+        plugins.demos_digest = digest
         env, training = adversarial_imitation(env, demos, plugins.method, _discriminator_config(plugins), seed)
         callbacks.append(training)
     if plugins.curiosity is not None:
@@ -126,7 +197,7 @@ def build_env(plugins: Plugins, env_id: str, num_envs: int, device: Any, env_kwa
 
         env, training = add_curiosity(env, plugins.curiosity, seed)
         callbacks.append(training)
-    return env, callbacks
+    return normalize_env(env, Normalization(reward=setting.reward), gamma=gamma), callbacks
 
 
 def attach_generator(plugins: Plugins, agent: Any, callbacks: list[Any]) -> None:
@@ -138,13 +209,35 @@ def attach_generator(plugins: Plugins, agent: Any, callbacks: list[Any]) -> None
         training.model.attach(agent.policy)
 
 
-def refuse_resume(config: dict[str, Any]) -> None:
-    """Runs with plug-ins are not resumable yet: say so instead of resuming without them."""
-    if config.get("plugins") and (config["plugins"].get("method") or config["plugins"].get("curiosity") is not None):
-        raise BadInput(
-            "this run trained with plug-ins (adversarial imitation or curiosity), which --resume cannot rebuild yet; "
-            "start a new run, or --init-from this one"
-        )
+def dataset_folder(demos: str) -> str:
+    """The absolute folder of the dataset ``--demos`` names: the folder itself, or the id's under Minari's root."""
+    path = Path(demos)
+    if path.is_dir():
+        return str(path.resolve())
+    from minari.storage import get_dataset_path
+
+    return str(Path(get_dataset_path(demos)).resolve())
 
 
-__all__ = ["ADVERSARIAL", "GENERATORS", "Plugins", "attach_generator", "build_env", "refuse_resume", "split_plugins"]
+def demonstrations_digest(demos: Any) -> str:
+    """A short digest of every transition of ``demos`` (read from the device once, when the run is built)."""
+    digest = hashlib.sha256()
+    for name in ("obs", "actions", "next_obs", "rewards", "terminated", "truncated", "action_masks"):
+        tensor = getattr(demos, name)
+        if tensor is not None:
+            digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+__all__ = [
+    "ADVERSARIAL",
+    "GENERATORS",
+    "Plugins",
+    "attach_generator",
+    "build_env",
+    "dataset_folder",
+    "demonstrations_digest",
+    "plugins_of",
+    "split_plugins",
+]

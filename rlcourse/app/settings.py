@@ -4,6 +4,9 @@ Lowest first: the algorithm's defaults (its config dataclass, and :data:`DEFAULT
 the preset variant (``rlcourse/presets/<algo>.yml``, ``--preset``), ``--config FILE``, ``--hp`` and
 ``--env-opt``, then ``--num-envs`` and ``--total-steps``. Everything is checked here or by
 :func:`rlcourse.config.make_config` before any env is built.
+
+Besides hyperparameters, each source may set the env: ``env_kwargs`` (merged key by key) and ``normalize``
+(the last source's wins; :func:`rlcourse.config.parse_normalize`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlcourse.app.inputs import positive_int
-from rlcourse.config import ENV_KWARGS_KEY, RUN_KEYS, ConfigError, load_config_file, load_preset, parse_hp, preset_names
+from rlcourse.config import (
+    ENV_KEYS,
+    ENV_KWARGS_KEY,
+    NORMALIZE_KEY,
+    RUN_KEYS,
+    ConfigError,
+    load_config_file,
+    load_preset,
+    parse_hp,
+    parse_normalize,
+    preset_names,
+)
 
 #: Run settings used when neither a preset nor the command line sets them.
 DEFAULT_RUN = {"num_envs": 8, "total_timesteps": 100_000}
@@ -44,14 +58,14 @@ def _config_file_settings(path: str, algo: str) -> dict[str, Any]:
     """A ``--config`` file as one flat mapping of run keys and hyperparameters.
 
     Besides a flat ``key: value`` file, a run's own ``config.yaml`` is accepted, so a run can be
-    repeated with other flags: its ``num_envs``, ``total_timesteps`` and ``hyperparameters`` are used,
-    while seed, device and compile still come from the command line.
+    repeated with other flags: its ``num_envs``, ``total_timesteps``, env options, ``normalize`` and
+    ``hyperparameters`` are used, while seed, device and compile still come from the command line.
     """
     data = load_config_file(path)
     if isinstance(data.get("hyperparameters"), dict):
         if data.get("algo", algo) != algo:
             raise ConfigError(f"config file {path!r} is a {data['algo']} run's config, not one for {algo}")
-        return {**{k: data[k] for k in (*RUN_KEYS, ENV_KWARGS_KEY) if k in data}, **data["hyperparameters"]}
+        return {**{k: data[k] for k in (*RUN_KEYS, *ENV_KEYS) if k in data}, **data["hyperparameters"]}
     return data
 
 
@@ -72,10 +86,12 @@ def run_settings(
     num_envs: int | None,
     total_steps: int | None,
     env_opts: Sequence[str] = (),
-) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Merge the sources, lowest first: defaults < preset < --config < --hp/--env-opt < --num-envs/--total-steps.
 
-    ``preset`` is a variant name (None: no preset). Returns the run keys, the hyperparameters and the env's options.
+    ``preset`` is a variant name (None: no preset). Returns the run keys, the hyperparameters and the env's options;
+    the run keys hold ``normalize`` too (as :meth:`~rlcourse.config.Normalization.record` writes it) when a source
+    sets it.
     """
     sources = [(f"preset {preset!r}", load_preset(algo, env_id, preset) if preset else {})]
     if config_file is not None:
@@ -83,6 +99,7 @@ def run_settings(
     sources.append(("--hp", parse_hp(hp_assignments)))
     sources.append(("--env-opt", {ENV_KWARGS_KEY: parse_hp(env_opts, flag="--env-opt")}))
     run: dict[str, Any] = dict(DEFAULT_RUN)
+    normalize = None
     hparams: dict[str, Any] = {}
     env_kwargs: dict[str, Any] = {}
     origin = dict.fromkeys(DEFAULT_RUN, "the defaults")
@@ -95,6 +112,8 @@ def run_settings(
                         f"{ENV_KWARGS_KEY} (from {source}) must be a mapping of env options, got {value!r}"
                     )
                 env_kwargs.update(value)
+            elif key == NORMALIZE_KEY:
+                normalize = parse_normalize(value, source)
             elif key in RUN_KEYS:
                 run[key], origin[key] = value, source
             else:
@@ -103,4 +122,7 @@ def run_settings(
         run["num_envs"], origin["num_envs"] = num_envs, "--num-envs"
     if total_steps is not None:
         run["total_timesteps"], origin["total_timesteps"] = total_steps, "--total-steps"
-    return {key: positive_int(key, value, origin[key]) for key, value in run.items()}, hparams, env_kwargs
+    run = {key: positive_int(key, value, origin[key]) for key, value in run.items()}
+    if normalize is not None:
+        run[NORMALIZE_KEY] = normalize.record()
+    return run, hparams, env_kwargs

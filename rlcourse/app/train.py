@@ -1,8 +1,8 @@
 """``rlcourse train``: claim a run folder, train, evaluate; the settings come from :mod:`rlcourse.app.settings`.
 
 Every input is checked before the run folder is claimed, so a bad one leaves nothing behind. The run's
-``config.yaml`` records everything ``--resume`` needs to continue it the same way, periodic evaluation
-and checkpoint callbacks included.
+``config.yaml`` records everything ``--resume`` needs to continue it the same way, plug-ins, periodic
+evaluation and checkpoint callbacks included; :mod:`rlcourse.app.resume` rebuilds a run from it.
 """
 
 from __future__ import annotations
@@ -13,58 +13,26 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 import gymnasium
 import torch
-from click.core import ParameterSource
 
 import rlcourse
-from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, positive_int, run_dir_errors, runs_root_option
+from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, run_dir_errors, runs_root_option
+from rlcourse.app.resume import DEFAULT_EVAL_EPISODES, reopen_run, training_callbacks
 from rlcourse.app.runs import describe_eval, log_eval
 from rlcourse.app.settings import applied_preset, run_settings
-from rlcourse.checkpoint import CheckpointError
-from rlcourse.config import DEFAULT_PRESET, ENV_KWARGS_KEY, config_to_dict, make_config
+from rlcourse.config import DEFAULT_PRESET, ENV_KWARGS_KEY, NORMALIZE_KEY, config_to_dict, make_config
 from rlcourse.device import DEFAULT_THREADS
 from rlcourse.registry import list_envs
 from rlcourse.run_dir import RunDir, check_run_name
 
-#: Episodes of each evaluation when ``--eval-episodes`` is not given.
-DEFAULT_EVAL_EPISODES = 100
-#: Flags that set what a run is; ``--resume`` takes them from the run's config.yaml instead.
-RUN_DEFINING_FLAGS = (
-    ("--hp", "hp_assignments"),
-    ("--env-opt", "env_opts"),
-    ("--config", "config_file"),
-    ("--num-envs", "num_envs"),
-    ("--total-steps", "total_steps"),
-    ("--name", "name"),
-    ("--seed", "seed"),
-    ("--runs-root", "runs_root"),
-    ("--preset", "preset"),
-    ("--eval-freq", "eval_freq"),
-    ("--checkpoint-freq", "checkpoint_freq"),
-    ("--threads", "threads"),
-    ("--demos", "demos"),
-    ("--expert", "expert"),
-    ("--init-from", "init_from"),
-)
 #: Flags that set a hyperparameter of the algorithms that have it: flag -> config field.
 IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
-
-
-def training_callbacks(config: dict[str, Any]) -> list[Any]:
-    """The callbacks a run's config asks for, always in the same order, so a resumed run gets its saved states back."""
-    from rlcourse.callbacks import CheckpointCallback, EvalCallback
-
-    callbacks: list[Any] = []
-    if config.get("eval_freq"):
-        callbacks.append(EvalCallback(int(config["eval_freq"]), n_eval_episodes=int(config["eval_episodes"])))
-    if config.get("checkpoint_freq"):
-        callbacks.append(CheckpointCallback(int(config["checkpoint_freq"])))
-    return callbacks
 
 
 # --------------------------------------------------------------------------- the command
@@ -206,7 +174,18 @@ def train(
     current iteration and saves a checkpoint; `rlcourse train --resume RUN_DIR` continues it.
     """
     if resume is not None:
-        _resume(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes, no_progress)
+        run = reopen_run(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes)
+        _learn_and_finish(
+            ctx,
+            run.agent,
+            run.run_dir,
+            run.total,
+            run.remaining,
+            reset=False,
+            eval_episodes=run.eval_episodes,
+            progress=not no_progress,
+            callbacks=run.callbacks,
+        )
         return
     if algo is None or env is None:
         missing = "ALGO and ENV" if algo is None else "ENV"
@@ -229,16 +208,23 @@ def train(
         hparams = {**(plugin_runs.generator_preset(agent_algo, env) if preset_used else {}), **hparams}
     flags = {"--expert": expert} if adversarial else {"--demos": demos, "--expert": expert}
     hparams.update(_imitation_hparams(algo, agent_class, flags))
-    make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
+    agent_config = make_config(agent_class.config_class, hparams)  # names a bad key or value before any env is built
     torch.backends.cuda.matmul.allow_tf32 = tf32
     if name is not None:
         with run_dir_errors("--name"):
             check_run_name(name)
     plugin_callbacks: list[Any] = []
     try:
-        if plugins.active:  # the plug-ins wrap the env, so the agent gets it built
+        if plugins.active:  # the plug-ins wrap the env (normalised as run_settings says), so the agent gets it built
             env_instance, plugin_callbacks = plugin_runs.build_env(
-                plugins, env, run["num_envs"], resolved_device, env_kwargs, seed
+                plugins,
+                env,
+                run["num_envs"],
+                resolved_device,
+                env_kwargs,
+                seed,
+                normalize=run.get(NORMALIZE_KEY),
+                gamma=getattr(agent_config, "gamma", None),
             )
             agent = agent_class(
                 env_instance,
@@ -259,6 +245,7 @@ def train(
                 compile=use_compile,
                 env_kwargs=env_kwargs,
                 preset=None,  # run_settings has merged the preset under the flags already
+                normalize=run.get(NORMALIZE_KEY),
                 threads=threads,
                 **hparams,
             )
@@ -271,26 +258,20 @@ def train(
     # so bad input leaves no folder behind; hence the agent gets its RunDir after it is built.
     with run_dir_errors():
         run_dir = agent.run_dir = RunDir.create(runs_root, agent.env_id, algo, name, seed)
-    config = {
-        "algo": algo,
-        "env": agent.env_id,
-        "preset": preset_used,
-        ENV_KWARGS_KEY: agent.env.options(),
-        "num_envs": agent.num_envs,
-        "total_timesteps": run["total_timesteps"],
-        "seed": seed,
-        "device": str(agent.device),
-        "compile": use_compile,
-        "tf32": tf32,
-        "eval_freq": eval_freq,
-        "eval_episodes": eval_episodes,
-        "checkpoint_freq": checkpoint_freq,
-        "init_from": init_from,
-        "torch_threads": torch.get_num_threads(),
-        "rlcourse_version": rlcourse.__version__,
-        "hyperparameters": config_to_dict(agent.config),
-        **(plugins.record() if plugins.active else {}),
-    }
+    config = run_record(
+        algo,
+        agent,
+        preset=preset_used,
+        total_timesteps=run["total_timesteps"],
+        seed=seed,
+        eval_freq=eval_freq,
+        eval_episodes=eval_episodes,
+        use_compile=use_compile,
+        tf32=tf32,
+        checkpoint_freq=checkpoint_freq,
+        init_from=init_from,
+        extra=plugins.record() if plugins.active else None,
+    )
     run_dir.write_config(config)
     from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget  # agents load only once a run starts
 
@@ -312,6 +293,50 @@ def train(
         progress=not no_progress,
         callbacks=[*plugin_callbacks, *training_callbacks(config)],
     )
+
+
+def run_record(
+    algo: str,
+    agent: Any,
+    *,
+    preset: str | None,
+    total_timesteps: int,
+    seed: int,
+    eval_freq: int | None,
+    eval_episodes: int,
+    use_compile: bool = False,
+    tf32: bool = False,
+    checkpoint_freq: int | None = None,
+    init_from: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a run's ``config.yaml`` holds: the run's settings and the built ``agent``'s (env id, options and
+    normalisation, envs, device, threads, every hyperparameter), then ``extra`` (plug-ins, a tune trial's study).
+
+    ``rlcourse train`` and each ``rlcourse tune`` trial write it; ``--resume`` (:mod:`rlcourse.app.resume`) and
+    ``--config`` read it back.
+    """
+    return {
+        "algo": algo,
+        "env": agent.env_id,
+        "preset": preset,
+        ENV_KWARGS_KEY: agent.env.options(),
+        NORMALIZE_KEY: agent.normalize.record(),
+        "num_envs": agent.num_envs,
+        "total_timesteps": total_timesteps,
+        "seed": seed,
+        "device": str(agent.device),
+        "compile": use_compile,
+        "tf32": tf32,
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "checkpoint_freq": checkpoint_freq,
+        "init_from": init_from,
+        "torch_threads": torch.get_num_threads(),
+        "rlcourse_version": rlcourse.__version__,
+        "hyperparameters": config_to_dict(agent.config),
+        **(extra or {}),
+    }
 
 
 def _imitation_hparams(algo: str, agent_class: Any, flags: dict[str, str | None]) -> dict[str, str]:
@@ -337,83 +362,6 @@ def _algos() -> dict[str, Any]:
     from rlcourse.agents import ALGOS
 
     return ALGOS
-
-
-def _resume(
-    ctx: click.Context,
-    algo: str | None,
-    env: str | None,
-    resume: str,
-    device: str,
-    use_compile: bool,
-    tf32: bool,
-    eval_episodes: int,
-    no_progress: bool,
-) -> None:
-    """``train --resume RUN_DIR``: the run's own settings, from its config.yaml and checkpoint."""
-    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    conflicting = [flag for flag, param in RUN_DEFINING_FLAGS if ctx.get_parameter_source(param) in given]
-    if conflicting:
-        raise BadInput(
-            f"--resume continues a run with the settings it was started with; "
-            f"it cannot be combined with {', '.join(conflicting)}"
-        )
-    with run_dir_errors("--resume"):
-        run_dir = RunDir.open(resume)
-        config = run_dir.read_config()
-    for flag_value, key in ((algo, "algo"), (env, "env")):
-        if flag_value is not None and flag_value != config[key]:
-            raise BadInput(f"{str(run_dir)!r} is a run of {key} {config[key]!r}, not {flag_value!r}")
-    from rlcourse.app.plugins import refuse_resume
-
-    refuse_resume(config)
-    agent_class = algo_class(config["algo"])
-    if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
-        resolved_device = device_of(str(config["device"]), context=f"the run was trained on {config['device']}: ")
-    else:
-        resolved_device = device_of(device, agent_class=agent_class)
-    where = str(run_dir.config)
-    total = positive_int("total_timesteps", config["total_timesteps"], where)
-    # The periodic evaluation keeps the run's own episode count (best.pt compares like with like); the final
-    # one takes --eval-episodes when it is given.
-    config.setdefault("eval_episodes", DEFAULT_EVAL_EPISODES)
-    if ctx.get_parameter_source("eval_episodes") not in given:
-        eval_episodes = positive_int("eval_episodes", config["eval_episodes"], where)
-    callbacks = training_callbacks(config)
-    torch.backends.cuda.matmul.allow_tf32 = tf32 or bool(config.get("tf32", False))
-    # CPU float sums are split across threads: the same thread count makes the resumed run bit-identical.
-    threads = positive_int("torch_threads", config["torch_threads"], where) if "torch_threads" in config else None
-    agent = agent_class.load(
-        run_dir.checkpoint,
-        device=resolved_device,
-        run_dir=run_dir,
-        threads=threads,
-        compile=use_compile or bool(config.get("compile", False)),
-    )
-    if agent.env_id != config["env"]:
-        raise CheckpointError(
-            f"{str(run_dir.checkpoint)!r} is for env {agent.env_id!r}, but {RunDir.CONFIG} says {config['env']!r}"
-        )
-    remaining = total - agent.num_timesteps
-    if remaining > 0:
-        note = "" if agent.env.restorable else " (Gymnasium envs restart their episodes on resume)"
-        click.echo(
-            f"Resuming {config['algo']} on {agent.env_id} at step {agent.num_timesteps:,} of {total:,} "
-            f"on {agent.device} -> {run_dir}{note}"
-        )
-    else:
-        click.echo(f"{run_dir} already finished its {total:,} steps ({agent.num_timesteps:,} done); evaluating it")
-    _learn_and_finish(
-        ctx,
-        agent,
-        run_dir,
-        total,
-        remaining,
-        reset=False,
-        eval_episodes=eval_episodes,
-        progress=not no_progress,
-        callbacks=callbacks,
-    )
 
 
 def _learn_and_finish(

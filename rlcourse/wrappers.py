@@ -30,6 +30,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
+from rlcourse.config import Normalization, parse_normalize
 from rlcourse.vec_env import TensorDict, TensorVecEnv, true_next_obs
 
 ResetResult = tuple[torch.Tensor, TensorDict]
@@ -118,6 +119,10 @@ class TensorVecEnvWrapper(TensorVecEnv):
                 "use wrapper.env.rule_expert() on the inner env's observations"
             )
         return self.env.rule_expert()
+
+    def training_callbacks(self) -> list[Any]:
+        """The inner env's training callbacks (self-play's snapshot pool), so a wrapped env trains as the bare one."""
+        return self.env.training_callbacks()
 
     def render_opening(self, index: int = 0) -> list[str]:
         return self.env.render_opening(index)
@@ -387,7 +392,8 @@ class TransitionBatch:
 
     ``obs``/``next_obs``: ``[B, *obs_shape]``, ``next_obs`` the true next observation (the final one
     where an episode ended); ``actions``: ``[B, *action_shape]``; ``rewards``: the env's ``[B]``
-    float32 rewards; ``terminated``/``truncated``: ``[B]`` bool. Read them, do not keep them: the
+    float32 rewards; ``terminated``/``truncated``: ``[B]`` bool; ``action_masks``: ``[B, n]`` bool, the
+    valid actions in ``obs`` for envs with action masks, else None. Read them, do not keep them: the
     buffers are reused next step.
     """
 
@@ -397,6 +403,7 @@ class TransitionBatch:
     rewards: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    action_masks: torch.Tensor | None = None
 
     @property
     def dones(self) -> torch.Tensor:
@@ -445,22 +452,35 @@ class RewardFunction(TensorVecEnvWrapper):
         dtype = torch.from_numpy(np.zeros((), dtype=self.single_observation_space.dtype)).dtype
         #: The observation each sub-env is in (the ``obs`` of the next transition); preallocated for CUDA graphs.
         self.last_obs = torch.zeros(self.observation_space.shape, dtype=dtype, device=self.device)
+        #: The valid actions in ``last_obs`` (envs with action masks), which a reward of log π(a|s) needs.
+        self.last_masks = (
+            torch.zeros((self.num_envs, int(self.single_action_space.n)), dtype=torch.bool, device=self.device)
+            if self.has_action_masks
+            else None
+        )
 
     graph_safe = property(lambda self: self.env.graph_safe and self._fn_graph_safe)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> ResetResult:
         obs, info = super().reset(seed=seed, options=options)
-        self.last_obs.copy_(obs)
+        self._remember(obs)
         return obs, info
 
     def step(self, actions: torch.Tensor) -> StepResult:
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        batch = TransitionBatch(self.last_obs, actions, true_next_obs(obs, info), reward, terminated, truncated)
+        batch = TransitionBatch(
+            self.last_obs, actions, true_next_obs(obs, info), reward, terminated, truncated, self.last_masks
+        )
         with torch.no_grad():
             model_reward = self._checked(self._compute(batch))
-        self.last_obs.copy_(obs)
+        self._remember(obs)
         reward = self.scale * model_reward if self.mode == "replace" else reward + self.scale * model_reward
         return obs, reward, terminated, truncated, info
+
+    def _remember(self, obs: torch.Tensor) -> None:
+        self.last_obs.copy_(obs)
+        if self.last_masks is not None:
+            self.last_masks.copy_(self.env.action_masks())
 
     def _checked(self, value: Any) -> torch.Tensor:
         """The reward function's output as float32, after the free checks (shape, device)."""
@@ -478,4 +498,72 @@ class RewardFunction(TensorVecEnvWrapper):
         return {"fn": self.fn, "mode": self.mode, "scale": self.scale, "graph_safe": self._fn_graph_safe}
 
     def _own_tensors(self) -> dict[str, torch.Tensor]:
-        return {"last_obs": self.last_obs}
+        own = {"last_obs": self.last_obs}
+        if self.last_masks is not None:
+            own["last_masks"] = self.last_masks
+        return own
+
+
+# --------------------------------------------------------------------------- normalisation as a setting
+def normalize_env(env: TensorVecEnv, normalize: Any, gamma: float | None = None) -> TensorVecEnv:
+    """``env`` under the normalisation a ``normalize`` setting asks for (:func:`rlcourse.config.parse_normalize`):
+    :class:`NormalizeObservation` first, then :class:`NormalizeReward` with ``gamma`` (the algorithm's γ; SB3's
+    0.99 when None), both with SB3's defaults. ``false`` returns ``env`` itself.
+
+    A level ``env`` already has is refused (a ``ValueError``): statistics would be gathered twice.
+    """
+    setting = parse_normalize(normalize)
+    present = normalization_of(env)
+    for wanted, already, name in (
+        (setting.observation, present.observation, "NormalizeObservation"),
+        (setting.reward, present.reward, "NormalizeReward"),
+    ):
+        if wanted and already:
+            raise ValueError(f"normalize: this env is under {name} already; it would normalise twice")
+    if setting.observation:
+        env = NormalizeObservation(env)
+    if setting.reward:
+        env = NormalizeReward(env) if gamma is None else NormalizeReward(env, gamma=gamma)
+    return env
+
+
+def wrapper_chain(env: TensorVecEnv) -> list[TensorVecEnvWrapper]:
+    """The wrappers around ``env``'s innermost env, outermost first ([] for an env that is not wrapped)."""
+    chain = []
+    while isinstance(env, TensorVecEnvWrapper):
+        chain.append(env)
+        env = env.env
+    return chain
+
+
+def normalization_of(env: TensorVecEnv) -> Normalization:
+    """What ``env`` normalises: whether a :class:`NormalizeObservation` / :class:`NormalizeReward` is in its chain."""
+    chain = wrapper_chain(env)
+    return Normalization(
+        observation=any(isinstance(level, NormalizeObservation) for level in chain),
+        reward=any(isinstance(level, NormalizeReward) for level in chain),
+    )
+
+
+def wrapper_levels(env: TensorVecEnv) -> list[dict[str, Any]]:
+    """``env``'s wrappers as plain data, outermost first, as a checkpoint records them: each one's class name,
+    whether it learns statistics, and for those its numeric settings (``epsilon``, ``clip``, ``gamma``), which must
+    be the same where the statistics load."""
+    levels = []
+    for level in wrapper_chain(env):
+        learns = bool(level._statistics())
+        options = {
+            name: value
+            for name, value in level.wrapper_options().items()
+            if learns and name != "training" and isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        }
+        levels.append({"wrapper": type(level).__name__, "statistics": learns, "options": options})
+    return levels
+
+
+def wrapped_observation(env: TensorVecEnv, obs: torch.Tensor) -> torch.Tensor:
+    """What the agent sees of ``obs``, an observation of ``env``'s innermost env: every wrapper's
+    :meth:`~TensorVecEnvWrapper.observation`, innermost first (statistics stay put)."""
+    for level in reversed(wrapper_chain(env)):
+        obs = level.observation(obs)
+    return obs

@@ -43,6 +43,7 @@ class Transitions(Protocol):
     actions: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor
+    action_masks: torch.Tensor | None  #: the valid actions in ``obs`` (envs with action masks), else None
 
 
 @dataclass
@@ -123,4 +124,5 @@ def transitions_of(batch: RolloutBatch) -> TransitionBatch:
         rewards=flat(batch.rewards),
         terminated=terminated,
         truncated=flat(batch.dones) & ~terminated,
+        action_masks=None if batch.action_masks is None else flat(batch.action_masks),
     )

@@ -14,6 +14,15 @@ def _weights(agent):
     return torch.cat([p.detach().flatten() for p in agent.policy.parameters()])
 
 
+def test_cuda_graph_pqn_learns_cartpole():
+    from rlcourse.agents import PQN
+
+    agent = PQN("rlcourse/CartPole-v1", device="cuda", seed=0, preset="large_batch_4096")
+    assert agent.cuda_graphs
+    agent.learn(agent.preset_timesteps)
+    assert agent.evaluate(n_episodes=50)["mean_reward"] >= 475
+
+
 def test_cuda_graph_ppo_learns_cartpole():
     agent = PPO("rlcourse/CartPole-v1", num_envs=1024, device="cuda", seed=0, **FAST)
     assert agent.cuda_graphs
@@ -78,6 +87,7 @@ def test_cuda_checkpoint_loads_on_the_cpu(tmp_path):
         ("a2c", {"num_envs": 8}, 1),
         ("ppo", {"num_envs": 64, "n_steps": 16, "batch_size": 256, "n_epochs": 2}, 8),
         ("dqn", {"num_envs": 8, "learning_starts": 0, "train_freq": 4, "gradient_steps": 3, "batch_size": 16}, 3),
+        ("pqn", {"num_envs": 64, "n_steps": 16, "batch_size": 256, "n_epochs": 2}, 8),
     ],
 )
 def test_captured_updates_carry_the_optimizer_state_across_replays(algo, settings, updates_per_iteration):
@@ -142,3 +152,18 @@ def test_the_callback_batch_is_filled_by_the_captured_iteration():
     agent = PPO("rlcourse/CartPole-v1", num_envs=256, device="cuda", seed=0, **FAST)
     agent.learn(agent.steps_per_iteration * 3, callbacks=[Check()])
     assert agent.cuda_graphs and Check.checked == 3
+
+
+def test_fused_viterbi_on_cuda_decodes_as_the_eager_step_does():
+    from rlcourse.supervised.nlu import crf
+
+    torch.manual_seed(0)
+    model = crf.LinearChainCRF(7, crf.bio_constraints(["O", "B-a", "I-a", "B-b", "I-b", "B-c", "I-c"])).cuda()
+    with torch.no_grad():
+        model._transitions.normal_()
+    emissions = torch.randn(512, 12, 7, device="cuda")
+    mask = torch.arange(12, device="cuda") < torch.randint(1, 13, (512, 1), device="cuda")
+    fused = model.viterbi(emissions, mask)  # CUDA: the compiled step
+    eager = model.cpu().viterbi(emissions.cpu(), mask.cpu())
+    assert torch.equal(fused[0].cpu(), eager[0])
+    torch.testing.assert_close(fused[1].cpu(), eager[1])

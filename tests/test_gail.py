@@ -129,3 +129,87 @@ def test_gail_learns_cartpole_from_a_few_expert_episodes():
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="'gail' or 'airl'"):
         adversarial_imitation(rlcourse.make_vec("rlcourse/CartPole-v1", 2), demonstrations(balancing, 1), "gan")
+
+
+@pytest.mark.parametrize("method", ["gail", "airl"])
+def test_absorbing_state_pays_its_discounted_reward_at_terminal_steps(method):
+    """With D = 1/2 everywhere, −log(1−D) = log 2 per step, and a terminal step adds γ/(1−γ)·log 2 (γ = 0.9: 9·log 2)."""
+    space = rlcourse.make_vec("rlcourse/CartPole-v1", 1)
+    classes = {"gail": GAILDiscriminator, "airl": AIRLDiscriminator}
+    config = {"absorbing": True, "gamma": 0.9, "net_arch": []}
+    discriminator = classes[method](space.single_observation_space, space.single_action_space, config)
+    with torch.no_grad():
+        for parameter in discriminator.parameters():
+            parameter.zero_()  # every logit 0 (for AIRL with a policy whose log π is 0)
+    if method == "airl":
+        discriminator.attach(CertainPolicy())
+    batch = TransitionBatch(
+        torch.zeros(2, 4), torch.tensor([0, 1]), torch.zeros(2, 4), torch.zeros(2), torch.tensor([False, True]),
+        torch.zeros(2, dtype=bool),
+    )  # fmt: skip
+    torch.testing.assert_close(discriminator.reward(batch), torch.tensor([math.log(2), math.log(2) * (1 + 9)]))
+
+
+class CertainPolicy(torch.nn.Module):
+    """log π(a|s) = 0: the action is certain."""
+
+    def log_prob(self, obs, actions, action_masks=None):
+        return torch.zeros(obs.shape[0])
+
+    def act(self, obs, action_masks=None, deterministic=True, generator=None):
+        return torch.zeros(obs.shape[0], dtype=torch.int64)
+
+
+def test_absorbing_logit_learns_how_often_the_expert_ends_episodes():
+    """Expert batches end an episode at 1 step in 4, the actor's never: D(absorbing) rises above 1/2; and the reverse."""
+    space = rlcourse.make_vec("rlcourse/CartPole-v1", 1)
+    ends_often = TransitionBatch(
+        torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64), torch.zeros(8, 4), torch.zeros(8),
+        torch.tensor([True, False, False, False] * 2), torch.zeros(8, dtype=bool),
+    )  # fmt: skip
+    never_ends = TransitionBatch(*(getattr(ends_often, name) for name in ("obs", "actions", "next_obs", "rewards")),
+                                 torch.zeros(8, dtype=bool), torch.zeros(8, dtype=bool))  # fmt: skip
+    for real, fake, sign in ((ends_often, never_ends, 1), (never_ends, ends_often, -1)):
+        discriminator = GAILDiscriminator(
+            space.single_observation_space, space.single_action_space, {"absorbing": True, "learning_rate": 0.05}
+        )
+        for _ in range(50):
+            discriminator.update(real, fake)
+        assert sign * discriminator.absorbing_logit.item() > 1.0
+
+
+def test_airl_reads_log_pi_under_the_action_masks():
+    """On the masked dialogue env, AIRL's logit is f − log π(a|s) with π restricted to the valid actions."""
+    env = rlcourse.make_vec("rlcourse/SlotFilling-v0", 4)
+    airl = AIRLDiscriminator(env.single_observation_space, env.single_action_space, {"net_arch": []})
+    masks = env.action_masks()
+
+    class UniformOverValid(torch.nn.Module):
+        def log_prob(self, obs, actions, action_masks=None):
+            assert action_masks is not None
+            return -action_masks.sum(1).float().log()
+
+        def act(self, obs, action_masks=None, deterministic=True, generator=None):
+            return action_masks.float().argmax(1)
+
+    airl.attach(UniformOverValid())
+    obs, _ = env.reset(seed=0)
+    masks = env.action_masks()
+    actions = masks.float().argmax(1)
+    batch = TransitionBatch(
+        obs, actions, obs, torch.zeros(4), torch.zeros(4, dtype=bool), torch.zeros(4, dtype=bool), masks
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(airl.logits(batch), airl.f(batch) + masks.sum(1).float().log())
+
+
+def test_airl_on_a_masked_env_needs_demonstrations_with_masks():
+    demos = demonstrations(balancing, 1)  # recorded without masks
+    with pytest.raises(ValueError, match="action masks"):
+        adversarial_imitation(rlcourse.make_vec("rlcourse/SlotFilling-v0", 2), demos, "airl")
+
+
+def test_absorbing_needs_a_discount_below_one():
+    space = rlcourse.make_vec("rlcourse/CartPole-v1", 1)
+    with pytest.raises(ValueError, match="gamma < 1"):
+        GAILDiscriminator(space.single_observation_space, space.single_action_space, {"absorbing": True, "gamma": 1.0})

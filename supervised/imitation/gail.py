@@ -16,6 +16,14 @@ demonstrations are the real data, the actor is the generator and the reward is t
   by default, ``logit`` = f − log π (the paper's, log D − log(1−D)), or ``f`` itself (the learned reward, which may be negative: on a task whose episodes end
   on failure, such as CartPole, a negative reward teaches the actor to end them early).
 
+A reward of one sign biases the actor about when to stop: always positive, it learns to make episodes
+last (a dialogue that never says goodbye); always negative, to end them at once. With ``absorbing``
+(Kostrikov et al. 2019, "Discriminator-Actor-Critic"), every terminal step leads to an absorbing state
+whose discriminator logit is learned too: the expert's episodes reach it once per episode, the actor's
+as often as it ends them, so D learns how expert-like ending is, and the actor's reward at a terminal
+step adds the absorbing state's discounted reward γ/(1−γ)·r(absorbing). The absorbing logit is one
+parameter (the state has no features), trained on the weights of the terminal steps in each batch.
+
 Either one plugs into any env through :class:`~rlcourse.supervised.reward.ModelReward` (``replace``
 mode) and is trained between rollouts by
 :class:`~rlcourse.supervised.training.DiscriminatorTraining`; :func:`adversarial_imitation` builds both.
@@ -53,12 +61,15 @@ class GAILConfig:
     updates: int = hp(1, "discriminator steps after every rollout")
     batch_size: int = hp(512, "agent transitions per step (and as many expert ones)")
     entropy_coef: float = hp(0.0, "bonus on the Bernoulli entropy of D, which keeps it from saturating")
+    absorbing: bool = hp(False, "learn D of the absorbing state after a terminal step and pay its discounted reward")
+    gamma: float = hp(0.99, "γ of the absorbing state's discounted reward γ/(1−γ)·r (the generator's own discount)")
 
     def __post_init__(self):
         check_fields(
             self, positive=("learning_rate", "updates", "batch_size"), nonnegative=("entropy_coef",), net_arch=None
         )
         check_layers(self.net_arch)
+        _check_discount(self.gamma, self.absorbing)
 
 
 @dataclass
@@ -74,20 +85,40 @@ class AIRLConfig:
     )
     updates: int = hp(1, "discriminator steps after every rollout")
     batch_size: int = hp(512, "agent transitions per step (and as many expert ones)")
+    absorbing: bool = hp(False, "learn D of the absorbing state after a terminal step and pay its discounted reward")
 
     def __post_init__(self):
         check_fields(self, positive=("learning_rate", "updates", "batch_size"), net_arch=None)
         check_layers(self.net_arch)
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        _check_discount(self.gamma, self.absorbing)
+
+
+def _check_discount(gamma: float, absorbing: bool) -> None:
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    if absorbing and gamma == 1.0:
+        raise ValueError("absorbing needs gamma < 1: the absorbing state's reward is summed as γ/(1−γ)·r")
 
 
 def _logistic_update(
-    discriminator: Discriminator, real_logits: torch.Tensor, fake_logits: torch.Tensor, entropy_coef: float = 0.0
+    discriminator: Discriminator,
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    entropy_coef: float = 0.0,
+    absorbing: tuple[torch.Tensor, Transitions, Transitions] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One Adam step of logistic regression, real → 1 and fake → 0, and the statistics of the logits before it."""
+    """One Adam step of logistic regression, real → 1 and fake → 0, and the statistics of the logits before it.
+
+    ``absorbing``: (the absorbing state's logit, the real batch, the fake batch). Each terminal step of a
+    batch adds one absorbing-state sample to it, so the logit's loss terms are weighted by the fraction
+    of terminal steps in each batch (fixed shapes, whatever that fraction is).
+    """
     bce = nn.functional.binary_cross_entropy_with_logits
     loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+    if absorbing is not None:
+        logit, real, fake = absorbing
+        real_share, fake_share = real.terminated.float().mean(), fake.terminated.float().mean()
+        loss = loss + real_share * bce(logit, torch.ones_like(logit)) + fake_share * bce(logit, torch.zeros_like(logit))
     logits = torch.cat((real_logits, fake_logits))
     probability = torch.sigmoid(logits)
     entropy = bce(logits, probability)  # the Bernoulli entropy of D: H(p) = BCE(logit, p)
@@ -110,21 +141,30 @@ class GAILDiscriminator(Discriminator):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: Any = None):
         super().__init__(observation_space, action_space, config)
         self.network = mlp(self.obs_dim + self.action_dim, self.config.net_arch, 1)
+        if self.config.absorbing:
+            self.absorbing_logit = nn.Parameter(torch.zeros(1))  # D of the absorbing state
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.config.learning_rate)
 
     def logits(self, batch: Transitions) -> torch.Tensor:
         return self.network(self.features(batch.obs, batch.actions)).squeeze(-1)
 
-    def reward(self, batch: Transitions) -> torch.Tensor:
-        logits = self.logits(batch)
+    def _reward_of(self, logits: torch.Tensor) -> torch.Tensor:
         if self.config.reward == "-log(1-D)":
             return nn.functional.softplus(logits)  # −log(1 − sigmoid(x)) = softplus(x)
         if self.config.reward == "log(D)":
             return -nn.functional.softplus(-logits)  # log sigmoid(x) = −softplus(−x)
         return logits
 
+    def reward(self, batch: Transitions) -> torch.Tensor:
+        reward = self._reward_of(self.logits(batch))
+        if self.config.absorbing:  # after a terminal step, the absorbing state forever: γ/(1−γ)·r(absorbing)
+            gamma = self.config.gamma
+            reward = reward + batch.terminated.float() * (gamma / (1.0 - gamma)) * self._reward_of(self.absorbing_logit)
+        return reward
+
     def update(self, real: Transitions, fake: Transitions) -> dict[str, torch.Tensor]:
-        return _logistic_update(self, self.logits(real), self.logits(fake), self.config.entropy_coef)
+        absorbing = (self.absorbing_logit, real, fake) if self.config.absorbing else None
+        return _logistic_update(self, self.logits(real), self.logits(fake), self.config.entropy_coef, absorbing)
 
 
 class AIRLDiscriminator(Discriminator):
@@ -136,6 +176,8 @@ class AIRLDiscriminator(Discriminator):
         super().__init__(observation_space, action_space, config)
         self.reward_net = mlp(self.obs_dim, self.config.net_arch, 1)  # g(s)
         self.potential = mlp(self.obs_dim, self.config.net_arch, 1)  # h(s)
+        if self.config.absorbing:
+            self.absorbing_logit = nn.Parameter(torch.zeros(1))  # f of the absorbing state (π plays no part there)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.config.learning_rate)
         self.policy: StochasticPolicy | None = None
 
@@ -161,18 +203,25 @@ class AIRLDiscriminator(Discriminator):
         if isinstance(self.action_space, spaces.Discrete):  # the policy's own indices, 0..n-1
             actions = actions - int(self.action_space.start)
         with torch.no_grad():
-            log_pi = self.policy.log_prob(batch.obs, actions, None)
+            log_pi = self.policy.log_prob(batch.obs, actions, batch.action_masks)
         return self.f(batch) - log_pi
 
     def reward(self, batch: Transitions) -> torch.Tensor:
         if self.config.reward == "f":
-            return self.f(batch)
-        if self.config.reward == "logit":
-            return self.logits(batch)
-        return nn.functional.softplus(self.logits(batch))
+            reward = self.f(batch)
+        else:
+            logits = self.logits(batch)
+            reward = logits if self.config.reward == "logit" else nn.functional.softplus(logits)
+        if self.config.absorbing:  # after a terminal step, the absorbing state forever: γ/(1−γ)·r(absorbing)
+            logit = self.absorbing_logit
+            absorbing = logit if self.config.reward != "-log(1-D)" else nn.functional.softplus(logit)
+            gamma = self.config.gamma
+            reward = reward + batch.terminated.float() * (gamma / (1.0 - gamma)) * absorbing
+        return reward
 
     def update(self, real: Transitions, fake: Transitions) -> dict[str, torch.Tensor]:
-        return _logistic_update(self, self.logits(real), self.logits(fake))
+        absorbing = (self.absorbing_logit, real, fake) if self.config.absorbing else None
+        return _logistic_update(self, self.logits(real), self.logits(fake), absorbing=absorbing)
 
 
 def adversarial_imitation(
@@ -190,10 +239,10 @@ def adversarial_imitation(
     classes = {"gail": GAILDiscriminator, "airl": AIRLDiscriminator}
     if method not in classes:
         raise ValueError(f"adversarial imitation is 'gail' or 'airl', got {method!r}")
-    if method == "airl" and env.has_action_masks:
+    if method == "airl" and env.has_action_masks and demonstrations.action_masks is None:
         raise ValueError(
-            f"AIRL reads the generator's log π(a|s) without the env's action masks, so it does not take an env with "
-            f"masks ({env.env_id}); use GAIL there"
+            f"{env.env_id} has action masks but the demonstrations record none: record them on this env "
+            "(rlcourse collect) so that AIRL can read log π(a|s) under the expert's valid actions"
         )
     with torch.random.fork_rng(devices=[]):  # the discriminator's initial weights come from ``seed``
         torch.manual_seed(seed)

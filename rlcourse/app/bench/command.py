@@ -19,7 +19,7 @@ import torch
 from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
-from rlcourse.device import resolve_device
+from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 
 
 # --------------------------------------------------------------------------- the command
@@ -311,6 +311,7 @@ def _threads_suite(seeds: int | None, max_steps: int | None, out: Path) -> None:
 def _plugins_suite(device: str, seeds: int | None, imitation_python: str | None, out: Path, tf32: bool) -> None:
     resolved = resolve_device(device)
     torch.backends.cuda.matmul.allow_tf32 = tf32
+    set_threads(DEFAULT_THREADS)  # what every agent it builds sets, so the report's header says so
     meta = bench_meta(str(resolved), plugins.TARGET, suite="plugins", seeds=seeds or 5)
     _announce(meta)
     report = plugins.run_plugins_bench(

@@ -9,6 +9,9 @@ Rows (every one over ``--seeds`` seeds 0..N-1, rlcourse on ``--device``):
   The expert is PPO trained on CartPole with its preset (seed 0), recorded deterministically. Each seed
   is evaluated every 4,096 env steps (20 episodes); the row gives the env steps and training seconds
   (evaluation excluded) when the mean return first reached 475.
+* **dialogue gail**, **dialogue airl**: PPO (its dialogue preset) learning from 1,000 dialogues of the
+  rule expert on ``rlcourse/SlotFilling-v0`` (clean NLU), with the gail/airl presets for the env; each
+  seed's final success rate over 500 deterministic dialogues, against the expert's on the same env.
 * **imitation GAIL** (with ``--imitation-python PY``): the `imitation` library's GAIL with its documented
   CartPole settings on the same 10 episodes, run by :mod:`~rlcourse.app.bench.imitation_reference` in
   that interpreter (imitation 1.0.1 needs gymnasium 0.29 and SB3 2.2.1), timed the same way.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,10 @@ from rlcourse.app.bench.harness import learn_quietly, learn_to_target
 from rlcourse.app.bench.report import num, spread, table
 from rlcourse.config import load_preset
 
-CARTPOLE, MOUNTAIN_CAR = "rlcourse/CartPole-v1", "rlcourse/MountainCar-v0"
+CARTPOLE, MOUNTAIN_CAR, DIALOGUE = "rlcourse/CartPole-v1", "rlcourse/MountainCar-v0", "rlcourse/SlotFilling-v0"
 EXPERT_EPISODES = 10
+DIALOGUE_EXPERT_EPISODES = 1000
+DIALOGUE_EVAL_EPISODES = 500
 TARGET = 475.0
 EVAL_EVERY_STEPS = 4096
 IMITATION_BUDGET = 100_000
@@ -123,6 +129,43 @@ def adversarial_rows(device: torch.device, seeds: int, demos: Any, say: Callable
     return rows
 
 
+def dialogue_rows(device: torch.device, seeds: int, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """GAIL and AIRL on the dialogue from the rule expert's dialogues: each seed's final success rate."""
+    import rlcourse
+    from rlcourse.agents import PPO
+    from rlcourse.agents.experts import resolve_expert
+    from rlcourse.supervised.imitation.demos import load_demonstrations, record_episodes, save_demonstrations
+    from rlcourse.supervised.imitation.gail import adversarial_imitation
+
+    env = rlcourse.make_vec(DIALOGUE, 64, device)
+    expert = resolve_expert("expert", env)
+    recorded = record_episodes(env, expert.policy, DIALOGUE_EXPERT_EPISODES, seed=1000)
+    save_demonstrations(recorded, "bench/dialogue-expert-v0", env, expert.kind, root=folder / "minari")
+    demos = load_demonstrations(folder / "minari" / "bench" / "dialogue-expert-v0", device)
+    expert_success = float(recorded.outcomes["success"].mean())
+    say(f"dialogue expert: success {expert_success:.3f} over {DIALOGUE_EXPERT_EPISODES} dialogues")
+    rows = []
+    for method in ("gail", "airl"):
+        preset = load_preset(method, DIALOGUE)
+        results = []
+        for seed in range(seeds):
+            base = rlcourse.make_vec(DIALOGUE, preset["num_envs"], device)
+            env, training = adversarial_imitation(base, demos, method, preset["discriminator"], seed)
+            agent = PPO(env, seed=seed)
+            if method == "airl":
+                training.model.attach(agent.policy)
+            started = time.perf_counter()
+            learn_quietly(agent, preset["total_timesteps"], callbacks=[training])
+            seconds = time.perf_counter() - started
+            stats = agent.evaluate(n_episodes=DIALOGUE_EVAL_EPISODES, deterministic=True)
+            say(f"dialogue {method} seed {seed}: success {stats['success_rate']:.3f}, {stats['mean_length']:.2f} turns")
+            results.append({"success": stats["success_rate"], "turns": stats["mean_length"], "seconds": seconds})
+        rows.append(
+            {"method": f"rlcourse {method.upper()} (PPO)", "budget": preset["total_timesteps"], "seeds": results}
+        )
+    return {"expert_success": expert_success, "rows": rows}
+
+
 def imitation_row(python: str, npz: Path, seeds: int, say: Callable[[str], None]) -> dict[str, Any]:
     """The imitation library's GAIL on the same episodes, each seed in a subprocess of ``python``."""
     script = Path(__file__).with_name("imitation_reference.py")
@@ -154,6 +197,7 @@ def run_plugins_bench(
         report["imitation"] = adversarial_rows(device, seeds, demos, say)
         if imitation_python:
             report["imitation"].append(imitation_row(imitation_python, npz, seeds, say))
+        report["dialogue"] = dialogue_rows(device, seeds, Path(folder), say)
     return report
 
 
@@ -206,5 +250,40 @@ def render_plugins_markdown(report: dict[str, Any], meta: dict[str, Any]) -> str
                 imitation_lines,
             ),
             "",
+            *_dialogue_section(report.get("dialogue")),
         ]
     )
+
+
+def _dialogue_section(dialogue: dict[str, Any] | None) -> list[str]:
+    if dialogue is None:
+        return []
+    expert = dialogue["expert_success"]
+    lines = []
+    for row in dialogue["rows"]:
+        results = row["seeds"]
+        success = [r["success"] for r in results]
+        lines.append(
+            [
+                row["method"],
+                f"{row['budget']:,}",
+                f"{sum(rate >= 0.9 * expert for rate in success)}/{len(results)}",
+                spread(success, 3),
+                spread([rate / expert for rate in success], 3),
+                spread([r["turns"] for r in results], 2),
+                spread([r["seconds"] for r in results], 1),
+            ]
+        )
+    return [
+        "## Adversarial imitation on the dialogue from the rule expert",
+        "",
+        f"`{DIALOGUE}` (clean NLU): {DIALOGUE_EXPERT_EPISODES:,} dialogues of the rule expert (success {expert:.3f}); "
+        "the learner never sees the env's reward. Final success over "
+        f"{DIALOGUE_EVAL_EPISODES} deterministic dialogues; the target is ≥ 0.9 × the expert's.",
+        "",
+        *table(
+            ("implementation", "env steps", "seeds ≥ 0.9 × expert", "success", "× expert", "turns", "training s"),
+            lines,
+        ),
+        "",
+    ]

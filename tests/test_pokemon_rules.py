@@ -119,7 +119,7 @@ def turn_draws(num_envs: int = 1, tie: float = 0.0, **per_move) -> torch.Tensor:
 
 def play(env: PokemonBattleVecEnv, agent_action: int, foe_action: int, draws: torch.Tensor) -> dict:
     actions = torch.tensor([[agent_action, foe_action]] * env.num_envs)
-    return battle.play_turn(env.dex, env.state, actions, draws)
+    return battle.play_turn(env.dex, env.state, actions, draws, record=True)
 
 
 @pytest.mark.parametrize("case", DAMAGE_CASES)

@@ -30,6 +30,14 @@ PHYSICAL, SPECIAL, STATUS_MOVE = range(3)
 STATUSES = ("", "brn", "par", "psn", "tox", "slp", "frz")
 HEALTHY, BURN, PARALYSIS, POISON, TOXIC, SLEEP, FREEZE = range(len(STATUSES))
 STRUGGLE = 0
+#: status -> the types immune to it
+STATUS_IMMUNE_TYPES = {
+    BURN: ("Fire",),
+    PARALYSIS: ("Electric",),
+    POISON: ("Poison", "Steel"),
+    TOXIC: ("Poison", "Steel"),
+    FREEZE: ("Ice",),
+}
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,12 @@ STRUGGLE_FACTS = {
     "name": "Struggle", "type": None, "category": "Physical", "power": 50, "accuracy": 0, "priority": 0, "pp": 1,
     "crit_ratio": 1,
 }  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def dex_on(device: torch.device) -> Dex:
+    """The shipped dex on ``device``, one object per device (so what is built from it is built once)."""
+    return load_dex().to(device)
 
 
 @functools.lru_cache(maxsize=4)

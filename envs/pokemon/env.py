@@ -35,11 +35,26 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.envs.pokemon import battle, opponents
-from rlcourse.envs.pokemon.battle import NUM_ACTIONS, SIDES, SLOTS, BattleState, alive_counts, play_turn, switch_in
-from rlcourse.envs.pokemon.dex import HEALTHY, load_dex
+from rlcourse.envs.pokemon.battle import (
+    NUM_ACTIONS,
+    SIDES,
+    SLOTS,
+    BattleState,
+    alive_counts,
+    play_turn,
+    slot_rows,
+    switch_in,
+)
+from rlcourse.envs.pokemon.dex import HEALTHY, dex_on, load_dex
 from rlcourse.envs.pokemon.observation import OBS_DIM, action_masks, observe, sanitise
 from rlcourse.envs.pokemon.rules import stat_values
-from rlcourse.envs.pokemon.self_play import SnapshotPool
+from rlcourse.envs.pokemon.self_play import (
+    DEFAULT_EVERY,
+    DEFAULT_POOL_SIZE,
+    SelfPlayCallback,
+    SnapshotPool,
+    check_positive,
+)
 from rlcourse.envs.pokemon.teams import MAX_TEAM_SIZE, draw_distinct, parse_team, species_tables
 from rlcourse.vec_env import TensorVecEnv
 
@@ -62,10 +77,13 @@ class PokemonBattleVecEnv(TensorVecEnv):
         num_envs, device, validate, render_mode: as for every :class:`~rlcourse.TensorVecEnv`.
         team_size: Pokémon per side in random teams, 1..6.
         opponent: ``random``, ``max_damage``, ``heuristic``, ``self`` (frozen snapshots, see
-            :mod:`~rlcourse.envs.pokemon.self_play`) or a policy ``(obs, action_masks) -> actions``.
+            :mod:`~rlcourse.envs.pokemon.self_play`), a policy ``(obs, action_masks) -> actions`` or an
+            object with ``predict(obs, deterministic, action_masks)`` (a trained or loaded agent).
         reward: ``win`` or ``shaped``.
         max_turns: turns before the battle is cut off as a draw, 1..1000.
         team, opponent_team: fixed team specs for side 0 / side 1 (see :mod:`~rlcourse.envs.pokemon.teams`).
+        self_play_every, self_play_pool: with ``opponent="self"``, a snapshot joins the pool every this many
+            training iterations (default 10), and the pool keeps this many (default 4).
     """
 
     env_id = "rlcourse/PokemonBattle-v0"
@@ -73,7 +91,7 @@ class PokemonBattleVecEnv(TensorVecEnv):
     outcome_keys = ("win", "draw")
     has_action_masks = True
     has_transcripts = True
-    state_names = (*(f"battle_{name}" for name in BattleState.__dataclass_fields__), "potential")
+    state_names = (*(f"battle_{name}" for name in BattleState.STORED), "potential")
     single_observation_space = spaces.Box(low=-1.0, high=1.0, shape=(OBS_DIM,), dtype=np.float32)
     single_action_space = spaces.Discrete(NUM_ACTIONS)
 
@@ -89,16 +107,28 @@ class PokemonBattleVecEnv(TensorVecEnv):
         max_turns: int = DEFAULT_MAX_TURNS,
         team: list | None = None,
         opponent_team: list | None = None,
+        self_play_every: int | None = None,
+        self_play_pool: int | None = None,
     ):
         self.team_size = _check_int("team_size", team_size, 1, MAX_TEAM_SIZE)
         self.max_turns = _check_int("max_turns", max_turns, 1, 1000)
         opponents.check_opponent(opponent)
+        self_play = isinstance(opponent, str) and opponent == "self"
+        for name, value in (("self_play_every", self_play_every), ("self_play_pool", self_play_pool)):
+            if value is not None and not self_play:
+                raise ValueError(f"{name} applies to opponent='self' only (the opponent is {opponent!r})")
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
         super().__init__(num_envs, device, validate, render_mode)
         self.opponent, self.reward_kind = opponent, reward
         #: The frozen selves of ``opponent="self"`` (filled by :class:`~rlcourse.envs.pokemon.self_play.SelfPlayCallback`).
-        self.snapshot_pool = SnapshotPool() if opponent == "self" else None
+        self.snapshot_pool: SnapshotPool | None = None
+        self._self_play: SelfPlayCallback | None = None
+        if self_play:
+            every = DEFAULT_EVERY if self_play_every is None else check_positive("self_play_every", self_play_every)
+            size = DEFAULT_POOL_SIZE if self_play_pool is None else check_positive("self_play_pool", self_play_pool)
+            self.snapshot_pool = SnapshotPool(size)
+            self._self_play = SelfPlayCallback(every=every, pool_size=size)
         # a policy object or snapshots run outside this env's tensor program: no CUDA-graph capture of step
         self.graph_safe = isinstance(opponent, str) and opponent != "self"
         self._options = {
@@ -107,7 +137,9 @@ class PokemonBattleVecEnv(TensorVecEnv):
             "reward": reward,
             "max_turns": self.max_turns,
         }
-        self.dex = load_dex().to(self.device)
+        if self_play:
+            self._options.update(self_play_every=self._self_play.every, self_play_pool=self._self_play.pool_size)
+        self.dex = dex_on(self.device)
         levels, moves = species_tables(load_dex())
         self.species_levels, self.species_moves = levels.to(self.device), moves.to(self.device)
         self.fixed_teams: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
@@ -118,6 +150,12 @@ class PokemonBattleVecEnv(TensorVecEnv):
             self._options[option] = spec
             parsed = parse_team(load_dex(), spec, option)
             self.fixed_teams.append(tuple(t.to(self.device) for t in parsed))
+        # fresh slot rows, looked up at every reset (see _team_rows)
+        self._fixed_rows = [None if team is None else self._team_rows(team) for team in self.fixed_teams]
+        self._random_rows = self._team_rows(None) if None in self.fixed_teams else None
+        self._empty_slot_offset = torch.where(
+            torch.arange(SLOTS, device=self.device) < self.team_size, 0, len(self.dex.species_ids)
+        )
         self.state = BattleState.empty(self.num_envs, self.device)
         for name, tensor in self.state.tensors().items():
             setattr(self, f"battle_{name}", tensor)  # the env's state tensors are the battle's, shared
@@ -126,52 +164,44 @@ class PokemonBattleVecEnv(TensorVecEnv):
         self._draw_width = battle.DRAWS_PER_TURN + 2 * opponents.DRAWS_PER_CHOICE
 
     # ----------------------------------------------------------------- contract hooks
-    def _fresh_teams(self, draws: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both sides' new teams (per-slot tensors ``[B, 2, 6, ...]``) from ``draws [B, 2, 6]``."""
-        species = draw_distinct(draws, len(self.dex.species_ids))
-        level = self.species_levels[species]
-        moves = self.species_moves[species]
-        present = (torch.arange(SLOTS, device=self.device) < self.team_size).expand(self.num_envs, SIDES, SLOTS).clone()
-        for side, fixed in enumerate(self.fixed_teams):
-            if fixed is None:
-                continue
-            team_species, team_levels, team_moves = fixed
+    def _team_rows(self, team: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """Fresh slot rows: ``[2S, C]`` for random teams (row ``s`` species ``s`` in a team slot, ``S + s`` the same
+        in a slot the team leaves empty), or ``[6, C]`` for a fixed ``team``."""
+        dex = self.dex
+        if team is None:
+            species = torch.arange(len(dex.species_ids), device=self.device).repeat(2)
+            level, moves = self.species_levels[species], self.species_moves[species]
+            present = torch.arange(species.shape[0], device=self.device) < len(dex.species_ids)
+        else:
+            team_species, team_levels, team_moves = team
             n = team_species.shape[0]
-            species[:, side] = 0
-            species[:, side, :n] = team_species
-            level[:, side] = 1
-            level[:, side, :n] = team_levels
-            moves[:, side] = -1
-            moves[:, side, :n] = team_moves
-            present[:, side] = torch.arange(SLOTS, device=self.device) < n
-        stats = stat_values(self.dex.base_stats[species], level)
-        pp = torch.where(moves >= 0, self.dex.move_pp[moves.clamp(min=0)] * 8 // 5, 0)
-        hp = torch.where(present, stats[..., 0], 0)
-        return {
-            "species": species,
-            "level": level,
-            "stats": stats,
-            "moves": moves,
-            "pp": pp,
-            "hp": hp,
-            "present": present,
-        }
+            species = torch.zeros(SLOTS, dtype=torch.long, device=self.device)
+            level = torch.ones_like(species)
+            moves = torch.full((SLOTS, team_moves.shape[1]), -1, dtype=torch.long, device=self.device)
+            species[:n], level[:n], moves[:n] = team_species, team_levels, team_moves
+            present = torch.arange(SLOTS, device=self.device) < n
+        stats = stat_values(dex.base_stats[species], level)
+        pp = torch.where(moves >= 0, dex.move_pp[moves.clamp(min=0)] * 8 // 5, 0)
+        return slot_rows(species, level, stats, moves, pp, present)
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         draws = torch.rand(self.num_envs, SIDES, SLOTS, generator=self.generator, device=self.device)
         if self._selects_none(mask):
             return
-        fresh = self._fresh_teams(draws)
         state = self.state
-        for name, value in fresh.items():
-            target = getattr(state, name)
-            where = mask.view(-1, *[1] * (target.dim() - 1))
-            target.copy_(torch.where(where, value, target))
-        for name in ("status", "sleep", "boosts", "toxic_stage", "turn"):
-            target = getattr(state, name)
-            target.copy_(torch.where(mask.view(-1, *[1] * (target.dim() - 1)), 0, target))
-        state.forced.copy_(state.forced & ~mask.unsqueeze(-1))
-        self.potential.copy_(torch.where(mask, self._position_value(), self.potential))
+        if self._random_rows is not None:
+            species = draw_distinct(draws, len(self.dex.species_ids))
+            fresh = self._random_rows[species + self._empty_slot_offset]
+        else:  # both teams fixed: the draws are still taken, so the stream is the same whatever the options
+            fresh = torch.empty_like(state.slots)
+        for side, rows in enumerate(self._fixed_rows):
+            if rows is not None:
+                fresh[:, side] = rows
+        torch.where(mask.view(-1, 1, 1, 1), fresh, state.slots, out=state.slots)
+        for target in (state.boosts, state.toxic_stage, state.turn, state.forced):
+            target.masked_fill_(mask.view(-1, *[1] * (target.dim() - 1)), 0)
+        if self.reward_kind == "shaped":
+            self.potential.copy_(torch.where(mask, self._position_value(), self.potential))
 
     def _position_value(self) -> torch.Tensor:
         """poke-env's value of the position for side 0, without the victory term."""
@@ -183,9 +213,9 @@ class PokemonBattleVecEnv(TensorVecEnv):
         return value[:, 0] - value[:, 1]
 
     def _opponent_choice(self, masks: torch.Tensor, draws: torch.Tensor, forced: torch.Tensor) -> torch.Tensor:
-        if callable(self.opponent):
+        if not isinstance(self.opponent, str):
             obs = observe(self.dex, self.state, 1, self.max_turns, forced)
-            actions = torch.as_tensor(self.opponent(obs, masks), device=self.device)
+            actions = torch.as_tensor(opponents.policy_actions(self.opponent, obs, masks), device=self.device)
             return sanitise(actions.long().view(-1), masks)
         if self.snapshot_pool is not None:
             return sanitise(
@@ -194,6 +224,12 @@ class PokemonBattleVecEnv(TensorVecEnv):
         if self.opponent == "random":
             return opponents.random_choice(masks, draws)
         return opponents.SCRIPTED[self.opponent](self.dex, self.state, 1, masks, draws)
+
+    def _opponent_replacement(self, masks: torch.Tensor, draws: torch.Tensor, replace: torch.Tensor) -> torch.Tensor:
+        """The opponent's pick of a Pokémon to replace its fainted active (used only where ``replace``)."""
+        if isinstance(self.opponent, str) and self.opponent in opponents.SCRIPTED:
+            return opponents.replacement_choice(self.opponent, self.dex, self.state, 1, masks, draws)
+        return self._opponent_choice(masks, draws, replace)
 
     def _transition(self, actions: torch.Tensor):
         state = self.state
@@ -209,7 +245,7 @@ class PokemonBattleVecEnv(TensorVecEnv):
         has_bench = (state.hp[:, :, 1:] > 0).any(-1)
         fainted = state.hp[:, :, 0] <= 0
         replace = fainted[:, 1] & has_bench[:, 1]
-        replacement = self._opponent_choice(action_masks(state, 1, replace), replace_draws, replace)
+        replacement = self._opponent_replacement(action_masks(state, 1, replace), replace_draws, replace)
         target = (replacement - battle.SWITCH_BASE + 1).clamp(1, SLOTS - 1)
         switch_in(state, torch.stack((self._no_one, replace), 1), torch.stack((target, target), 1))
         state.forced[:, 0] = fainted[:, 0] & has_bench[:, 0]
@@ -291,6 +327,10 @@ class PokemonBattleVecEnv(TensorVecEnv):
     def options(self) -> dict[str, Any]:
         """The constructor options (``opponent`` is the policy object itself where one was given)."""
         return dict(self._options)
+
+    def training_callbacks(self) -> list[SelfPlayCallback]:
+        """``opponent="self"``: the :class:`~rlcourse.envs.pokemon.self_play.SelfPlayCallback` that fills the pool."""
+        return [] if self._self_play is None else [self._self_play]
 
     def render_opening(self, index: int = 0) -> list[str]:
         """Both teams of battle ``index`` and the leads, as log lines."""

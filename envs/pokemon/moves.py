@@ -21,7 +21,7 @@ moves; Thunder Wave follows the type chart (Ground is immune). Sleep lasts 1-3 o
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -32,217 +32,331 @@ from rlcourse.envs.pokemon.dex import (
     HEALTHY,
     PARALYSIS,
     PHYSICAL,
-    POISON,
     SLEEP,
+    STATUS_IMMUNE_TYPES,
     STATUS_MOVE,
     STRUGGLE,
     TOXIC,
-    TYPES,
-    Dex,
+)
+from rlcourse.envs.pokemon.layout import (
+    ATTACK,
+    DEFENSE,
+    HP,
+    LEVEL,
+    MAX_HP,
+    MOVES,
+    PP,
+    SLOT_COLUMNS,
+    SP_ATTACK,
+    SP_DEFENSE,
+    SPECIES,
+    STATUS,
+)
+from rlcourse.envs.pokemon.layout import SLEEP as SLEEP_COLUMN
+from rlcourse.envs.pokemon.tables import (
+    ACCURACY_COLUMN,
+    BOOSTS_COLUMNS,
+    CATEGORY_COLUMN,
+    DRAIN_DEN_COLUMN,
+    DRAIN_NUM_COLUMN,
+    HEAL_DEN_COLUMN,
+    HEAL_NUM_COLUMN,
+    POWDER_COLUMN,
+    POWER_COLUMN,
+    RECOIL_DEN_COLUMN,
+    RECOIL_NUM_COLUMN,
+    SECONDARY_BOOSTS_COLUMNS,
+    SECONDARY_CHANCE_COLUMN,
+    SECONDARY_FLINCH_COLUMN,
+    SECONDARY_SELF_BOOSTS_COLUMNS,
+    SECONDARY_STATUS_COLUMN,
+    SELF_BOOSTS_COLUMNS,
+    STATUS_COLUMN,
+    TYPE_IMMUNITY_COLUMN,
+    Tables,
 )
 
 DRAWS_PER_MOVE = 7
 THAW_CHANCE, FULL_PARALYSIS_CHANCE = 0.2, 0.25
 THAW, PARA, ACCURACY, CRIT, ROLL, SECONDARY, SLEEP_TURNS = range(DRAWS_PER_MOVE)
-#: status -> the types immune to it
-STATUS_IMMUNE_TYPES = {
-    BURN: ("Fire",),
-    PARALYSIS: ("Electric",),
-    POISON: ("Poison", "Steel"),
-    TOXIC: ("Poison", "Steel"),
-    FREEZE: ("Ice",),
-}
-GRASS = TYPES.index("Grass")
 #: Outcome codes of a move attempt, for battle logs.
 IDLE, ACTED, ASLEEP, FROZEN, FLINCHED, FULLY_PARALYSED = range(6)
+__all__ = ["STATUS_IMMUNE_TYPES", "ActivePair", "MoveRolls", "roll_moves", "use_move"]
 
 
-@functools.lru_cache(maxsize=8)
-def status_immunity_table(dex: Dex) -> torch.Tensor:
-    """``[7, 19]`` bool: ``table[status, type]`` is True where that type cannot get that status."""
-    table = torch.zeros(7, len(TYPES) + 1, dtype=torch.bool, device=dex.type_chart.device)
-    for status, names in STATUS_IMMUNE_TYPES.items():
-        for name in names:
-            table[status, TYPES.index(name)] = True
-    return table
+@dataclass
+class ActivePair:
+    """Both actives of a turn in move order (index 0 moves first), with what they chose; see :func:`use_move`.
 
-
-def _add_stages(boosts: torch.Tensor, delta: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-    return torch.where(where.unsqueeze(-1), (boosts + delta).clamp(-rules.MAX_STAGE, rules.MAX_STAGE), boosts)
-
-
-def use_move(
-    dex: Dex,
-    state,
-    attacker: torch.Tensor,
-    moves: torch.Tensor,
-    struggling: torch.Tensor,
-    moving: torch.Tensor,
-    flinched: torch.Tensor,
-    draws: torch.Tensor,
-    order: int,
-) -> dict[str, torch.Tensor]:
-    """Side ``attacker [B]`` uses its chosen move on the other side's active, where ``moving`` says it chose one.
-
-    ``moves``/``struggling``/``moving``/``flinched`` are ``[B, 2]`` per side; ``flinched`` is updated in place.
-    ``order`` is 0 for the first mover. Returns what happened (for battle logs).
+    ``active`` is ``[B, 2, SLOT_COLUMNS]`` (the slot rows), ``boosts`` ``[B, 2, 5]``, ``toxic_stage``,
+    ``move``, ``struggling``, ``moving`` and ``flinched`` ``[B, 2]``, ``facts`` the moves' rows of
+    :attr:`~rlcourse.envs.pokemon.tables.Tables.move_facts`; ``order`` ``[B, 2]`` the sides in move order;
+    ``rolls`` what :func:`roll_moves` settles for both moves before either is used.
     """
-    batch = torch.arange(attacker.shape[0], device=attacker.device)
-    defender = 1 - attacker
-    move = moves[batch, attacker]
-    struggle = struggling[batch, attacker]
-    types = dex.species_types[state.species[:, :, 0]]  # [B, 2, 2]
-    user_types, target_types = types[batch, attacker], types[batch, defender]
-    max_hp = state.stats[:, :, 0, 0]
-    user_max_hp = max_hp[batch, attacker]
-    hp = state.hp[:, :, 0].clone()
-    status = state.status[:, :, 0].clone()
-    sleep = state.sleep[:, :, 0].clone()
-    boosts = state.boosts.clone()
-    user_hp, target_hp = hp[batch, attacker], hp[batch, defender]
-    user_status, target_status = status[batch, attacker], status[batch, defender]
+
+    order: torch.Tensor
+    active: torch.Tensor
+    boosts: torch.Tensor
+    toxic_stage: torch.Tensor
+    move: torch.Tensor
+    struggling: torch.Tensor
+    moving: torch.Tensor
+    facts: torch.Tensor
+    flinched: torch.Tensor
+    rolls: MoveRolls | None = None
+
+    @classmethod
+    def in_move_order(
+        cls,
+        tables: Tables,
+        state,
+        first: torch.Tensor,
+        move: torch.Tensor,
+        struggling: torch.Tensor,
+        moving: torch.Tensor,
+    ) -> ActivePair:
+        """The actives of ``state`` with side ``first [B]`` at index 0."""
+        order = torch.stack((first, 1 - first), 1)
+        move = move.gather(1, order)
+        return cls(
+            order=order,
+            active=state.slots[:, :, 0].gather(1, order.unsqueeze(-1).expand(-1, -1, SLOT_COLUMNS)),
+            boosts=state.boosts.gather(1, order.unsqueeze(-1).expand(-1, -1, state.boosts.shape[-1])),
+            toxic_stage=state.toxic_stage.gather(1, order),
+            move=move,
+            struggling=struggling.gather(1, order),
+            moving=moving.gather(1, order),
+            facts=tables.move_facts[move],
+            flinched=torch.zeros_like(moving),
+        )
+
+    def write_back(self, state) -> None:
+        """Put the actives back in side order (swapping two sides is its own inverse)."""
+        order = self.order
+        state.slots[:, :, 0] = self.active.gather(1, order.unsqueeze(-1).expand(-1, -1, SLOT_COLUMNS))
+        state.boosts.copy_(self.boosts.gather(1, order.unsqueeze(-1).expand(-1, -1, self.boosts.shape[-1])))
+        state.toxic_stage.copy_(self.toxic_stage.gather(1, order))
+
+
+@dataclass
+class MoveRolls:
+    """What both moves of a turn have settled before either is used, ``[B, 2]`` in move order: the facts, the
+    random draws and the type matchups that the first move cannot change (the other side's active stays in)."""
+
+    physical: torch.Tensor
+    is_status: torch.Tensor
+    accurate: torch.Tensor  # the accuracy check passes (random(100) < accuracy)
+    crit: torch.Tensor
+    roll: torch.Tensor
+    stab: torch.Tensor
+    multiplier: torch.Tensor
+    not_immune: torch.Tensor
+    doublings: torch.Tensor
+    halvings: torch.Tensor
+    attack_stat: torch.Tensor  # the user's attacking stat for the move's category, unstaged
+    defense_stat: torch.Tensor  # the target's defending stat for it, unstaged
+    thaw: torch.Tensor  # a frozen user would thaw
+    full_paralysis: torch.Tensor  # a paralysed user would be fully paralysed
+    secondary: torch.Tensor  # the secondary effect's chance comes up
+    sleep_turns: torch.Tensor
+    pp_slot: torch.Tensor  # [B, 2, 4]: the move slot that pays the PP
+    struggle_recoil: torch.Tensor
+    heal_amount: torch.Tensor  # a healing move's HP (round(max HP × fraction)); 0 for other moves
+    status_lands: torch.Tensor  # a status move that inflicts a status and is not stopped by the type chart / powder
+    move_status_immune: torch.Tensor  # the target's types keep it from the status move's status
+    secondary_status_ok: torch.Tensor  # the secondary effect has a status that the target's types allow
+
+
+def roll_moves(tables: Tables, pair: ActivePair, draws: torch.Tensor) -> MoveRolls:
+    """Settle both moves' draws and matchups (``draws [B, 2 * DRAWS_PER_MOVE]``, the first mover's first)."""
+    row, facts, move = pair.active, pair.facts, pair.move
+    draws = draws.unflatten(-1, (2, DRAWS_PER_MOVE))
+    species = row[..., SPECIES]
+    foe_species = species.flip(1)
+    category = facts[..., CATEGORY_COLUMN]
+    physical = category == PHYSICAL
+    is_status = category == STATUS_MOVE
+    accuracy = facts[..., ACCURACY_COLUMN]
+    multiplier = tables.move_vs_species[move, foe_species]
+    scale = tables.damage_scale[move, foe_species]
+    chance = facts[..., SECONDARY_CHANCE_COLUMN]
+    slot_of_move = (row[..., MOVES] == move.unsqueeze(-1)) & ~pair.struggling.unsqueeze(-1)
+    heal_num, heal_den = facts[..., HEAL_NUM_COLUMN], facts[..., HEAL_DEN_COLUMN]
+    move_status, secondary_status = facts[..., STATUS_COLUMN], facts[..., SECONDARY_STATUS_COLUMN]
+    status_lands = is_status & (move_status != HEALTHY)
+    status_lands &= ~((facts[..., TYPE_IMMUNITY_COLUMN] != 0) & (multiplier == 0))
+    status_lands &= ~((facts[..., POWDER_COLUMN] != 0) & tables.grass[foe_species])
+    return MoveRolls(
+        physical=physical,
+        is_status=is_status,
+        accurate=(accuracy == 0) | ((draws[..., ACCURACY] * 100).long() < accuracy),
+        crit=(draws[..., CRIT] < tables.crit_chance[move]) & ~is_status,
+        roll=(draws[..., ROLL] * rules.ROLLS).long().clamp(max=rules.ROLLS - 1),
+        stab=tables.stab_seen[move, species] & (move != STRUGGLE),
+        multiplier=multiplier,
+        not_immune=multiplier > 0,
+        doublings=scale[..., 0],
+        halvings=scale[..., 1],
+        attack_stat=torch.where(physical, row[..., ATTACK], row[..., SP_ATTACK]),
+        defense_stat=torch.where(physical, row[..., DEFENSE].flip(1), row[..., SP_DEFENSE].flip(1)),
+        thaw=draws[..., THAW] < THAW_CHANCE,
+        full_paralysis=draws[..., PARA] < FULL_PARALYSIS_CHANCE,
+        secondary=((draws[..., SECONDARY] * 100).long() < chance) & (chance > 0),
+        sleep_turns=2 + (draws[..., SLEEP_TURNS] * 3).long().clamp(max=2),  # Showdown's random(2, 5): 1-3 turns
+        pp_slot=slot_of_move & (torch.cumsum(slot_of_move.int(), -1) == 1),
+        struggle_recoil=rules.round_fraction(row[..., MAX_HP], 1, 4).clamp(min=1),
+        heal_amount=torch.where(
+            is_status & (heal_num > 0), rules.round_fraction(row[..., MAX_HP], heal_num, heal_den), 0
+        ),
+        status_lands=status_lands,
+        move_status_immune=tables.status_immune[move_status, foe_species],
+        secondary_status_ok=(secondary_status != HEALTHY) & ~tables.status_immune[secondary_status, foe_species],
+    )
+
+
+def use_move(tables: Tables, pair: ActivePair, order: int, record: bool = False) -> dict[str, torch.Tensor]:
+    """The ``order``-th mover (0 or 1) of ``pair`` uses its chosen move on the other, where it chose one to use.
+
+    Needs ``pair.rolls`` (:func:`roll_moves`). Updates ``pair`` in place (HP, status, sleep, PP, stages,
+    bad-poison counter, the flinch of the second mover). With ``record``, returns what happened (for battle
+    logs), else ``{}``.
+    """
+    user, target = order, 1 - order
+    rolls = pair.rolls
+    row = pair.active
+    facts = pair.facts[:, user]
+    user_max_hp = row[:, user, MAX_HP]
+    user_hp, target_hp = row[:, user, HP], row[:, target, HP]
+    user_status, target_status = row[:, user, STATUS], row[:, target, STATUS]
+    user_sleep, target_sleep = row[:, user, SLEEP_COLUMN], row[:, target, SLEEP_COLUMN]
+    user_boosts, target_boosts = pair.boosts[:, user], pair.boosts[:, target]
+    is_status, physical, crit = rolls.is_status[:, user], rolls.physical[:, user], rolls.crit[:, user]
 
     # ---- can it move?
-    tries = moving[batch, attacker] & (user_hp > 0)
+    tries = pair.moving[:, user] & (user_hp > 0)
     asleep = tries & (user_status == SLEEP)
-    sleep_left = sleep[batch, attacker] - asleep.long()
+    sleep_left = user_sleep - asleep.int()
     woke = asleep & (sleep_left <= 0)
     frozen = tries & (user_status == FREEZE)
-    thawed = frozen & (draws[:, THAW] < THAW_CHANCE)
+    thawed = frozen & rolls.thaw[:, user]
     still_asleep, still_frozen = asleep & ~woke, frozen & ~thawed
-    flinch_stops = tries & ~still_asleep & ~still_frozen & flinched[batch, attacker]
-    para_stops = (
-        tries
-        & ~still_asleep
-        & ~still_frozen
-        & ~flinch_stops
-        & (user_status == PARALYSIS)
-        & (draws[:, PARA] < FULL_PARALYSIS_CHANCE)
-    )
-    acts = tries & ~still_asleep & ~still_frozen & ~flinch_stops & ~para_stops
-    user_status = torch.where(woke | thawed, HEALTHY, user_status)
-    outcome = torch.full_like(attacker, IDLE)
-    for code, happened in (
-        (ACTED, acts),
-        (ASLEEP, still_asleep),
-        (FROZEN, still_frozen),
-        (FLINCHED, flinch_stops),
-        (FULLY_PARALYSED, para_stops),
-    ):
-        outcome = torch.where(happened, code, outcome)
+    awake = tries & ~still_asleep & ~still_frozen
+    flinch_stops = awake & pair.flinched[:, user]  # only the second mover can have flinched
+    unflinched = awake & ~flinch_stops
+    para_stops = unflinched & (user_status == PARALYSIS) & rolls.full_paralysis[:, user]
+    acts = unflinched & ~para_stops
+    user_status_after = torch.where(woke | thawed, HEALTHY, user_status)
 
     # ---- PP and accuracy
-    slot_of_move = (state.moves[batch, attacker, 0] == move.unsqueeze(-1)) & ~struggle.unsqueeze(-1)
-    spends = acts.unsqueeze(-1) & slot_of_move & (torch.cumsum(slot_of_move.long(), -1) == 1)
-    state.pp[batch, attacker, 0] -= spends.long()
-    accuracy = dex.move_accuracy[move]
+    pp_after = row[:, user, PP] - (acts.unsqueeze(-1) & rolls.pp_slot[:, user]).int()
     target_alive = target_hp > 0
-    hits = acts & target_alive & ((accuracy == 0) | ((draws[:, ACCURACY] * 100).long() < accuracy))
-    category = dex.move_category[move]
-    is_status = category == STATUS_MOVE
-    move_type = dex.move_type[move]
-    multiplier = rules.effectiveness(dex.type_chart, move_type, target_types)
+    hits = acts & target_alive & rolls.accurate[:, user]
 
     # ---- damage
-    physical = category == PHYSICAL
-    attack_stat = torch.where(physical, 1, 3)
-    defense_stat = attack_stat + 1
-    crit = (draws[:, CRIT] < rules.crit_chance(dex.move_crit_ratio[move])) & ~is_status
-    attack_stage = boosts[batch, attacker].gather(1, (attack_stat - 1).unsqueeze(1)).squeeze(1)
-    defense_stage = boosts[batch, defender].gather(1, (defense_stat - 1).unsqueeze(1)).squeeze(1)
+    attack_stage = torch.where(physical, user_boosts[:, 0], user_boosts[:, 2])
+    defense_stage = torch.where(physical, target_boosts[:, 1], target_boosts[:, 3])
     attack_stage = torch.where(crit, attack_stage.clamp(min=0), attack_stage)
     defense_stage = torch.where(crit, defense_stage.clamp(max=0), defense_stage)
-    user_stats, target_stats = state.stats[batch, attacker, 0], state.stats[batch, defender, 0]
-    attack = rules.staged(user_stats.gather(1, attack_stat.unsqueeze(1)).squeeze(1), attack_stage)
-    defense = rules.staged(target_stats.gather(1, defense_stat.unsqueeze(1)).squeeze(1), defense_stage)
-    base = rules.base_damage(state.level[batch, attacker, 0], dex.move_power[move], attack, defense)
-    stab = (move_type == user_types[:, 0]) | (move_type == user_types[:, 1])
-    roll = (draws[:, ROLL] * rules.ROLLS).long().clamp(max=rules.ROLLS - 1)
-    burned_physical = physical & (user_status == BURN)
-    full_damage = rules.damage(base, crit, roll, stab & (move != STRUGGLE), multiplier, burned_physical)
-    lands = hits & ~is_status & (multiplier > 0)
+    attack = rules.staged(rolls.attack_stat[:, user], attack_stage)
+    defense = rules.staged(rolls.defense_stat[:, user], defense_stage)
+    base = rules.base_damage(row[:, user, LEVEL], facts[:, POWER_COLUMN], attack, defense)
+    burned_physical = physical & (user_status_after == BURN)
+    not_immune = rolls.not_immune[:, user]
+    full_damage = rules.scaled_damage(
+        base,
+        crit,
+        rolls.roll[:, user],
+        rolls.stab[:, user],
+        rolls.doublings[:, user],
+        rolls.halvings[:, user],
+        not_immune,
+        burned_physical,
+    )
+    lands = hits & ~is_status & not_immune
     dealt = torch.where(lands, torch.minimum(full_damage, target_hp), 0)
-    target_hp = target_hp - dealt
+    target_hp_after = target_hp - dealt
 
-    recoil_num, recoil_den = dex.move_recoil[move, 0], dex.move_recoil[move, 1]
+    recoil_num, recoil_den = facts[:, RECOIL_NUM_COLUMN], facts[:, RECOIL_DEN_COLUMN]
     recoil = torch.where(lands & (recoil_num > 0), rules.round_fraction(dealt, recoil_num, recoil_den).clamp(min=1), 0)
-    struggle_recoil = rules.round_fraction(user_max_hp, torch.ones_like(user_max_hp), 4 * torch.ones_like(user_max_hp))
-    recoil = torch.where(acts & struggle & target_alive, struggle_recoil.clamp(min=1), recoil)
+    recoil = torch.where(acts & pair.struggling[:, user] & target_alive, rolls.struggle_recoil[:, user], recoil)
     recoil = torch.minimum(recoil, user_hp)
-    drain_num, drain_den = dex.move_drain[move, 0], dex.move_drain[move, 1]
+    drain_num, drain_den = facts[:, DRAIN_NUM_COLUMN], facts[:, DRAIN_DEN_COLUMN]
     drain = torch.where(
         lands & (drain_num > 0) & (dealt > 0), rules.round_fraction(dealt, drain_num, drain_den).clamp(min=1), 0
     )
-    heal_num, heal_den = dex.move_heal[move, 0], dex.move_heal[move, 1]
-    heal = torch.where(acts & is_status & (heal_num > 0), rules.round_fraction(user_max_hp, heal_num, heal_den), 0)
+    heal = torch.where(acts, rolls.heal_amount[:, user], 0)
     healed = torch.minimum(drain + heal, user_max_hp - user_hp)
-    user_hp = user_hp - recoil + torch.where(user_hp - recoil > 0, healed, 0)
+    user_hp_after = user_hp - recoil + torch.where(user_hp - recoil > 0, healed, 0)
 
-    # ---- status
-    immune_to = status_immunity_table(dex)
-    secondary_roll = (draws[:, SECONDARY] * 100).long() < dex.secondary_chance[move]
-    secondary_on = lands & secondary_roll & (dex.secondary_chance[move] > 0)
-    status_hit = hits & is_status & (dex.move_status[move] != HEALTHY)
-    status_hit = status_hit & ~(dex.move_type_immunity[move] & (multiplier == 0))
-    status_hit = status_hit & ~(dex.move_powder[move] & ((target_types == GRASS).any(-1)))
-    new_status = torch.where(
-        status_hit, dex.move_status[move], torch.where(secondary_on, dex.secondary_status[move], HEALTHY)
+    # ---- status (a status move and a secondary effect never both apply: one needs a status move, one an attack)
+    secondary_on = lands & rolls.secondary[:, user]
+    status_hit = hits & rolls.status_lands[:, user]
+    new_status = torch.where(status_hit, facts[:, STATUS_COLUMN], facts[:, SECONDARY_STATUS_COLUMN])
+    inflicted = (
+        ((status_hit & ~rolls.move_status_immune[:, user]) | (secondary_on & rolls.secondary_status_ok[:, user]))
+        & (target_status == HEALTHY)
+        & (target_hp_after > 0)
     )
-    type_immune = immune_to[new_status.unsqueeze(-1), target_types].any(-1)
-    inflicted = (new_status != HEALTHY) & (target_status == HEALTHY) & ~type_immune & (target_hp > 0)
-    target_status = torch.where(inflicted, new_status, target_status)
-    sleep_turns = 2 + (draws[:, SLEEP_TURNS] * 3).long().clamp(max=2)  # Showdown's random(2, 5): 1-3 turns asleep
-    target_sleep = torch.where(inflicted & (new_status == SLEEP), sleep_turns, sleep[batch, defender])
+    target_status_after = torch.where(inflicted, new_status, target_status)
+    target_sleep_after = torch.where(inflicted & (new_status == SLEEP), rolls.sleep_turns[:, user], target_sleep)
     toxic_reset = inflicted & (new_status == TOXIC)
 
     # ---- stages and flinch
-    target_survives = target_hp > 0
+    target_survives = target_hp_after > 0
     target_delta = torch.where(
         (hits & is_status).unsqueeze(-1),
-        dex.move_boosts[move],
-        torch.where(secondary_on.unsqueeze(-1), dex.secondary_boosts[move], 0),
+        facts[:, BOOSTS_COLUMNS],
+        torch.where(secondary_on.unsqueeze(-1), facts[:, SECONDARY_BOOSTS_COLUMNS], 0),
     )
     target_delta = torch.where(target_survives.unsqueeze(-1), target_delta, 0)
-    self_delta = torch.where(((acts & is_status) | lands).unsqueeze(-1), dex.move_self_boosts[move], 0) + torch.where(
-        secondary_on.unsqueeze(-1), dex.secondary_self_boosts[move], 0
-    )
-    self_delta = torch.where((user_hp > 0).unsqueeze(-1), self_delta, 0)
-    flinches = secondary_on & dex.secondary_flinch[move] & target_survives & (order == 0)
-    flinched[batch, defender] |= flinches
+    self_delta = torch.where(((acts & is_status) | lands).unsqueeze(-1), facts[:, SELF_BOOSTS_COLUMNS], 0)
+    self_delta = self_delta + torch.where(secondary_on.unsqueeze(-1), facts[:, SECONDARY_SELF_BOOSTS_COLUMNS], 0)
+    self_delta = torch.where((user_hp_after > 0).unsqueeze(-1), self_delta, 0)
+    if order == 0:  # only a first mover makes the other flinch
+        flinches = secondary_on & (facts[:, SECONDARY_FLINCH_COLUMN] != 0) & target_survives
+        pair.flinched[:, target] |= flinches
+    # stages stay within ±6, so adding a zero change and clamping leaves a stage as it was
+    user_boosts_after = (user_boosts + self_delta).clamp(-rules.MAX_STAGE, rules.MAX_STAGE)
+    target_boosts_after = (target_boosts + target_delta).clamp(-rules.MAX_STAGE, rules.MAX_STAGE)
 
-    old_user_boosts, old_target_boosts = boosts[batch, attacker], boosts[batch, defender]
-    boosts[batch, attacker] = _add_stages(old_user_boosts, self_delta, self_delta.ne(0).any(-1))
-    boosts[batch, defender] = _add_stages(old_target_boosts, target_delta, target_delta.ne(0).any(-1))
-
-    hp[batch, attacker], hp[batch, defender] = user_hp, target_hp
-    status[batch, attacker], status[batch, defender] = user_status, target_status
-    sleep[batch, attacker] = torch.where(asleep, sleep_left, sleep[batch, attacker])
-    sleep[batch, defender] = target_sleep
-    state.hp[:, :, 0] = hp
-    state.status[:, :, 0] = status
-    state.sleep[:, :, 0] = sleep
-    state.boosts.copy_(boosts)
-    state.toxic_stage[batch, defender] = torch.where(toxic_reset, 0, state.toxic_stage[batch, defender])
-    return {
-        "side": attacker,
-        "move": move,
-        "outcome": outcome,
-        "woke": woke,
-        "thawed": thawed,
-        "hit": hits,
-        "missed": acts & target_alive & ~hits & (accuracy > 0),
-        "no_target": acts & ~target_alive,
-        "multiplier": multiplier,
-        "crit": crit & lands,
-        "dealt": dealt,
-        "user_hp": user_hp,
-        "target_hp": target_hp,
-        "recoil": recoil,
-        "healed": torch.where(user_hp > 0, healed, 0),
-        "inflicted": torch.where(inflicted, new_status, HEALTHY),
-        "status_failed": status_hit & ~inflicted,
-        "self_stages": boosts[batch, attacker] - old_user_boosts,
-        "target_stages": boosts[batch, defender] - old_target_boosts,
-        "self_stage_tried": self_delta,
-        "target_stage_tried": target_delta,
-    }
+    events: dict[str, torch.Tensor] = {}
+    if record:
+        accuracy = facts[:, ACCURACY_COLUMN]
+        outcome = (
+            acts.int() * ACTED
+            + still_asleep.int() * ASLEEP
+            + still_frozen.int() * FROZEN
+            + flinch_stops.int() * FLINCHED
+            + para_stops.int() * FULLY_PARALYSED
+        )
+        events = {
+            "move": pair.move[:, user],
+            "outcome": outcome,
+            "woke": woke,
+            "thawed": thawed,
+            "hit": hits,
+            "missed": acts & target_alive & ~hits & (accuracy > 0),
+            "no_target": acts & ~target_alive,
+            "multiplier": rolls.multiplier[:, user],
+            "crit": crit & lands,
+            "dealt": dealt,
+            "user_hp": user_hp_after,
+            "target_hp": target_hp_after,
+            "recoil": recoil,
+            "healed": torch.where(user_hp_after > 0, healed, 0),
+            "inflicted": torch.where(inflicted, new_status, HEALTHY),
+            "status_failed": status_hit & ~inflicted,
+            "self_stages": user_boosts_after - user_boosts,
+            "target_stages": target_boosts_after - target_boosts,
+            "self_stage_tried": self_delta,
+            "target_stage_tried": target_delta,
+        }
+    pair.boosts[:, user] = user_boosts_after
+    pair.boosts[:, target] = target_boosts_after
+    pair.toxic_stage[:, target] = torch.where(toxic_reset, 0, pair.toxic_stage[:, target])
+    row[:, user, PP] = pp_after
+    row[:, user, HP], row[:, target, HP] = user_hp_after, target_hp_after
+    row[:, user, STATUS], row[:, target, STATUS] = user_status_after, target_status_after
+    row[:, user, SLEEP_COLUMN] = torch.where(asleep, sleep_left, user_sleep)
+    row[:, target, SLEEP_COLUMN] = target_sleep_after
+    return events

@@ -31,7 +31,24 @@ import torch
 
 from rlcourse.envs.pokemon import rules
 from rlcourse.envs.pokemon.battle import MOVE_SLOTS, NUM_ACTIONS, SLOTS, BattleState
-from rlcourse.envs.pokemon.dex import BURN, NO_TYPE, PHYSICAL, STATUS_MOVE, STATUSES, STRUGGLE, TYPES, Dex
+from rlcourse.envs.pokemon.dex import BURN, PHYSICAL, STATUS_MOVE, STATUSES, STRUGGLE, TYPES, Dex
+from rlcourse.envs.pokemon.layout import (
+    ATTACK,
+    DEFENSE,
+    HP,
+    LEVEL,
+    MAX_HP,
+    MOVES,
+    PP,
+    PRESENT,
+    SP_ATTACK,
+    SP_DEFENSE,
+    SPECIES,
+    SPEED,
+    STATS,
+    STATUS,
+)
+from rlcourse.envs.pokemon.tables import Tables, tables_for
 
 STAT_SCALE, POWER_SCALE, PRIORITY_SCALE = 700.0, 150.0, 7.0
 NUM_TYPES, NUM_STATUSES = len(TYPES), len(STATUSES)
@@ -73,128 +90,125 @@ def one_hot(values: torch.Tensor, classes: int) -> torch.Tensor:
     return (values.unsqueeze(-1) == torch.arange(classes, device=values.device)).float()
 
 
-def type_multihot(types: torch.Tensor) -> torch.Tensor:
-    """``[..., 2]`` type numbers -> ``[..., 18]`` multi-hot (NO_TYPE adds nothing)."""
-    return one_hot(types, NUM_TYPES).sum(-2)
-
-
-def best_multiplier(dex: Dex, attacking_types: torch.Tensor, defending_types: torch.Tensor) -> torch.Tensor:
-    """The best type multiplier of either attacking type (``[..., 2]``, NO_TYPE ignored) on ``defending_types``."""
-    chart = dex.type_chart
-    first = rules.effectiveness(chart, attacking_types[..., 0], defending_types)
-    second = rules.effectiveness(chart, attacking_types[..., 1], defending_types)
-    second = torch.where(attacking_types[..., 1] == NO_TYPE, torch.zeros_like(second), second)
-    return torch.maximum(first, second)
-
-
 def expected_damage(dex: Dex, state: BattleState, side: int) -> torch.Tensor:
     """``[B, 4]``: each move's damage to the foe's active (mean roll, no crit, stages and burn applied; 0 for status moves)."""
-    foe = 1 - side
     move = state.moves[:, side, 0].clamp(min=0)
-    physical = dex.move_category[move] == PHYSICAL
-    attack_index = torch.where(physical, 1, 3)
-    user_stats = state.stats[:, side, 0].unsqueeze(1).expand(-1, MOVE_SLOTS, -1)
-    foe_stats = state.stats[:, foe, 0].unsqueeze(1).expand(-1, MOVE_SLOTS, -1)
-    user_stages = state.boosts[:, side].unsqueeze(1).expand(-1, MOVE_SLOTS, -1)
-    foe_stages = state.boosts[:, foe].unsqueeze(1).expand(-1, MOVE_SLOTS, -1)
-    attack = rules.staged(
-        user_stats.gather(2, attack_index.unsqueeze(-1)), user_stages.gather(2, (attack_index - 1).unsqueeze(-1))
+    return _expected_damage(tables_for(dex), state, side, move, state.species[:, 1 - side, :1])
+
+
+def _expected_damage(
+    tables: Tables, state: BattleState, side: int, move: torch.Tensor, foe_species: torch.Tensor
+) -> torch.Tensor:
+    """:func:`expected_damage` of ``move [B, 4]`` (clamped move numbers) on ``foe_species [B, 1]``."""
+    own, foe = state.slots[:, side, 0], state.slots[:, 1 - side, 0]
+    user_stages, foe_stages = state.boosts[:, side], state.boosts[:, 1 - side]
+    facts = tables.attack_facts[move]
+    category = facts[..., 0]
+    physical = category == PHYSICAL
+    # both attacking and both defending stats, staged, then each move takes its pair: no gather over the stats
+    attack = torch.where(
+        physical,
+        rules.staged(own[:, ATTACK], user_stages[:, 0]).unsqueeze(1),
+        rules.staged(own[:, SP_ATTACK], user_stages[:, 2]).unsqueeze(1),
     )
-    defense = rules.staged(
-        foe_stats.gather(2, (attack_index + 1).unsqueeze(-1)), foe_stages.gather(2, attack_index.unsqueeze(-1))
+    defense = torch.where(
+        physical,
+        rules.staged(foe[:, DEFENSE], foe_stages[:, 1]).unsqueeze(1),
+        rules.staged(foe[:, SP_DEFENSE], foe_stages[:, 3]).unsqueeze(1),
     )
-    level = state.level[:, side, 0].unsqueeze(1)
-    base = rules.base_damage(level, dex.move_power[move], attack.squeeze(-1), defense.squeeze(-1))
-    user_types = dex.species_types[state.species[:, side, 0]].unsqueeze(1)
-    foe_types = dex.species_types[state.species[:, foe, 0]].unsqueeze(1).expand(-1, MOVE_SLOTS, -1)
-    move_type = dex.move_type[move]
-    stab = (move_type.unsqueeze(-1) == user_types).any(-1) & (move != STRUGGLE)
-    multiplier = rules.effectiveness(dex.type_chart, move_type, foe_types)
-    burned = (state.status[:, side, 0] == BURN).unsqueeze(1) & physical
-    roll = torch.full_like(base, MEAN_ROLL)
-    damage = rules.damage(base, torch.zeros_like(stab), roll, stab, multiplier, burned)
-    return torch.where(dex.move_category[move] == STATUS_MOVE, torch.zeros_like(damage), damage)
+    base = rules.base_damage(own[:, LEVEL].unsqueeze(1), facts[..., 1], attack, defense)
+    stab = tables.stab_seen[move, own[:, SPECIES].unsqueeze(1)] & (move != STRUGGLE)
+    scale = tables.damage_scale[move, foe_species]
+    not_immune = tables.move_vs_species[move, foe_species] > 0
+    burned = (own[:, STATUS] == BURN).unsqueeze(1) & physical
+    damage = rules.scaled_damage(base, None, MEAN_ROLL, stab, scale[..., 0], scale[..., 1], not_immune, burned)
+    return torch.where(category == STATUS_MOVE, torch.zeros_like(damage), damage)
 
 
 def observe(dex: Dex, state: BattleState, side: int, max_turns: int, forced: torch.Tensor) -> torch.Tensor:
-    """``[B, OBS_DIM]``: what ``side`` sees (see the module docstring); ``forced [B]``: it must switch now."""
+    """``[B, OBS_DIM]``: what ``side`` sees (see the module docstring); ``forced [B]``: it must switch now.
+
+    Each block is concatenated straight into its place in the output. Every feature is in [-1, 1] by
+    construction (see :func:`~rlcourse.envs.pokemon.tables._check_bounded`), so nothing is clamped, and an
+    absent move or bench Pokémon reads as zeros through the tables' zero rows.
+    """
+    tables = tables_for(dex)
     foe = 1 - side
-    species = state.species[:, side]
-    types = dex.species_types[species]  # [B, 6, 2]
-    foe_types = dex.species_types[state.species[:, foe, 0]]  # [B, 2]
-    stats = state.stats[:, side].float()
-    hp_fraction = state.hp[:, side].float() / stats[..., 0].clamp(min=1)
-    status = one_hot(state.status[:, side], NUM_STATUSES)
-    own_threat = best_multiplier(dex, foe_types, types[:, 0])
-    active = torch.cat(
+    own, foe_row = state.slots[:, side], state.slots[:, foe, 0]
+    batch = own.shape[0]
+    out = torch.empty(batch, OBS_DIM, device=own.device)
+    moves_at = ACTIVE_WIDTH
+    foe_at = moves_at + MOVE_SLOTS * MOVE_WIDTH
+    bench_at = foe_at + FOE_WIDTH + 1
+    flags_at = bench_at + (SLOTS - 1) * BENCH_WIDTH
+    there = own[..., PRESENT] != 0
+    species = torch.where(there, own[..., SPECIES], len(dex.species_ids))  # [B, 6]; S: no Pokémon
+    foe_species = foe_row[:, SPECIES : SPECIES + 1]  # [B, 1]
+    types = tables.seen_types[species]  # [B, 6, 18]
+    threat = tables.seen_threat[foe_species, species]  # [B, 6]: the foe's best type on each of ours, / 4
+    max_hp = own[..., MAX_HP].float()
+    hp_fraction = own[..., HP].float() / max_hp.clamp(min=1)
+    status = one_hot(torch.where(there, own[..., STATUS], -1), NUM_STATUSES)
+    torch.cat(
         (
-            stats[:, 0] / STAT_SCALE,
+            own[:, 0, STATS].float() / STAT_SCALE,
             state.boosts[:, side].float() / rules.MAX_STAGE,
             hp_fraction[:, :1],
             status[:, 0],
-            type_multihot(types[:, 0]),
-            state.level[:, side, :1].float() / 100,
-            (own_threat / 4).unsqueeze(-1),
+            types[:, 0],
+            own[:, 0, LEVEL : LEVEL + 1].float() / 100,
+            threat[:, :1],
         ),
         -1,
+        out=out[:, :moves_at],
     )
-    move = state.moves[:, side, 0].clamp(min=0)
-    present = state.moves[:, side, 0] >= 0
-    pp = state.pp[:, side, 0]
-    max_pp = (dex.move_pp[move] * 8 // 5).clamp(min=1)
-    move_type = dex.move_type[move]
-    multiplier = rules.effectiveness(dex.type_chart, move_type, foe_types.unsqueeze(1).expand(-1, MOVE_SLOTS, -1))
-    foe_hp = state.hp[:, foe, :1].float().clamp(min=1)
-    damage_share = (expected_damage(dex, state, side).float() / foe_hp).clamp(max=1)
-    moves = torch.cat(
+    move_ids = own[:, 0, MOVES]
+    move, seen = move_ids.clamp(min=0), move_ids + 1  # seen: 0 for no move
+    pp = own[:, 0, PP]
+    foe_hp = foe_row[:, HP : HP + 1].float().clamp(min=1)
+    damage_share = (_expected_damage(tables, state, side, move, foe_species).float() / foe_hp).clamp(max=1)
+    torch.cat(
         (
-            one_hot(move_type, NUM_TYPES),
-            (dex.move_power[move].float() / POWER_SCALE).unsqueeze(-1),
-            torch.where(dex.move_accuracy[move] == 0, 100, dex.move_accuracy[move]).float().unsqueeze(-1) / 100,
-            (dex.move_priority[move].float() / PRIORITY_SCALE).unsqueeze(-1),
-            one_hot(dex.move_category[move], 3),
-            (pp.float() / max_pp).unsqueeze(-1),
-            (present & (pp > 0)).float().unsqueeze(-1),
-            (move_type.unsqueeze(-1) == types[:, :1]).any(-1).float().unsqueeze(-1),
-            (multiplier / 4).unsqueeze(-1),
-            damage_share.unsqueeze(-1),
+            tables.seen_move_features[seen],
+            (pp.float() / tables.max_pp[move]).unsqueeze(-1),
+            ((move_ids >= 0) & (pp > 0)).float().unsqueeze(-1),
+            tables.seen_stab[seen, species[:, :1]].float().unsqueeze(-1),
+            tables.seen_multiplier[seen, foe_species].unsqueeze(-1),
+            torch.where(move_ids >= 0, damage_share, 0.0).unsqueeze(-1),
         ),
         -1,
-    ) * present.unsqueeze(-1)
-    foe_stats = state.stats[:, foe, 0].float()
-    foe_part = torch.cat(
+        out=out[:, moves_at:foe_at].view(batch, MOVE_SLOTS, MOVE_WIDTH),
+    )
+    foe_stats = foe_row[:, STATS].float()
+    torch.cat(
         (
-            type_multihot(foe_types),
-            (state.hp[:, foe, :1].float() / foe_stats[:, :1].clamp(min=1)),
-            one_hot(state.status[:, foe, 0], NUM_STATUSES),
+            tables.seen_types[foe_species[:, 0]],
+            foe_row[:, HP : HP + 1].float() / foe_stats[:, :1].clamp(min=1),
+            one_hot(foe_row[:, STATUS], NUM_STATUSES),
             state.boosts[:, foe].float() / rules.MAX_STAGE,
             foe_stats / STAT_SCALE,
-            state.level[:, foe, :1].float() / 100,
+            foe_row[:, LEVEL : LEVEL + 1].float() / 100,
             (state.hp[:, foe] > 0).sum(-1, keepdim=True).float() / SLOTS,
         ),
         -1,
+        out=out[:, foe_at:bench_at],
     )
-    bench_types = types[:, 1:]
-    bench_moves = state.moves[:, side, 1:].clamp(min=0)
-    bench_move_multiplier = rules.effectiveness(
-        dex.type_chart, dex.move_type[bench_moves], foe_types.view(-1, 1, 1, 2).expand(-1, SLOTS - 1, MOVE_SLOTS, -1)
-    )
-    attacking = (dex.move_category[bench_moves] != STATUS_MOVE) & (state.moves[:, side, 1:] >= 0)
-    bench_offence = torch.where(attacking, bench_move_multiplier, torch.zeros_like(bench_move_multiplier)).amax(-1)
-    bench_threat = best_multiplier(dex, foe_types.unsqueeze(1).expand(-1, SLOTS - 1, -1), bench_types)
-    faster = stats[:, 1:, 5] > foe_stats[:, 5:6]
-    bench = torch.cat(
+    # a bench Pokémon's best attack on the foe: row 0 of the table is "no move", hence the + 1
+    offence = tables.seen_offence[own[:, 1:, MOVES] + 1, foe_species.unsqueeze(-1)].amax(-1)
+    bench_there = there[:, 1:]
+    faster = bench_there & (own[:, 1:, SPEED] > foe_row[:, SPEED : SPEED + 1])
+    torch.cat(
         (
-            state.present[:, side, 1:].float().unsqueeze(-1),
+            bench_there.float().unsqueeze(-1),
             hp_fraction[:, 1:].unsqueeze(-1),
             status[:, 1:],
-            type_multihot(bench_types),
-            (bench_threat / 4).unsqueeze(-1),
-            (bench_offence / 4).unsqueeze(-1),
+            types[:, 1:],
+            threat[:, 1:].unsqueeze(-1),
+            torch.where(bench_there, offence, 0.0).unsqueeze(-1),
             faster.float().unsqueeze(-1),
         ),
         -1,
-    ) * state.present[:, side, 1:].unsqueeze(-1)
-    flags = torch.stack((forced.float(), state.turn.float() / max_turns), -1)
-    # the clamp keeps a level-100 Blissey's HP (651) and 250-power moves inside the declared Box
-    return torch.cat((active, moves.flatten(1), foe_part, bench.flatten(1), flags), -1).clamp(-1.0, 1.0)
+        out=out[:, bench_at:flags_at].view(batch, SLOTS - 1, BENCH_WIDTH),
+    )
+    torch.stack((forced.float(), state.turn.float() / max_turns), -1, out=out[:, flags_at:])
+    return out

@@ -1,6 +1,6 @@
 """The Gen 9 singles formulas, on integer tensors, with the games' rounding (as Pokémon Showdown runs them).
 
-Every function takes and returns batched ``int64`` tensors, so a battle is a fixed sequence of vectorised
+Every function takes and returns batched integer tensors (int32 in a battle), so a battle is a fixed sequence of vectorised
 ops. The rounding, in the order the games apply it:
 
 * **stats** (level L, IV 31, EV 0, neutral nature): HP = floor((2·base + 31)·L/100) + L + 10; every other
@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 
 import torch
+
+from rlcourse.envs.pokemon.dex import NO_TYPE
 
 #: The chance of a critical hit for crit ratio 1, 2, 3 (4+: always), as 1 in N (Gen 7+).
 CRIT_ODDS = (24, 8, 2, 1)
@@ -69,14 +71,36 @@ def damage(
         effectiveness: the type chart's multiplier (0, 0.25, 0.5, 1, 2 or 4), float.
         burned_physical: bool, a burned user's physical move.
     """
-    value = torch.where(crit, base * 3 // 2, base)
+    doublings, halvings = effectiveness_scale(effectiveness)
+    return scaled_damage(base, crit, roll, stab, doublings, halvings, effectiveness > 0, burned_physical)
+
+
+def effectiveness_scale(effectiveness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A type multiplier as the integers ``(×num, ÷den)`` the damage formula applies (4× is ×4, 0.25× is ÷4)."""
+    ones = torch.ones_like(effectiveness)
+    doublings = torch.where(effectiveness >= 1, effectiveness, ones).long()
+    halvings = torch.where(effectiveness < 1, (1 / effectiveness.clamp(min=0.25)), ones).long()
+    return doublings, halvings
+
+
+def scaled_damage(
+    base: torch.Tensor,
+    crit: torch.Tensor | None,
+    roll: torch.Tensor | int,
+    stab: torch.Tensor,
+    doublings: torch.Tensor,
+    halvings: torch.Tensor,
+    not_immune: torch.Tensor,
+    burned_physical: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`damage` with the multiplier given as :func:`effectiveness_scale`'s integers (a table look-up per hit);
+    ``crit`` may be None (no critical hit), ``roll`` a Python int."""
+    value = base if crit is None else torch.where(crit, base * 3 // 2, base)
     value = value * (MIN_ROLL + roll) // 100
     value = torch.where(stab, modify(value, STAB_4096), value)
-    doublings = torch.where(effectiveness >= 1, effectiveness, torch.ones_like(effectiveness)).long()
-    halvings = torch.where(effectiveness < 1, (1 / effectiveness.clamp(min=0.25)), torch.ones_like(effectiveness))
-    value = value * doublings // halvings.long()  # floor(floor(x/2)/2) == floor(x/4)
+    value = value * doublings // halvings  # floor(floor(x/2)/2) == floor(x/4)
     value = torch.where(burned_physical, modify(value, HALF_4096), value)
-    return torch.where(effectiveness > 0, value.clamp(min=1), torch.zeros_like(value))
+    return torch.where(not_immune, value.clamp(min=1), torch.zeros_like(value))
 
 
 def round_fraction(amount: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
@@ -87,6 +111,15 @@ def round_fraction(amount: torch.Tensor, numerator: torch.Tensor, denominator: t
 def effectiveness(chart: torch.Tensor, move_type: torch.Tensor, defender_types: torch.Tensor) -> torch.Tensor:
     """The type chart's multiplier of ``move_type [...]`` against ``defender_types [..., 2]`` (float)."""
     return chart[move_type, defender_types[..., 0]] * chart[move_type, defender_types[..., 1]]
+
+
+def best_multiplier(chart: torch.Tensor, attacking_types: torch.Tensor, defending_types: torch.Tensor) -> torch.Tensor:
+    """The best multiplier of either attacking type (``[..., 2]``; a missing second type, ``NO_TYPE``, ignored) on
+    ``defending_types [..., 2]``: how well one Pokémon's own types hit another's."""
+    first = effectiveness(chart, attacking_types[..., 0], defending_types)
+    second = effectiveness(chart, attacking_types[..., 1], defending_types)
+    second = torch.where(attacking_types[..., 1] == NO_TYPE, torch.zeros_like(second), second)
+    return torch.maximum(first, second)
 
 
 def crit_chance(crit_ratio: torch.Tensor) -> torch.Tensor:

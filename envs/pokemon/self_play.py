@@ -1,17 +1,22 @@
 """Self-play: ``opponent="self"`` plays against frozen snapshots of the learning agent.
 
-The env keeps a :class:`SnapshotPool`; :class:`SelfPlayCallback` adds a snapshot of the agent every
-``every`` training iterations (a checkpoint written and loaded back, so any algorithm works through the
-public ``save`` / ``load``), keeping the latest ``pool_size``. Battle ``i`` is played by snapshot
-``i mod n``, so the opponent is a mixture of past selves (fictitious self-play over a sliding window).
-Until the first snapshot the pool plays random valid actions.
+The env keeps a :class:`SnapshotPool` and declares a :class:`SelfPlayCallback` as its
+:meth:`~rlcourse.TensorVecEnv.training_callbacks`, so ``Agent.learn`` (and with it ``rlcourse train``)
+fills the pool without being asked. The callback adds a snapshot of the agent when training starts on
+an empty pool and then every ``self_play_every`` training iterations (a checkpoint written and loaded
+back, so any algorithm works through the public ``save`` / ``load``), keeping the latest
+``self_play_pool``. Battle ``i`` is played by snapshot ``i mod n``, so the opponent is a mixture of past
+selves (fictitious self-play over a sliding window). Until the first snapshot the pool plays random
+valid actions.
 
-The pool is not part of the env's options or checkpoint (options stay JSON-safe, ``opponent="self"``);
-envs spawned for evaluation start with an empty pool, so ``evaluate`` scores against random play there.
+The pool is not part of the env's options or of a checkpoint (options stay JSON-safe, ``opponent="self"``):
+a resumed run starts a new pool from the resumed agent, and envs spawned for evaluation start with an
+empty pool, so ``evaluate`` scores against random play there.
 
 ```python
-agent = PPO("rlcourse/PokemonBattle-v0", env_kwargs={"opponent": "self"})
-agent.learn(2_000_000, callbacks=[SelfPlayCallback(every=10, pool_size=4)])
+agent = PPO("rlcourse/PokemonBattle-v0", env_kwargs={"opponent": "self", "self_play_every": 10})
+agent.learn(2_000_000)                                  # the env's callback fills the pool
+agent.learn(2_000_000, callbacks=[SelfPlayCallback(every=5, pool_size=8)])  # yours replaces the env's
 ```
 """
 
@@ -26,14 +31,21 @@ import torch
 from rlcourse.callbacks import Callback
 from rlcourse.envs.pokemon.opponents import random_choice
 
+DEFAULT_EVERY, DEFAULT_POOL_SIZE = 10, 4
+
+
+def check_positive(name: str, value: Any) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
 
 class SnapshotPool:
     """Frozen policies with a ``predict(obs, deterministic, action_masks)``; the latest ``size`` are kept."""
 
-    def __init__(self, size: int = 4):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"pool_size must be a positive integer, got {size!r}")
-        self.size = size
+    def __init__(self, size: int = DEFAULT_POOL_SIZE):
+        self.size = check_positive("pool_size", size)
         self.policies: list[Any] = []
 
     def add(self, policy: Any) -> None:
@@ -52,36 +64,35 @@ class SnapshotPool:
 class SelfPlayCallback(Callback):
     """Every ``every`` iterations, a frozen copy of the training agent joins its env's snapshot pool."""
 
-    def __init__(self, every: int = 10, pool_size: int = 4):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.every, self.pool_size = every, pool_size
+    def __init__(self, every: int = DEFAULT_EVERY, pool_size: int = DEFAULT_POOL_SIZE):
+        self.every = check_positive("every", every)
+        self.pool_size = check_positive("pool_size", pool_size)
         self.iterations = 0
-        self._folder = tempfile.TemporaryDirectory(prefix="rlcourse-selfplay-")
+        #: Snapshots taken so far (the pool keeps the latest ``pool_size`` of them).
+        self.snapshots = 0
 
     def on_training_start(self, run: Any) -> None:
+        from rlcourse.envs.pokemon.env import PokemonBattleVecEnv
+
         self.run = run
         env = run.env.unwrapped
-        if getattr(env, "snapshot_pool", None) is None:
+        if not isinstance(env, PokemonBattleVecEnv) or env.snapshot_pool is None:
             raise ValueError("SelfPlayCallback needs rlcourse/PokemonBattle-v0 with opponent='self'")
         self.pool: SnapshotPool = env.snapshot_pool
         self.pool.size = self.pool_size
-        self.snapshot()
+        if not self.pool.policies:
+            self.snapshot()
 
     def snapshot(self) -> None:
-        from rlcourse.envs.pokemon.env import PokemonBattleVecEnv
-
-        path = Path(self._folder.name) / f"snapshot-{self.iterations}.pt"
-        self.run.save(path)
-        # an env of the same size (the loaded config must fit it); the snapshot only ever predicts
-        frozen_env = PokemonBattleVecEnv(self.run.env.num_envs, device=self.run.env.device)
-        self.pool.add(type(self.run).load(path, device=self.run.env.device, env=frozen_env))
-        path.unlink()
+        with tempfile.TemporaryDirectory(prefix="rlcourse-selfplay-") as folder:
+            path = Path(folder) / "snapshot.pt"
+            self.run.save(path)
+            # loaded as a run is (its env rebuilt from the file, of the size its config fits); the snapshot only
+            # ever predicts. threads=None: loading must not change the training process's torch thread count.
+            self.pool.add(type(self.run).load(path, device=self.run.env.device, threads=None))
+        self.snapshots += 1
 
     def on_rollout_end(self, batch: Any) -> None:
         self.iterations += 1
         if self.iterations % self.every == 0:
             self.snapshot()
-
-    def on_training_end(self) -> None:
-        self._folder.cleanup()

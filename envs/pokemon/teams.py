@@ -178,16 +178,17 @@ def draw_distinct(uniforms: torch.Tensor, population: int) -> torch.Tensor:
     """Distinct integers in ``[0, population)`` from ``uniforms [..., k]`` in [0, 1): a uniform k-subset, in draw order.
 
     Draw j picks among the ``population - j`` numbers not yet taken, then steps over the taken ones in
-    ascending order; a fixed ``k``-by-``k`` sequence of elementwise ops (no sort of the population).
+    ascending order; a fixed ``k``-by-``k`` sequence of elementwise ops (no sort of the population). int32.
     """
     k = uniforms.shape[-1]
-    chosen: list[torch.Tensor] = []
-    for j in range(k):
-        value = (uniforms[..., j] * (population - j)).long().clamp(max=population - j - 1)
-        if chosen:
-            taken = torch.stack(chosen, -1).sort(-1).values
-            for i in range(j):
-                value = value + (value >= taken[..., i]).long()
+    left = population - torch.arange(k, device=uniforms.device)
+    picks = (uniforms * left).int().clamp(max=left - 1)  # every draw's pick among those left, at once
+    chosen = [picks[..., 0]]
+    for j in range(1, k):
+        value = picks[..., j]
+        taken = torch.stack(chosen, -1).sort(-1).values
+        for i in range(j):
+            value = value + (value >= taken[..., i])
         chosen.append(value)
     return torch.stack(chosen, -1)
 

@@ -19,6 +19,7 @@ import torch
 from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
+from rlcourse.config import ConfigError, load_preset
 from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 
 
@@ -81,6 +82,18 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 )
 @click.option("--sb3/--no-sb3", default=True, show_default=True, help="Include Stable-Baselines3's PPO.")
 @click.option(
+    "--preset",
+    "ppo_preset",
+    default=None,
+    help="pokemon suite: the PPO preset variant of the PPO and self-play rows (default: the env's default).",
+)
+@click.option(
+    "--elo-battles",
+    type=click.IntRange(min=2),
+    default=None,
+    help="pokemon suite: battles per round-robin pairing of the self-play Elo table (default: 1,000 CUDA, 200 CPU).",
+)
+@click.option(
     "--sb3-max-steps",
     type=click.IntRange(min=1),
     default=None,
@@ -142,6 +155,8 @@ def bench_command(
     target: float,
     max_steps: int | None,
     sb3: bool,
+    ppo_preset: str | None,
+    elo_battles: int | None,
     sb3_max_steps: int | None,
     quality: bool,
     eval_every: int | None,
@@ -167,7 +182,7 @@ def bench_command(
         _plugins_suite(device, seeds, imitation_python, out, tf32)
         return
     if suite == "pokemon":
-        _pokemon_suite(device, num_envs, max_steps, out, tf32)
+        _pokemon_suite(device, num_envs, max_steps, out, tf32, ppo_preset, elo_battles, sb3, sb3_max_steps)
         return
     if suite == "dialogue":
         _dialogue_suite(
@@ -320,12 +335,29 @@ def _plugins_suite(device: str, seeds: int | None, imitation_python: str | None,
     _finish_suite("plugins", report, meta, plugins.render_plugins_markdown, out)
 
 
-def _pokemon_suite(device: str, num_envs: tuple[int, ...], max_steps: int | None, out: Path, tf32: bool) -> None:
+def _pokemon_suite(
+    device: str,
+    num_envs: tuple[int, ...],
+    max_steps: int | None,
+    out: Path,
+    tf32: bool,
+    preset: str | None,
+    elo_battles: int | None,
+    sb3: bool,
+    sb3_steps: int | None,
+) -> None:
     resolved = resolve_device(device)
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    meta = bench_meta(str(resolved), 0.0, suite="pokemon", seeds=1)
+    if preset is not None:
+        try:
+            load_preset("ppo", pokemon.ENV_ID, preset)
+        except ConfigError as error:
+            raise click.BadParameter(str(error), param_hint="--preset") from None
+    meta = bench_meta(str(resolved), 0.0, suite="pokemon", seeds=1, preset=preset or "default")
     _announce(meta)
-    lines, report = pokemon.run_suite(resolved, num_envs, max_steps)
+    lines, report = pokemon.run_suite(
+        resolved, num_envs, max_steps, with_sb3=sb3, elo_battles=elo_battles, sb3_steps=sb3_steps, preset=preset
+    )
 
     def render(report: dict[str, Any], meta: dict[str, Any]) -> str:
         header = [

@@ -54,7 +54,7 @@ import torch.multiprocessing as mp
 from rlcourse.agents.a2c import A2C, A2CConfig
 from rlcourse.agents.training import TrainingLoop
 from rlcourse.callbacks import RolloutBatch
-from rlcourse.config import DEFAULT_PRESET, hp
+from rlcourse.config import DEFAULT_PRESET, hp, parse_normalize
 from rlcourse.device import DEFAULT_THREADS
 from rlcourse.run_dir import RunDir
 from rlcourse.vec_env import TensorVecEnv
@@ -143,7 +143,7 @@ class A3C(A2C):
                 f"A3C's workers build their own envs from the env id, so a wrapped env ({type(env).__name__}) "
                 "would train unwrapped; use A2C for wrapped envs"
             )
-        if hparams.get("normalize") not in (None, False):
+        if parse_normalize(hparams.get("normalize") or False):  # a checkpoint records {observation: false, ...}
             raise ValueError(
                 "A3C's workers build their own envs from the env id, so normalize would not reach them; use A2C"
             )

@@ -258,3 +258,13 @@ def test_the_clis_device_auto_means_the_cpu_for_a3c_when_cuda_is_there(monkeypat
     assert A3C.cpu_only
     assert _resolve_device("auto", agent_class=A3C) == torch.device("cpu")
     assert _resolve_device("cpu", agent_class=A3C) == torch.device("cpu")
+
+
+def test_a_registered_env_run_loads_without_env_and_refuses_normalize(tmp_path):
+    """A checkpoint records the env's normalisation (none here): A3C.load must read it back, not refuse it."""
+    agent = A3C("rlcourse/CartPole-v1", num_envs=2, seed=0, preset=None, n_steps=4, num_workers=1)
+    loaded = A3C.load(agent.save(tmp_path / "a3c.pt"))
+    obs = torch.zeros(3, 4)
+    assert torch.equal(agent.predict(obs), loaded.predict(obs))
+    with pytest.raises(ValueError, match="normalize would not reach them"):
+        A3C("rlcourse/CartPole-v1", num_envs=2, preset=None, normalize=True)

@@ -100,6 +100,11 @@ def _check_discount(gamma: float, absorbing: bool) -> None:
         raise ValueError("absorbing needs gamma < 1: the absorbing state's reward is summed as γ/(1−γ)·r")
 
 
+def _absorbing_reward(batch: Transitions, gamma: float, reward: torch.Tensor) -> torch.Tensor:
+    """After a terminal step the absorbing state forever: its discounted reward γ/(1−γ)·r, paid at that step."""
+    return batch.terminated.float() * (gamma / (1.0 - gamma)) * reward
+
+
 def _logistic_update(
     discriminator: Discriminator,
     real_logits: torch.Tensor,
@@ -157,9 +162,8 @@ class GAILDiscriminator(Discriminator):
 
     def reward(self, batch: Transitions) -> torch.Tensor:
         reward = self._reward_of(self.logits(batch))
-        if self.config.absorbing:  # after a terminal step, the absorbing state forever: γ/(1−γ)·r(absorbing)
-            gamma = self.config.gamma
-            reward = reward + batch.terminated.float() * (gamma / (1.0 - gamma)) * self._reward_of(self.absorbing_logit)
+        if self.config.absorbing:
+            reward = reward + _absorbing_reward(batch, self.config.gamma, self._reward_of(self.absorbing_logit))
         return reward
 
     def update(self, real: Transitions, fake: Transitions) -> dict[str, torch.Tensor]:
@@ -212,11 +216,10 @@ class AIRLDiscriminator(Discriminator):
         else:
             logits = self.logits(batch)
             reward = logits if self.config.reward == "logit" else nn.functional.softplus(logits)
-        if self.config.absorbing:  # after a terminal step, the absorbing state forever: γ/(1−γ)·r(absorbing)
+        if self.config.absorbing:
             logit = self.absorbing_logit
             absorbing = logit if self.config.reward != "-log(1-D)" else nn.functional.softplus(logit)
-            gamma = self.config.gamma
-            reward = reward + batch.terminated.float() * (gamma / (1.0 - gamma)) * absorbing
+            reward = reward + _absorbing_reward(batch, self.config.gamma, absorbing)
         return reward
 
     def update(self, real: Transitions, fake: Transitions) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ loop runs over the padded length, with no host reads, so decoding is safe in a c
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 import torch
@@ -100,7 +101,7 @@ class LinearChainCRF(nn.Module):
         delta = self.start + emissions[:, 0]
         own = torch.arange(K, device=emissions.device, dtype=_POINTER).expand(B, K)
         transitions = self.transitions
-        step = _fused_viterbi_step() if emissions.is_cuda else _viterbi_step
+        step = _fused_viterbi_step() if emissions.is_cuda and _HAS_TRITON else _viterbi_step
         pointers = []
         for t in range(1, T):
             delta, pointer = step(delta, transitions, emissions[:, t], mask[:, t, None], own)
@@ -128,12 +129,15 @@ def _viterbi_step(
 
 
 _compiled_step = None
+#: torch.compile's GPU kernels are Triton's; without it the eager step runs.
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 def _fused_viterbi_step():
     """:func:`_viterbi_step` compiled (once per process) into one kernel, which never writes the ``[B, K, K]`` sums
-    the eager step does: on a GPU that tensor's memory traffic is most of the decoding time."""
+    the eager step does: on a GPU that tensor's memory traffic is most of the decoding time. The batch size is
+    dynamic, so an evaluation env of another size reuses the kernel instead of compiling again."""
     global _compiled_step
     if _compiled_step is None:
-        _compiled_step = torch.compile(_viterbi_step, dynamic=False, fullgraph=True)
+        _compiled_step = torch.compile(_viterbi_step, dynamic=True, fullgraph=True)
     return _compiled_step

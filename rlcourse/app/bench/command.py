@@ -356,7 +356,14 @@ def _pokemon_suite(
     meta = bench_meta(str(resolved), 0.0, suite="pokemon", seeds=1, preset=preset or "default")
     _announce(meta)
     lines, report = pokemon.run_suite(
-        resolved, num_envs, max_steps, with_sb3=sb3, elo_battles=elo_battles, sb3_steps=sb3_steps, preset=preset
+        resolved,
+        num_envs,
+        max_steps,
+        with_sb3=sb3,
+        elo_battles=elo_battles,
+        sb3_steps=sb3_steps,
+        preset=preset,
+        say=lambda line: click.echo(line, err=True),
     )
 
     def render(report: dict[str, Any], meta: dict[str, Any]) -> str:

@@ -272,6 +272,7 @@ def run_suite(
     elo_battles: int | None = None,
     sb3_steps: int | None = None,
     preset: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[str], dict[str, Any]]:
     """All rows as markdown lines and as data.
 
@@ -279,23 +280,29 @@ def run_suite(
     and self-play rows (default: the env's ``default``); ``elo_battles``: battles per round-robin
     pairing (default :data:`ELO_BATTLES_CUDA` / :data:`ELO_BATTLES_CPU`); ``sb3_steps``: the SB3 rows' budget
     (default: the PPO rows', as a side-by-side row should be; SB3 trains on the CPU, so it is the slow part).
+    ``say`` gets a progress line after every row, so a run cut short still shows what it measured.
     """
     sizes = num_envs or ((1_048_576,) if device.type == "cuda" else (4096,))
+
+    def said(row: dict[str, Any], what: str) -> dict[str, Any]:
+        say(f"{what}: {', '.join(f'{k} {v}' for k, v in row.items() if isinstance(v, (int, float, str)))}")
+        return row
+
     env_rows = [
-        {"num_envs": n, "opponent": opponent, "steps_per_s": env_throughput(n, device, opponent)}
+        said({"num_envs": n, "opponent": opponent, "steps_per_s": env_throughput(n, device, opponent)}, "raw env")
         for n in sizes
         for opponent in OPPONENTS
     ]
     scripted = [
-        {"agent": agent, "opponent": opponent, **scripted_rates(agent, opponent)}
+        said({"agent": agent, "opponent": opponent, **scripted_rates(agent, opponent)}, "scripted")
         for agent in OPPONENTS
         for opponent in OPPONENTS
     ]
-    ppo = [ppo_row(opponent, device, max_steps, preset=preset) for opponent in OPPONENTS] if with_ppo else []
+    ppo = [said(ppo_row(o, device, max_steps, preset=preset), "PPO") for o in OPPONENTS] if with_ppo else []
     battles = elo_battles or (ELO_BATTLES_CUDA if device.type == "cuda" else ELO_BATTLES_CPU)
-    self_play = self_play_elo(device, max_steps, battles, preset=preset) if with_self_play else None
+    self_play = said(self_play_elo(device, max_steps, battles, preset=preset), "self-play") if with_self_play else None
     budget = sb3_steps or max_steps or int(load_preset("ppo", ENV_ID)["total_timesteps"])
-    sb3 = [sb3_row(implementation, budget) for implementation in SB3_IMPLEMENTATIONS] if with_sb3 else []
+    sb3 = [said(sb3_row(i, budget), "SB3") for i in SB3_IMPLEMENTATIONS] if with_sb3 else []
 
     lines = ["## rlcourse/PokemonBattle-v0", "", "### Raw env throughput (random valid actions)", ""]
     lines += table(

@@ -135,9 +135,10 @@ _HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 def _fused_viterbi_step():
     """:func:`_viterbi_step` compiled (once per process) into one kernel, which never writes the ``[B, K, K]`` sums
-    the eager step does: on a GPU that tensor's memory traffic is most of the decoding time. The batch size is
-    dynamic, so an evaluation env of another size reuses the kernel instead of compiling again."""
+    the eager step does: on a GPU that tensor's memory traffic is most of the decoding time. It is compiled for
+    each batch size it meets (an evaluation env of another size compiles once more; past torch's recompile
+    limit the step runs eagerly, with the same results)."""
     global _compiled_step
     if _compiled_step is None:
-        _compiled_step = torch.compile(_viterbi_step, dynamic=True, fullgraph=True)
+        _compiled_step = torch.compile(_viterbi_step, dynamic=False, fullgraph=True)
     return _compiled_step

@@ -6,9 +6,10 @@ tagger learns the slot-filling task of notes:3924-4133 [RNN] from it.
 
 Two held-out splits measure what a tagger generalises to:
 
-* **values**: a fixed quarter of every slot's values (at least one) is never said in training, so a
-  tagger must place an unseen value by the words around it (a held-out value has a length in words that
-  some training value of its slot has: a tagger that never saw a two-word city cannot tag one);
+* **values**: a fixed quarter of every slot's values (at least one) is never said in training, by any
+  slot (a value two slots share is held out of both), so a tagger must place a word it never heard by
+  the words around it, its shape and its spelling (a held-out value has a length in words that some
+  training value of its slot has: a tagger that never saw a two-word city cannot tag one);
 * **templates**: the paraphrase variants ``k % 3 == 2`` of every phrase family are never said in
   training (:mod:`rlcourse.envs.dialogue.lexicon`).
 
@@ -70,16 +71,23 @@ class Corpus:
 
 def heldout_values(domain: Domain) -> dict[str, list[str]]:
     """The values each informable slot holds out of training: a fixed quarter of them (at least one), drawn among
-    those whose length in words some training value shares (no tagger learns ``I-city`` from one-word cities)."""
+    those whose length in words some training value shares (no tagger learns ``I-city`` from one-word cities).
+
+    A value two slots share is held out of both (drawn by the first, counted in the second's quarter): held out of
+    one slot only, it would be said in training by the other, so the tagger would know the word, and only as the
+    other slot's (a departure "stansted" the tagger heard only as a destination tests recall of that, not an
+    unseen value; the ambiguous-context set is where shared values are scored).
+    """
     rng = np.random.RandomState(HELDOUT_VALUE_SEED)
-    held = {}
+    held: dict[str, list[str]] = {}
     for slot in domain.informable:
         values = domain.values[slot]
         words = [len(tokenize(value)) for value in values]
-        out: list[int] = []
+        taken = {value for out in held.values() for value in out}
+        out: list[int] = [i for i, value in enumerate(values) if value in taken]
         for i in rng.permutation(len(values)):
             rest = [n for j, n in enumerate(words) if j != i and j not in out]
-            if len(out) < max(1, round(len(values) / 4)) and words[i] in rest:
+            if len(out) < max(1, round(len(values) / 4)) and i not in out and words[i] in rest:
                 out.append(int(i))
         held[slot] = [values[i] for i in sorted(out)]
     return held

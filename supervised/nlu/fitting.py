@@ -47,8 +47,13 @@ class NluFitConfig:
     embedding_dim: int = hp(48, "Word embedding size.")
     shape_dim: int = hp(8, "Word-shape embedding size.")
     hidden_dim: int = hp(64, "LSTM state size per direction (the MLP's hidden size).")
+    char_filters: int = hp(0, "Spelling features: width-3 character convolution filters per word (0: none).")
+    char_dim: int = hp(16, "Character embedding size (with char_filters).")
     word_dropout: float = hp(0.05, "Chance a training word reads as <unk>.")
     value_dropout: float = hp(0.3, "Chance a training slot-value word reads as <unk> (teaches context).")
+    spelling_dropout: float = hp(
+        0.5, "Chance a word read as <unk> in training loses its spelling too, as a typo does (with char_filters)."
+    )
     typo: float = hp(0.02, "Chance a training word is misspelt (<unk>, keeping its tag).")
     drop: float = hp(0.02, "Chance a training word is dropped.")
     max_grad_norm: float = hp(15.0, "Gradient-norm clip (the notes' 15).")
@@ -62,16 +67,18 @@ class NluFitConfig:
         check_fields(
             self,
             positive=("train_size", "eval_size", "epochs", "batch_size", "learning_rate", "embedding_dim", "shape_dim",
-                      "hidden_dim", "max_grad_norm", "log_interval"),
-            nonnegative=("word_dropout", "value_dropout", "typo", "drop"),
+                      "hidden_dim", "char_dim", "max_grad_norm", "log_interval"),
+            nonnegative=("char_filters", "word_dropout", "value_dropout", "spelling_dropout", "typo", "drop"),
             net_arch=None,
         )  # fmt: skip
         for name in ("train_values", "train_templates"):
             if getattr(self, name) not in ("train", "all"):
                 raise ValueError(f"{name} must be train or all, got {getattr(self, name)!r}")
-        for name in ("word_dropout", "value_dropout", "typo", "drop"):
+        for name in ("word_dropout", "value_dropout", "typo", "drop"):  # spelling_dropout may be 1 (a typo always)
             if getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be below 1, got {getattr(self, name)!r}")
+        if self.spelling_dropout > 1:
+            raise ValueError(f"spelling_dropout must be at most 1, got {self.spelling_dropout!r}")
 
 
 def evaluation_sets(domain: str, size: int, seed: int) -> dict[str, Corpus]:
@@ -99,7 +106,7 @@ def fit_tagger(
     known[lexicon.word_id["<unk>"]] = True
     spec = TaggerSpec(
         tuple(lexicon.vocabulary), tuple(lexicon.tags), INTENTS, load_domain(domain).name, config.model,
-        config.embedding_dim, config.shape_dim, config.hidden_dim,
+        config.embedding_dim, config.shape_dim, config.hidden_dim, config.char_dim, config.char_filters,
     )  # fmt: skip
     model = build_tagger(spec, known)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -115,7 +122,10 @@ def fit_tagger(
             tokens, lengths, tags, intents = corpus.batch(order[start : start + config.batch_size])
             draw = torch.rand(tokens.shape, generator=generator)
             unknown = draw < torch.where(tags > 0, config.value_dropout, config.word_dropout)
-            tag_loss, intent_loss = model.loss(tokens, lengths, tags, intents, unknown)
+            unspelt = None
+            if config.char_filters > 0:  # (drawn only then, so a tagger without spelling fits as it always did)
+                unspelt = unknown & (torch.rand(tokens.shape, generator=generator) < config.spelling_dropout)
+            tag_loss, intent_loss = model.loss(tokens, lengths, tags, intents, unknown, unspelt)
             loss = tag_loss + intent_loss
             optimizer.zero_grad()
             loss.backward()

@@ -4,9 +4,17 @@ Both read the env's token ids and follow :class:`rlcourse.nlu.UtteranceParser`, 
 can hear its user through either.
 
 * **Words** (notes:3930-3935 [RNN]): a word is its embedding plus an embedding of its *shape* (digits,
-  a time, a price, an ordinal, letters...), which carries over to values never seen in training. A
-  word the training corpus never said is ``<unk>``; word dropout (a word, more often a value word,
-  turned to ``<unk>`` while training) teaches the tagger to place a value by its context.
+  a time, a price, an ordinal, letters...) and, with ``char_filters > 0``, a *spelling* vector: a
+  convolution over the embeddings of its characters (three at a time, between begin and end marks),
+  max-pooled over the word. Shape and spelling carry over to values never seen in training, since the
+  env's vocabulary spells every word it can say. A word the training corpus never said reads as
+  ``<unk>`` (but keeps its shape and spelling); word dropout (a word, more often a value word, read as
+  ``<unk>`` while training) teaches the tagger to place a value by its context and its spelling, and
+  *spelling dropout* (a dropped word loses its spelling too, as a typo does) by its context alone.
+  The spelling vectors of the whole vocabulary are one batched convolution per call, gathered by
+  token id: no loop over words. On the shipped domains spelling does not pay (a slot's values share
+  no spelling, and an unheard city spelt like a theatre goes to the theatre: docs/nlu.md), so the
+  presets leave it off.
 * **The baseline**: a feed-forward network per word (notes:3939-3948 [RNN]). It sees one word, so
   "leave Taipei" and "arrive Taipei" give it the same input: it cannot tell departure from destination.
 * **BiLSTM+CRF**: an LSTM reads the sentence forwards and another backwards (notes:3991-3997 [RNN];
@@ -50,6 +58,20 @@ def word_shape(word: str) -> int:
     return len(_SHAPES)
 
 
+#: The characters a spelling tells apart (any other is one "other" character); saved with each tagger.
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789.,?!'-:&/$£€"
+_PAD_CHAR, _OTHER_CHAR, _BEGIN, _END = range(4)
+
+
+def spell(vocabulary: Sequence[str], alphabet: str) -> torch.Tensor:
+    """Each word's characters as ids ``[V, W]`` between a begin and an end mark (0 pads); ``<pad>``, ``<unk>`` and
+    the other ``<...>`` words have no spelling (a row of 0)."""
+    index = {c: i + 4 for i, c in enumerate(alphabet)}
+    rows = [[] if word_shape(w) == 0 else [_BEGIN, *(index.get(c, _OTHER_CHAR) for c in w), _END] for w in vocabulary]
+    width = max(3, *map(len, rows))
+    return torch.tensor([row + [_PAD_CHAR] * (width - len(row)) for row in rows])
+
+
 @dataclass(frozen=True)
 class TaggerSpec:
     """What a tagger reads and writes, and its sizes (saved with it)."""
@@ -62,10 +84,31 @@ class TaggerSpec:
     embedding_dim: int = 48
     shape_dim: int = 8
     hidden_dim: int = 64
+    char_dim: int = 16
+    char_filters: int = 0
+    alphabet: str = ALPHABET
+
+
+class Spelling(nn.Module):
+    """The spelling vector of every vocabulary word ``[V, F]``: character embeddings, a width-3 convolution, the max
+    over the word's positions and a tanh; a word with no spelling (``<unk>``, ``<pad>``) gets zeros."""
+
+    def __init__(self, spec: TaggerSpec):
+        super().__init__()
+        self.register_buffer("letters", spell(spec.vocabulary, spec.alphabet))
+        self.chars = nn.Embedding(len(spec.alphabet) + 4, spec.char_dim, padding_idx=_PAD_CHAR)
+        self.conv = nn.Conv1d(spec.char_dim, spec.char_filters, kernel_size=3, padding=1)
+
+    def forward(self) -> torch.Tensor:
+        spelt = self.letters != _PAD_CHAR  # [V, W]
+        grams = self.conv(self.chars(self.letters).transpose(1, 2))  # [V, F, W]
+        best = torch.where(spelt[:, None, :], grams, torch.finfo(grams.dtype).min).amax(-1)
+        return torch.where(spelt.any(1, keepdim=True), torch.tanh(best), 0.0)
 
 
 class WordFeatures(nn.Module):
-    """Token ids -> word and shape embeddings ``[B, T, E]``; words never seen in training read as ``<unk>``."""
+    """Token ids -> word, shape and (with ``char_filters``) spelling features ``[B, T, E]``; words never seen in
+    training read as ``<unk>`` but keep their shape and spelling."""
 
     def __init__(self, spec: TaggerSpec, known: torch.Tensor):
         super().__init__()
@@ -75,14 +118,22 @@ class WordFeatures(nn.Module):
         self.unk = unk
         self.words = nn.Embedding(len(spec.vocabulary), spec.embedding_dim, padding_idx=0)
         self.shapes = nn.Embedding(len(_SHAPES) + 1, spec.shape_dim)
-        self.size = spec.embedding_dim + spec.shape_dim
+        self.spelling = Spelling(spec) if spec.char_filters > 0 else None
+        self.size = spec.embedding_dim + spec.shape_dim + spec.char_filters
 
-    def forward(self, tokens: torch.Tensor, unknown: torch.Tensor | None = None) -> torch.Tensor:
-        """``unknown``: a ``[B, T]`` bool mask of words to read as ``<unk>`` (word dropout while training)."""
+    def forward(
+        self, tokens: torch.Tensor, unknown: torch.Tensor | None = None, unspelt: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``unknown``: a ``[B, T]`` bool mask of words to read as ``<unk>`` (word dropout while training);
+        ``unspelt``: words that lose their spelling too (spelling dropout; read only with char features)."""
         words = self.word_map[tokens]
         if unknown is not None:
             words = torch.where(unknown, self.unk, words)
-        return torch.cat([self.words(words), self.shapes(self.shape[tokens])], -1)
+        parts = [self.words(words), self.shapes(self.shape[tokens])]
+        if self.spelling is not None:
+            spelt = tokens if unspelt is None else torch.where(unspelt, self.unk, tokens)
+            parts.append(self.spelling()[spelt])
+        return torch.cat(parts, -1)
 
 
 class _Tagger(nn.Module):
@@ -111,10 +162,10 @@ class BiLstmCrfTagger(_Tagger):
         self.intent_head = nn.Linear(2 * hidden, len(spec.intents))
         self.crf = LinearChainCRF(len(spec.tags), bio_constraints(spec.tags))
 
-    def encode(self, tokens, lengths, unknown=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, tokens, lengths, unknown=None, unspelt=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Tag scores ``[B, T, K]``, intent scores ``[B, I]`` and the word mask ``[B, T]``."""
         mask = self.mask(tokens, lengths)
-        x = self.features(tokens, unknown)
+        x = self.features(tokens, unknown, unspelt)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         last = (lengths.clamp(min=1) - 1)[:, None]
         reverse = torch.where(mask, last - positions, positions)[..., None]  # its own inverse
@@ -127,9 +178,9 @@ class BiLstmCrfTagger(_Tagger):
         )
         return self.emit(states), self.intent_head(summary), mask
 
-    def loss(self, tokens, lengths, tags, intents, unknown=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, tokens, lengths, tags, intents, unknown=None, unspelt=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean negative log-likelihoods of the tag sequences (CRF) and of the intents."""
-        emissions, intent_scores, mask = self.encode(tokens, lengths, unknown)
+        emissions, intent_scores, mask = self.encode(tokens, lengths, unknown, unspelt)
         tag_loss = -self.crf.log_likelihood(emissions, tags, mask).mean()
         return tag_loss, nn.functional.cross_entropy(intent_scores, intents)
 
@@ -155,14 +206,14 @@ class WordMlpTagger(_Tagger):
         self.emit = nn.Linear(hidden, len(spec.tags))
         self.intent_head = nn.Linear(hidden, len(spec.intents))
 
-    def encode(self, tokens, lengths, unknown=None):
+    def encode(self, tokens, lengths, unknown=None, unspelt=None):
         mask = self.mask(tokens, lengths)
-        states = self.body(self.features(tokens, unknown))
+        states = self.body(self.features(tokens, unknown, unspelt))
         pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         return self.emit(states), self.intent_head(pooled), mask
 
-    def loss(self, tokens, lengths, tags, intents, unknown=None):
-        emissions, intent_scores, mask = self.encode(tokens, lengths, unknown)
+    def loss(self, tokens, lengths, tags, intents, unknown=None, unspelt=None):
+        emissions, intent_scores, mask = self.encode(tokens, lengths, unknown, unspelt)
         tag_loss = nn.functional.cross_entropy(emissions[mask], tags[mask])
         return tag_loss, nn.functional.cross_entropy(intent_scores, intents)
 

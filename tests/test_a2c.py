@@ -8,16 +8,15 @@ import math
 import pytest
 import torch
 from agent_checks import (
+    assert_an_agent_ignoring_masks_takes_invalid_actions,
+    assert_masked_identity_is_learned_without_a_masked_action,
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
-    scalar_tags,
-    train_with_the_cli,
+    tags_of_a_cli_run,
 )
 from identity_envs import (
     ContinuousIdentityEnv,
     IdentityEnv,
-    MaskedIdentityEnv,
-    mean_step_reward,
     reward_before_and_after,
 )
 
@@ -126,25 +125,16 @@ def test_identity_env_is_learned():
 
 
 def test_masked_env_never_takes_a_masked_action():
-    env = MaskedIdentityEnv(8)
-    agent = A2C(env, device="cpu", seed=0, **IDENTITY_HP)
-    assert agent.buffer.action_masks is not None
-    checks = []
-    agent.learn(
-        4096,
-        callbacks=[lambda a: checks.append(bool(a.buffer.action_masks.gather(-1, a.buffer.actions[..., None]).all()))],
+    assert_masked_identity_is_learned_without_a_masked_action(
+        lambda env: A2C(env, device="cpu", seed=0, **IDENTITY_HP), 4096, rollout_steps=64
     )
-    assert len(checks) == 4096 // 64 and all(checks)
-    assert env.invalid_taken.item() == 0
-    assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
 
 
 def test_masked_env_control_without_masks_takes_invalid_actions():
-    env = MaskedIdentityEnv(8)
-    agent = A2C(env, device="cpu", seed=0, **IDENTITY_HP)
-    agent.has_action_masks = False  # shows the test above can fail
-    agent.learn(1024)
-    assert env.invalid_taken.item() > 0
+    # shows the test above can fail
+    assert_an_agent_ignoring_masks_takes_invalid_actions(
+        lambda env: A2C(env, device="cpu", seed=0, **IDENTITY_HP), 1024
+    )
 
 
 def test_continuous_actions_learn_through_the_gaussian_head():
@@ -231,23 +221,6 @@ def test_a_gradient_step_is_clipped_to_max_grad_norm():
 def test_rl_zoo_preset_and_the_cli_run(tmp_path):
     assert load_preset("a2c", CARTPOLE) == {"num_envs": 8, "total_timesteps": 500_000, "ent_coef": 0.0}
     assert load_preset("a2c", "CartPole-v1") == load_preset("a2c", CARTPOLE)
-    train_with_the_cli(
-        "a2c",
-        CARTPOLE,
-        "--total-steps",
-        "640",
-        "--eval-episodes",
-        "2",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--runs-root",
-        tmp_path,
-        "--name",
-        "cli",
-    )
-    run_dir = tmp_path / "rlcourse_CartPole-v1" / "a2c" / "cli"
-    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
     assert {
         "rollout/ep_rew_mean",
         "train/policy_loss",
@@ -257,7 +230,7 @@ def test_rl_zoo_preset_and_the_cli_run(tmp_path):
         "train/learning_rate",
         "time/fps",
         "eval/mean_reward",
-    } <= scalar_tags(run_dir)
+    } <= tags_of_a_cli_run(tmp_path, "a2c", CARTPOLE, "--total-steps", "640")
 
 
 # ============================================================================= bad inputs

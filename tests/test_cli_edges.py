@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from agent_checks import one_error_line
 
 from rlcourse.app.cli import RLCourseGroup, cli, main
 from rlcourse.app.inputs import cli_wording
@@ -42,17 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE = "rlcourse/CartPole-v1"
 #: torch's advice on a refused file, which rlcourse must never repeat.
 UNSAFE_ADVICE = ("weights_only=False", "weights_only` set to `False", "add_safe_globals", "trusted source", "trust")
-
-
-def one_error_line(args: list[str], capsys) -> str:
-    """Run the CLI in-process on bad input; return its one stderr line after checking exit code 2."""
-    code = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, f"exit code {code}; stderr: {err}"
-    assert len(lines) == 1 and lines[0].startswith("rlcourse: error: "), err
-    assert "Traceback" not in out + err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- did you mean

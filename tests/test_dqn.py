@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 from agent_checks import (
+    assert_an_agent_ignoring_masks_takes_invalid_actions,
     assert_equal_tree,
+    assert_predict_respects_masks,
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
+    tags_of_a_cli_run,
 )
 from identity_envs import (
     N_CLASSES,
@@ -275,27 +278,14 @@ def test_masked_env_dqn_never_takes_a_masked_action_and_stores_next_masks():
 
 
 def test_masked_env_control_an_agent_ignoring_masks_takes_invalid_actions():
-    env = MaskedIdentityEnv(8)
-    agent = DQN(env, device="cpu", seed=0, **IDENTITY)
-    agent.has_action_masks = False  # shows that the test above can fail
-    agent.learn(1024)
-    assert env.invalid_taken.item() > 0
+    # shows that the test above can fail
+    assert_an_agent_ignoring_masks_takes_invalid_actions(lambda env: DQN(env, device="cpu", seed=0, **IDENTITY), 1024)
 
 
 def test_predict_with_masks_never_returns_a_masked_action():
     agent = DQN(MaskedIdentityEnv(4), device="cpu", seed=0, **IDENTITY)
     agent.learn(1024)
-    eye = np.eye(N_CLASSES, dtype=np.float32)
-    for target in range(N_CLASSES):
-        for valid in range(N_CLASSES):
-            mask = eye[valid].astype(bool)
-            assert agent.predict(eye[target], action_masks=mask) == valid
-            assert (
-                agent.predict(
-                    np.repeat(eye[target][None], 32, 0), deterministic=False, action_masks=np.repeat(mask[None], 32, 0)
-                )
-                == valid
-            ).all()
+    assert_predict_respects_masks(agent, batch=32)
 
 
 # ============================================================================= learning
@@ -436,53 +426,12 @@ def test_a_checkpoint_with_another_buffer_is_refused(tmp_path):
 
 # ============================================================================= the CLI
 def test_cli_trains_dqn_and_rainbow_and_logs_sb3_tags(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from rlcourse.app.cli import main
 
-    hp = [
-        "--hp",
-        "learning_starts=0",
-        "--hp",
-        "train_freq=16",
-        "--hp",
-        "gradient_steps=2",
-        "--hp",
-        "net_arch=[16]",
-        "--hp",
-        "buffer_size=1024",
-    ]
-    for algo in ("dqn", "rainbow"):
-        code = main(
-            [
-                "train",
-                algo,
-                CARTPOLE,
-                "--total-steps",
-                "64",
-                "--num-envs",
-                "2",
-                "--seed",
-                "1",
-                "--device",
-                "cpu",
-                "--runs-root",
-                str(tmp_path),
-                "--name",
-                "t",
-                "--no-progress",
-                "--eval-episodes",
-                "2",
-                *hp,
-            ]
-        )
-        assert code == 0
-    run_dir = tmp_path / "rlcourse_CartPole-v1" / "dqn" / "t"
-    tags = set()
-    for path in run_dir.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(path))
-        accumulator.Reload()
-        tags |= set(accumulator.Tags()["scalars"])
+    flags = ["--total-steps", "64", "--num-envs", "2", "--seed", "1"]
+    for hp in ("learning_starts=0", "train_freq=16", "gradient_steps=2", "net_arch=[16]", "buffer_size=1024"):
+        flags += ["--hp", hp]
+    tags = tags_of_a_cli_run(tmp_path, "dqn", CARTPOLE, *flags)
     assert {
         "rollout/exploration_rate",
         "train/loss",
@@ -492,7 +441,7 @@ def test_cli_trains_dqn_and_rainbow_and_logs_sb3_tags(tmp_path):
         "time/fps",
         "eval/mean_reward",
     } <= tags, tags
-    assert (tmp_path / "rlcourse_CartPole-v1" / "rainbow" / "t" / "checkpoint.pt").is_file()
+    tags_of_a_cli_run(tmp_path, "rainbow", CARTPOLE, *flags)  # its run folder holds a checkpoint and eval.json
     assert main(["train", "dqn", CARTPOLE, "--hp", "double=maybe", "--runs-root", str(tmp_path)]) == 2
 
 

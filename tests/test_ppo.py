@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 from agent_checks import (
+    assert_an_agent_ignoring_masks_takes_invalid_actions,
     assert_equal_tree,
+    assert_masked_identity_is_learned_without_a_masked_action,
+    assert_predict_respects_masks,
     assert_resume_matches_an_uninterrupted_run,
     log_without_time,
 )
@@ -19,7 +22,6 @@ from identity_envs import (
     ContinuousIdentityEnv,
     IdentityEnv,
     MaskedIdentityEnv,
-    mean_step_reward,
     reward_before_and_after,
 )
 
@@ -176,46 +178,22 @@ def test_continuous_identity_env_is_learned_through_the_gaussian_policy():
     assert agent.policy.log_std.exp().item() < 1.0  # it became more certain
 
 
-def _masks_respected(agent: PPO) -> bool:
-    buf = agent.buffer
-    return bool(buf.action_masks.gather(-1, buf.actions[..., None]).all())
-
-
 def test_masked_env_never_takes_a_masked_action():
-    env = MaskedIdentityEnv(8)
-    agent = PPO(env, device="cpu", seed=0, **IDENTITY_HP)
-    assert agent.has_action_masks and agent.buffer.action_masks is not None
-    checks = []
-    agent.learn(2048, callbacks=[lambda a: checks.append(_masks_respected(a))])
-    assert len(checks) == 2048 // (16 * 8) and all(checks)
-    assert env.invalid_taken.item() == 0
-    assert not agent.buffer.action_masks.all()  # masks really did exclude actions
-    assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
+    assert_masked_identity_is_learned_without_a_masked_action(
+        lambda env: PPO(env, device="cpu", seed=0, **IDENTITY_HP), 2048, rollout_steps=16 * 8
+    )
 
 
 def test_masked_env_control_an_agent_ignoring_masks_takes_invalid_actions():
     # Shows that the test above can fail: the same env without masking is exploited.
-    env = MaskedIdentityEnv(8)
-    agent = PPO(env, device="cpu", seed=0, **IDENTITY_HP)
-    agent.has_action_masks = False
-    agent.learn(512)
-    assert env.invalid_taken.item() > 0
+    assert_an_agent_ignoring_masks_takes_invalid_actions(lambda env: PPO(env, device="cpu", seed=0, **IDENTITY_HP), 512)
 
 
 def test_predict_with_action_masks_never_returns_a_masked_action():
     agent = PPO(MaskedIdentityEnv(8), device="cpu", seed=0, **IDENTITY_HP)
     agent.learn(2048)
+    assert_predict_respects_masks(agent)  # one-hot observations, one action left valid: greedy and sampled
     eye = np.eye(N_CLASSES, dtype=np.float32)
-    # The trained policy prefers the target; mask the target out and leave exactly one other action valid.
-    for target in range(N_CLASSES):
-        assert agent.predict(eye[target]) == target
-        for valid in range(N_CLASSES):
-            mask = eye[valid].astype(bool)
-            assert agent.predict(eye[target], action_masks=mask) == valid
-            sampled = agent.predict(
-                np.repeat(eye[target][None], 64, 0), deterministic=False, action_masks=np.repeat(mask[None], 64, 0)
-            )
-            assert (sampled == valid).all()
     # random masks on a batch, tensors in and out
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(256, N_CLASSES, generator=generator) < 0.5

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 from agent_checks import (
+    assert_an_agent_ignoring_masks_takes_invalid_actions,
     assert_equal_tree,
+    assert_masked_identity_is_learned_without_a_masked_action,
+    assert_predict_respects_masks,
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
-    scalar_tags,
-    train_with_the_cli,
+    tags_of_a_cli_run,
 )
 from gymnasium import spaces
 from identity_envs import (
-    N_CLASSES,
     IdentityEnv,
     MaskedIdentityEnv,
-    mean_step_reward,
     reward_before_and_after,
 )
 from torch import nn
@@ -160,41 +160,21 @@ def test_epsilon_greedy_plays_only_valid_actions_greedy_and_random():
 
 
 def test_masked_env_pqn_never_takes_a_masked_action():
-    env = MaskedIdentityEnv(8)
-    agent = PQN(env, device="cpu", seed=0, **IDENTITY)
-    checks = []
-    agent.learn(
-        2048,
-        callbacks=[lambda a: checks.append(bool(a.buffer.action_masks.gather(-1, a.buffer.actions[..., None]).all()))],
+    assert_masked_identity_is_learned_without_a_masked_action(
+        lambda env: PQN(env, device="cpu", seed=0, **IDENTITY), 2048, rollout_steps=16 * 8
     )
-    assert len(checks) == 2048 // (16 * 8) and all(checks)
-    assert env.invalid_taken.item() == 0
-    assert not agent.buffer.action_masks.all()  # the masks really excluded actions
-    assert mean_step_reward(agent, MaskedIdentityEnv(32)) >= 0.9
 
 
 def test_masked_env_control_an_agent_ignoring_masks_takes_invalid_actions():
-    env = MaskedIdentityEnv(8)
-    agent = PQN(env, device="cpu", seed=0, **IDENTITY)
-    agent.has_action_masks = False  # shows that the test above can fail
-    agent.learn(512)
-    assert env.invalid_taken.item() > 0
+    # shows that the test above can fail
+    assert_an_agent_ignoring_masks_takes_invalid_actions(lambda env: PQN(env, device="cpu", seed=0, **IDENTITY), 512)
 
 
 def test_predict_with_masks_never_returns_a_masked_action():
     agent = PQN(MaskedIdentityEnv(8), device="cpu", seed=0, **IDENTITY)
     agent.learn(2048)
     agent.exploration_rate.fill_(0.5)  # stochastic predictions explore half the time
-    eye = np.eye(N_CLASSES, dtype=np.float32)
-    for target in range(N_CLASSES):
-        assert agent.predict(eye[target]) == target
-        for valid in range(N_CLASSES):
-            mask = eye[valid].astype(bool)
-            assert agent.predict(eye[target], action_masks=mask) == valid
-            sampled = agent.predict(
-                np.repeat(eye[target][None], 64, 0), deterministic=False, action_masks=np.repeat(mask[None], 64, 0)
-            )
-            assert (sampled == valid).all()
+    assert_predict_respects_masks(agent)
 
 
 def test_epsilon_decays_linearly_then_stays():
@@ -292,23 +272,6 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
 
 # ============================================================================= the CLI
 def test_cli_trains_pqn_and_logs_sb3_tags(tmp_path):
-    train_with_the_cli(
-        "pqn",
-        CARTPOLE,
-        "--total-steps",
-        "4096",
-        "--eval-episodes",
-        "2",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--runs-root",
-        tmp_path,
-        "--name",
-        "cli",
-    )
-    run_dir = tmp_path / "rlcourse_CartPole-v1" / "pqn" / "cli"
-    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
     assert {
         "rollout/ep_rew_mean",
         "rollout/ep_len_mean",
@@ -317,7 +280,7 @@ def test_cli_trains_pqn_and_logs_sb3_tags(tmp_path):
         "train/learning_rate",
         "time/fps",
         "eval/mean_reward",
-    } <= scalar_tags(run_dir)
+    } <= tags_of_a_cli_run(tmp_path, "pqn", CARTPOLE, "--total-steps", "4096")
 
 
 def test_cli_lists_every_hyperparameter_and_refuses_a_bad_one(tmp_path):

@@ -10,8 +10,7 @@ import torch
 from agent_checks import (
     assert_resume_matches_an_uninterrupted_run,
     learning_curves,
-    scalar_tags,
-    train_with_the_cli,
+    tags_of_a_cli_run,
 )
 from identity_envs import IdentityEnv, MaskedIdentityEnv, reward_before_and_after
 
@@ -226,29 +225,7 @@ def test_preset_and_the_cli_run(tmp_path):
     preset = load_preset("reinforce", CARTPOLE)
     assert preset["baseline"] == "value" and preset["total_timesteps"] == 200_000
     assert load_preset("reinforce", "CartPole-v1") == preset
-    train_with_the_cli(
-        "reinforce",
-        CARTPOLE,
-        "--total-steps",
-        "512",
-        "--num-envs",
-        "2",
-        "--hp",
-        "n_steps=64",
-        "--hp",
-        "baseline=mean",
-        "--eval-episodes",
-        "2",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--runs-root",
-        tmp_path,
-        "--name",
-        "cli",
-    )
-    run_dir = tmp_path / "rlcourse_CartPole-v1" / "reinforce" / "cli"
-    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "eval.json").is_file()
+    flags = ("--total-steps", "512", "--num-envs", "2", "--hp", "n_steps=64", "--hp", "baseline=mean")
     assert {
         "rollout/ep_rew_mean",
         "train/policy_loss",
@@ -256,7 +233,7 @@ def test_preset_and_the_cli_run(tmp_path):
         "train/used_fraction",
         "time/fps",
         "eval/mean_reward",
-    } <= scalar_tags(run_dir)
+    } <= tags_of_a_cli_run(tmp_path, "reinforce", CARTPOLE, *flags)
 
 
 # ============================================================================= bad inputs

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from agent_checks import one_error_line
 
 from rlcourse.agents import ALGOS
 from rlcourse.app.cli import main
@@ -42,16 +43,6 @@ def _quiet_optuna():
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     yield
     optuna.logging.set_verbosity(verbosity)
-
-
-def one_error_line(args: list[str], capsys) -> str:
-    code = main([str(arg) for arg in args])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, f"exit code {code}; stderr: {err}"
-    assert len(lines) == 1 and lines[0].startswith("rlcourse: error: "), err
-    assert "Traceback" not in out + err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- search spaces

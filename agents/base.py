@@ -12,13 +12,21 @@ An algorithm module subclasses :class:`Agent` and writes only its own parts:
   that stay on the device (the loop reads them once per log interval);
 * ``_act(obs, action_masks, deterministic)`` picks actions for ``predict``/``evaluate``;
 * ``steps_per_iteration`` and the ``_modules``/``_optimizers``/``_extra_state`` used by checkpoints.
+
+Data-parallel training (``distributed=True``, under torchrun) is written here once for every agent that runs the
+shared loop, through :mod:`rlcourse.distributed`: each rank runs ``num_envs / world_size`` envs with its own
+streams, the networks start as rank 0's, every backward pass ends with the gradients averaged over the ranks
+(before any clipping or optimizer step), statistics are summed over the ranks once per log interval, and only
+rank 0 logs and writes files (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import abc
+import math
 import os
 import random
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,8 +36,17 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlcourse import distributed as parallel
 from rlcourse.agents import graphs
-from rlcourse.agents.checkpointing import agent_state, check_networks_fit, load_agent_state, load_warm_start
+from rlcourse.agents.checkpointing import (
+    agent_state,
+    check_networks_fit,
+    check_rank_states,
+    load_agent_state,
+    load_warm_start,
+    per_rank_state,
+    with_rank_states,
+)
 from rlcourse.agents.training import StopOnSignal, TrainingLoop
 from rlcourse.callbacks import Callback, CallbackList, RolloutBatch
 from rlcourse.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -117,6 +134,11 @@ class Agent(abc.ABC):
         threads: torch's CPU thread count for this process (``torch.set_num_threads``), set before anything
             is built. One (the default) suits rlcourse's small networks and keeps a busy machine from
             slowing training down several times over; None leaves torch's setting alone.
+        distributed: data-parallel training in a process started by torchrun (every rank builds the same agent):
+            ``num_envs`` is the total, split evenly over the ranks (an env instance is this rank's share); the
+            device is the CPU (gloo) or ``cuda:LOCAL_RANK`` (NCCL); hyperparameters such as ``batch_size`` apply
+            per rank, so one optimizer step averages ``world_size × batch_size`` samples; step counts
+            (``total_timesteps``, ``num_timesteps``) are totals over the ranks. See docs/distributed.md.
         **hparams: fields of the algorithm's config dataclass.
     """
 
@@ -133,6 +155,8 @@ class Agent(abc.ABC):
     warm_start_aliases: ClassVar[dict[str, str]] = {}
     #: What :meth:`init_from` can load into this agent, for its error message.
     warm_start_hint: ClassVar[str] = "a run of the same algorithm with the same network settings"
+    #: Whether the agent can train data-parallel (``distributed=True``); see :meth:`data_parallel_refusal`.
+    data_parallel: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -147,10 +171,16 @@ class Agent(abc.ABC):
         preset: str | None = DEFAULT_PRESET,
         threads: int | None = DEFAULT_THREADS,
         normalize: bool | dict[str, bool] | Normalization | None = None,
+        distributed: bool = False,
         **hparams: Any,
     ):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(distributed, bool):
+            raise ValueError(f"distributed must be True or False, got {distributed!r}")
+        refusal = self.data_parallel_refusal() if distributed else None
+        if refusal is not None:
+            raise ValueError(refusal)
         self.preset = preset
         preset_values = self._preset_values(env, preset)
         self.preset_timesteps: int | None = preset_values.pop("total_timesteps", None)
@@ -163,7 +193,15 @@ class Agent(abc.ABC):
         if num_envs is None:
             num_envs = preset_num_envs if preset_num_envs is not None else self.default_num_envs
         self.config = make_config(self.config_class, {**preset_values, **hparams})
-        self.device = resolve_device(device)
+        #: Data-parallel training: this process's rank among ``world_size`` (0 of 1 otherwise).
+        self.distributed, self.rank, self.world_size = distributed, 0, 1
+        if distributed:
+            place = parallel.setup(device)
+            self.rank, self.world_size, self.device = place.rank, place.world_size, place.device
+            if not isinstance(env, TensorVecEnv):
+                num_envs = self._rank_share(num_envs)
+        else:
+            self.device = resolve_device(device)
         set_threads(threads)
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping of env options, got {type(env_kwargs).__name__}")
@@ -215,11 +253,14 @@ class Agent(abc.ABC):
         self._saved_callback_states: dict[str, Any] = {}  # from a loaded checkpoint, for the next learn's callbacks
         self._logger: RunLogger | None = None
 
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed)
-        random.seed(self.seed)
+        # Each rank plays its own episodes: rank 0 draws what a single-process run of this seed draws, the
+        # others from seeds derived from (seed, rank). self.seed stays the run's seed (evaluation uses it).
+        stream_seed = parallel.rank_seed(self.seed, self.rank)
+        torch.manual_seed(stream_seed)
+        np.random.seed(stream_seed)
+        random.seed(stream_seed)
         # The env and the agent draw from separate generators with unrelated seeds, so their streams never overlap.
-        env_seed, agent_seed, predict_seed = derive_seeds(self.seed, 3)
+        env_seed, agent_seed, predict_seed = derive_seeds(stream_seed, 3)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(agent_seed)
         self._predict_generator = torch.Generator(device=self.device)  # predict() never moves the training stream
@@ -235,8 +276,87 @@ class Agent(abc.ABC):
                 f"{error} (preset {preset!r} for {self.algo} on {self.env_id} is tuned for "
                 f"num_envs={preset_num_envs}; pass the settings that fit {self.num_envs} envs, or preset=None)"
             ) from None
+        self._gradient_averager: parallel.GradientAverager | None = None
+        if distributed:
+            self._gradient_averager = parallel.GradientAverager(
+                p for optimizer in self._optimizers().values() for g in optimizer.param_groups for p in g["params"]
+            )
+            self._broadcast_networks()
         if run_dir is not None and not isinstance(run_dir, RunDir):
-            self.run_dir = RunDir.claim(run_dir)
+            # Rank 0 claims the folder; the other ranks only name it (they write nothing into it).
+            self.run_dir = RunDir.claim(run_dir) if self.is_main else RunDir(run_dir)
+
+    # ----------------------------------------------------------------- data-parallel training
+    @classmethod
+    def data_parallel_refusal(cls) -> str | None:
+        """Why this algorithm cannot train data-parallel, or None when it can.
+
+        Data parallelism is written once, in the shared training loop; an agent with a loop of its own (A3C's
+        worker processes) or one that opts out (``data_parallel = False``) cannot use it.
+        """
+        if cls._train_loop is not Agent._train_loop:
+            return (
+                f"{cls.algo} cannot train data-parallel (distributed): it runs its own training loop "
+                "(worker processes); data-parallel training needs the shared loop"
+            )
+        if not cls.data_parallel:
+            return f"{cls.algo} cannot train data-parallel (distributed)"
+        return None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs and writes files: always outside data-parallel training, rank 0 within it."""
+        return self.rank == 0
+
+    @property
+    def steps_per_iteration_all_ranks(self) -> int:
+        """Env steps of one iteration summed over the ranks (what the step counters count)."""
+        return self.steps_per_iteration * self.world_size
+
+    def _rank_share(self, num_envs: int | None) -> int | None:
+        """This rank's envs of ``num_envs`` in total; the total must split evenly."""
+        if num_envs is None:
+            return None
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs <= 0:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if num_envs % self.world_size:
+            raise ValueError(
+                f"num_envs ({num_envs}) must be divisible by the number of ranks ({self.world_size}): "
+                f"each rank runs num_envs / {self.world_size} envs"
+            )
+        return int(num_envs) // self.world_size
+
+    def _broadcast_networks(self) -> None:
+        """Every network's parameters and buffers as rank 0's (no-op outside data-parallel training)."""
+        if self.distributed:
+            parallel.broadcast_tensors(
+                tensor for module in self._modules().values() for tensor in module.state_dict().values()
+            )
+
+    def _any_rank(self, flag: torch.Tensor) -> torch.Tensor:
+        """``flag`` (a 0-d bool tensor) OR-ed over the ranks, on the device; ``flag`` itself in a single process."""
+        return parallel.any_rank(flag) if self.distributed else flag
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """``value``'s mean over the ranks, on the device (a new tensor; ``value`` itself in a single process)."""
+        if not self.distributed:
+            return value
+        return parallel.all_reduce_sum(value.detach().clone()) / self.world_size
+
+    def _agree_between_ranks(self, loop: TrainingLoop, going_on: bool) -> bool:
+        """After each iteration, the ranks decide together: stop when any rank stops (a signal, a callback), and
+        write the timed checkpoint when rank 0's clock says so. One small host all-reduce, no GPU sync."""
+        due = self.is_main and self.run_dir is not None and time.monotonic() >= self._next_checkpoint
+        stop, signum, checkpoint = parallel.host_max([int(not going_on), int(self.interrupted_by or 0), int(due)])
+        if signum and self.interrupted_by is None:
+            self.interrupted_by = signum
+        if stop:
+            loop.stopped = True
+            return False
+        if checkpoint and self.run_dir is not None:
+            self.save_checkpoint()
+            self._next_checkpoint = time.monotonic() + self._checkpoint_interval_s
+        return True
 
     def _preset_values(self, env: str | TensorVecEnv, preset: str | None) -> dict[str, Any]:
         """The settings of ``preset`` for this algorithm and env ({} for None, or ``default`` where none ships)."""
@@ -350,7 +470,7 @@ class Agent(abc.ABC):
             or total_timesteps <= 0
         ):
             raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
-        total_timesteps = capped_budget(int(total_timesteps))
+        total_timesteps = capped_budget(int(total_timesteps), warn=self.is_main)
         if log_interval is None:
             log_interval = self.default_log_interval
         if isinstance(log_interval, bool) or not isinstance(log_interval, (int, np.integer)) or log_interval <= 0:
@@ -364,25 +484,33 @@ class Agent(abc.ABC):
         self.total_timesteps = self.num_timesteps + int(total_timesteps)
         self.interrupted_by = None
         self._record_batches(callback_list.needs_batch)
-        iterations_left = -(-(self.total_timesteps - self.num_timesteps) // self.steps_per_iteration)
+        per_iteration = self.steps_per_iteration_all_ranks
+        iterations_left = -(-(self.total_timesteps - self.num_timesteps) // per_iteration)
+        self._broadcast_networks()  # whatever happened to a rank's networks since, training starts from rank 0's
+        writes = self.run_dir if self.is_main else None  # the other ranks of a data-parallel run stay silent
         logger = RunLogger(
-            self.run_dir,
-            self.num_timesteps + iterations_left * self.steps_per_iteration,
-            progress_bar,
+            writes,
+            self.num_timesteps + iterations_left * per_iteration,
+            progress_bar and self.is_main,
             start_step=self.num_timesteps,
-            purge_step=self.num_timesteps if self.num_timesteps > 0 and self.run_dir else None,
+            purge_step=self.num_timesteps if self.num_timesteps > 0 and writes else None,
         )
         self._callbacks, self._logger = callback_list, logger
+        # Ranks write timed checkpoints together, when they agree to (_agree_between_ranks), not on their own clocks.
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._next_checkpoint = time.monotonic() + checkpoint_interval_s
+        loop_interval = math.inf if self.distributed else checkpoint_interval_s
         try:
             callback_list.start(self, self._saved_callback_states)
             with StopOnSignal() as stop:
-                self._train_loop(TrainingLoop(self, logger, stop, callback_list, log_interval, checkpoint_interval_s))
+                self._train_loop(TrainingLoop(self, logger, stop, callback_list, log_interval, loop_interval))
             callback_list.end()
             # Only a run that stopped between iterations is saved: after an exception the state may be
             # half-updated, and the last good checkpoint must not be overwritten by it.
             if self.run_dir is not None:
                 self.save_checkpoint()
-                self._log_transcripts(logger)
+                if self.is_main:
+                    self._log_transcripts(logger)
                 logger.hparams(self._hparams(), self._hparam_metrics())
         finally:
             self._saved_callback_states = callback_list.state_dicts()
@@ -394,7 +522,10 @@ class Agent(abc.ABC):
         """Iterate until ``total_timesteps``, a callback returns ``False`` or a signal arrives (A3C replaces this)."""
         while self.num_timesteps < self.total_timesteps:
             stats = self._train_iteration()
-            if not loop.iteration_done(self.steps_per_iteration, stats, self.batch):
+            going_on = loop.iteration_done(self.steps_per_iteration_all_ranks, stats, self.batch)
+            if self.distributed:
+                going_on = self._agree_between_ranks(loop, going_on)
+            if not going_on:
                 break
 
     def _record_batches(self, needed: bool) -> None:
@@ -425,9 +556,17 @@ class Agent(abc.ABC):
                     group["lr"] = lr
 
     def _log(self, logger: RunLogger, stats: dict[str, torch.Tensor], fps: float) -> dict[str, float]:
-        """The one host-device sync of a log interval: read every statistic at once; returns what was logged."""
+        """The one host-device sync of a log interval: read every statistic at once; returns what was logged.
+
+        In data-parallel training the statistics are first averaged, and the episode sums summed, over the
+        ranks (one all-reduce on the device), so every rank logs, and rank 0 writes, the whole run's figures.
+        """
         names = list(stats)
-        values = torch.cat([torch.stack([stats[n].double() for n in names]).reshape(-1), self.episodes.sums]).tolist()
+        gathered = torch.cat([torch.stack([stats[n].double() for n in names]).reshape(-1), self.episodes.sums])
+        if self.distributed:
+            gathered = parallel.all_reduce_sum(gathered.clone())
+            gathered[: len(names)] /= self.world_size
+        values = gathered.tolist()
         scalars: dict[str, float] = dict(zip(names, values[: len(names)]))
         scalars.update(self.episodes.summarise(values[len(names) :]))
         scalars["time/fps"] = fps
@@ -445,8 +584,9 @@ class Agent(abc.ABC):
         return {
             "algo": self.algo,
             "env": self.env_id,
-            "num_envs": self.num_envs,
+            "num_envs": self.num_envs * self.world_size,
             "seed": self.seed,
+            **({"world_size": self.world_size} if self.distributed else {}),
             **config_to_dict(self.config),
         }
 
@@ -554,14 +694,34 @@ class Agent(abc.ABC):
         return agent_state(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint to ``path`` atomically (temp file, then rename)."""
-        return save_checkpoint(self.checkpoint_state(), path)
+        """Write a checkpoint to ``path`` atomically (temp file, then rename).
+
+        In data-parallel training only rank 0 writes, and only its own streams and env (the networks are
+        every rank's): enough to evaluate, play or warm-start from; :meth:`save_checkpoint` writes every rank's.
+        """
+        state = self.checkpoint_state()
+        if not self.distributed:
+            return save_checkpoint(state, path)
+        if self.is_main:
+            save_checkpoint(with_rank_states(state, self.world_size, None), path)
+        return Path(path)
 
     def save_checkpoint(self) -> Path:
-        """The run's checkpoint, ``run_dir/checkpoint.pt``."""
+        """The run's checkpoint, ``run_dir/checkpoint.pt``.
+
+        In data-parallel training every rank must call it at the same point (the training loop does): rank 0
+        gathers every rank's streams, env and episode sums into the file, so ``--resume`` restores each its own.
+        """
         if self.run_dir is None:
             raise ValueError("this agent has no run_dir to checkpoint into")
-        return self.save(self.run_dir.checkpoint)
+        if not self.distributed:
+            return self.save(self.run_dir.checkpoint)
+        state = self.checkpoint_state()
+        gathered = parallel.gather_to_main(per_rank_state(state))
+        if self.is_main:
+            save_checkpoint(with_rank_states(state, self.world_size, gathered), self.run_dir.checkpoint)
+        parallel.barrier()  # once it returns on any rank, the file is there
+        return self.run_dir.checkpoint
 
     @classmethod
     def load(
@@ -570,6 +730,7 @@ class Agent(abc.ABC):
         device: str | torch.device = "auto",
         run_dir: str | Path | RunDir | None = None,
         env: TensorVecEnv | None = None,
+        distributed: bool = False,
         **overrides: Any,
     ) -> Agent:
         """Rebuild an agent from a checkpoint written by :meth:`save`.
@@ -579,6 +740,10 @@ class Agent(abc.ABC):
         caller; their state loads from the file). Without ``env``, wrappers that learn nothing (a plug-in's
         reward) are left out, so a plug-in run's policy loads onto the env it acts in. A ``run_dir`` given
         here continues that run, so it may hold the run's files already.
+
+        ``distributed=True`` (every rank of a torchrun run calls it) continues a data-parallel run's
+        ``save_checkpoint()`` file with the same number of ranks, each rank from its own saved state; a
+        data-parallel run's checkpoint loads without it too (evaluation, play): as rank 0's single process.
         """
         if run_dir is not None and not isinstance(run_dir, RunDir):
             run_dir = RunDir(run_dir)
@@ -592,12 +757,16 @@ class Agent(abc.ABC):
         config = payload.get("config")
         if not isinstance(config, dict):
             raise CheckpointError(f"{str(path)!r} has no config mapping (found {type(config).__name__})")
+        world_size = 1
+        if distributed:
+            world_size = parallel.setup(device).world_size
+            check_rank_states(payload, world_size, repr(str(path)))
         try:
             env_kwargs = None if env is not None else payload.get("env_kwargs") or None
             normalize = overrides.pop(NORMALIZE_KEY, None if env is not None else payload.get(NORMALIZE_KEY))
             agent = cls(
                 env if env is not None else payload["env_id"],
-                num_envs=overrides.pop("num_envs", payload["num_envs"]),
+                num_envs=overrides.pop("num_envs", payload["num_envs"] * world_size),
                 threads=overrides.pop("threads", DEFAULT_THREADS),
                 device=device,
                 seed=payload["seed"],
@@ -605,6 +774,7 @@ class Agent(abc.ABC):
                 env_kwargs=env_kwargs,
                 preset=None,  # the file's config is complete; a preset must not add env options to it
                 normalize=normalize,
+                distributed=distributed,
                 **{**config, **overrides},
             )
         except KeyError as missing:
@@ -638,9 +808,9 @@ class Agent(abc.ABC):
             self.env.check_state_dict(payload["env"])
 
     def write_eval(self, n_episodes: int = 100, path: str | Path | None = None) -> dict[str, float]:
-        """Evaluate and write ``run_dir/eval.json`` (or ``path``)."""
+        """Evaluate and write ``run_dir/eval.json`` (or ``path``; rank 0 only in data-parallel training)."""
         result = self.evaluate(n_episodes)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.is_main:
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
             self.run_dir.write_eval({"num_timesteps": self.num_timesteps, **result}, path)
         return result

@@ -12,6 +12,12 @@ lists the levels (:func:`rlcourse.wrappers.wrapper_levels`). A checkpoint loads 
 same wrappers (``--resume``), or onto one under only the levels that learn statistics (``Agent.load``
 without ``env``: ``rlcourse eval`` and ``play`` of a plug-in run): the levels that learn nothing (a
 plug-in's reward) are left out, and every level that learns must be there, in order, with its settings.
+
+Data-parallel runs: the networks, optimizers and counters are the same on every rank, but each rank has its
+own RNG streams, env, observations, episode sums, extra tensors and callback states (:data:`RANK_ENTRIES`).
+Rank 0's are the checkpoint's own entries, so the file loads as any other (``rlcourse eval``, ``play``), and
+``distributed`` records the world size and, in the run's ``checkpoint.pt``, every rank's entries
+(:func:`with_rank_states`); ``Agent.load(..., distributed=True)`` gives each rank its own back.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ if TYPE_CHECKING:
 
 #: Entries every agent checkpoint has besides its description (algo, env, config, ...).
 STATE_ENTRIES = ("modules", "optimizers", "extra", "counters", "rng", "obs", "episodes")
+#: The entries that differ between the ranks of a data-parallel run (everything else is the same on every rank).
+RANK_ENTRIES = ("rng", "env", "env_statistics", "obs", "episodes", "extra", "callbacks")
+#: The checkpoint entry of a data-parallel run: ``{"world_size": W, "ranks": [per-rank entries] or None}``.
+DISTRIBUTED_KEY = "distributed"
 
 
 def space_summary(space: spaces.Space) -> dict[str, Any]:
@@ -86,6 +96,60 @@ def agent_state(agent: Agent) -> dict[str, Any]:
     }
 
 
+def per_rank_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`RANK_ENTRIES` of an agent's state, in host memory (what each rank sends rank 0 to save)."""
+    return {key: _to_host(state[key]) for key in RANK_ENTRIES}
+
+
+def with_rank_states(state: dict[str, Any], world_size: int, ranks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A data-parallel run's checkpoint: rank 0's ``state`` plus the world size and every rank's entries
+    (None: rank 0's alone, a file to evaluate or warm-start from but not to resume every rank from)."""
+    return {**state, DISTRIBUTED_KEY: {"world_size": int(world_size), "ranks": ranks}}
+
+
+def check_rank_states(payload: dict[str, Any], world_size: int, source: str) -> None:
+    """Raise :class:`CheckpointError` unless ``payload`` can continue a data-parallel run of ``world_size`` ranks."""
+    record = payload.get(DISTRIBUTED_KEY)
+    if not isinstance(record, dict):
+        raise CheckpointError(
+            f"{source} was written by a single-process run, so it cannot continue data-parallel; "
+            "resume it without torchrun, or warm-start a new data-parallel run from it (Agent.init_from)"
+        )
+    saved = record.get("world_size")
+    if saved != world_size:
+        raise CheckpointError(
+            f"{source} was written by a data-parallel run of {saved} ranks and continues only on {saved} "
+            f"({saved} torchrun processes), not on {world_size}: each rank resumes its own envs and streams"
+        )
+    ranks = record.get("ranks")
+    if not isinstance(ranks, list) or len(ranks) != world_size:
+        raise CheckpointError(
+            f"{source} holds rank 0's state only (written by save(), e.g. best.pt); resume a data-parallel run "
+            "from its checkpoint.pt"
+        )
+
+
+def _for_rank_of(agent: Agent, payload: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint as this rank loads it: with its own :data:`RANK_ENTRIES` when the file holds every rank's
+    and the agent trains data-parallel (checked by :func:`check_rank_states` first); as saved otherwise."""
+    record = payload.get(DISTRIBUTED_KEY)
+    if not getattr(agent, "distributed", False) or not isinstance(record, dict) or not record.get("ranks"):
+        return payload
+    if record.get("world_size") != agent.world_size or len(record["ranks"]) != agent.world_size:
+        raise ValueError(f"its ranks ({record.get('world_size')}) are not this run's ({agent.world_size})")
+    return {**payload, **record["ranks"][agent.rank]}
+
+
+def _to_host(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {key: _to_host(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to_host(value) for value in tree)
+    return tree
+
+
 def check_networks_fit(agent: Agent, payload: dict[str, Any]) -> None:
     """Raise if an entry is missing or a network's tensors differ in names or shapes."""
     missing = [key for key in STATE_ENTRIES if key not in payload]
@@ -112,6 +176,10 @@ def load_agent_state(agent: Agent, payload: dict[str, Any], source: str) -> None
     size (a CUDA generator's state means nothing to a CPU one): then training continues exactly;
     otherwise the env keeps its fresh episodes and the streams their fresh seeds.
     """
+    try:
+        payload = _for_rank_of(agent, payload)
+    except ValueError as error:
+        raise CheckpointError(f"{source} does not fit this data-parallel run: {error}") from None
     payload = _for_env_of(agent, payload, source)
     expected = env_spaces(agent)
     if payload.get("spaces") != expected:

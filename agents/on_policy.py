@@ -83,7 +83,7 @@ class OnPolicyAgent(Agent):
         As in SB3, the update of an iteration sees the progress *after* its rollout, so the last
         update runs at (almost) zero when annealing.
         """
-        done_after_rollout = self.num_timesteps + self.steps_per_iteration
+        done_after_rollout = self.num_timesteps + self.steps_per_iteration_all_ranks
         return max(0.0, 1.0 - done_after_rollout / self.total_timesteps) if self.total_timesteps else 1.0
 
     def _apply_schedules(self) -> None:
@@ -153,11 +153,14 @@ class OnPolicyAgent(Agent):
     def _optimizer_step(self, skip: torch.Tensor | None) -> None:
         """Optimizer step; with ``skip`` (a 0-d bool tensor, true) parameters and optimizer state stay as they were.
 
-        A tensor mask rather than a Python branch, so the decision never syncs and can be captured.
+        A tensor mask rather than a Python branch, so the decision never syncs and can be captured. In
+        data-parallel training a step is skipped on every rank when any rank skips it (an OR on the device),
+        so the ranks' parameters stay equal.
         """
         if skip is None:
             self.optimizer.step()
             return
+        skip = self._any_rank(skip)
         tensors = [p for group in self.optimizer.param_groups for p in group["params"]]
         tensors += [v for state in self.optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
         before = [t.detach().clone() for t in tensors]

@@ -13,6 +13,9 @@
    must fit (a discriminator of other layers is named), so nothing loads in part.
 
 On the CPU, with the run's thread count, the resumed run ends bit-identical to one that never stopped.
+
+A data-parallel run (``distributed`` in its config.yaml) resumes under torchrun with as many ranks as it had,
+each rank from its own saved envs and streams; anything else is a one-line error saying how to resume it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import gymnasium
 import torch
 from click.core import ParameterSource
 
+from rlcourse import distributed as parallel
 from rlcourse.app import plugins as plugin_runs
 from rlcourse.app.inputs import BadInput, algo_class, device_of, positive_int, run_dir_errors
 from rlcourse.callbacks import CallbackList
@@ -88,8 +92,12 @@ def reopen_run(
     use_compile: bool,
     tf32: bool,
     eval_episodes: int,
+    distributed: bool = False,
 ) -> ResumedRun:
-    """The run in ``resume`` with its own settings, from its config.yaml and checkpoint, ready to continue."""
+    """The run in ``resume`` with its own settings, from its config.yaml and checkpoint, ready to continue.
+
+    ``distributed``: whether ``--distributed`` was given; the run's config.yaml decides (it must agree when given).
+    """
     given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     conflicting = [flag for flag, param in RUN_DEFINING_FLAGS if ctx.get_parameter_source(param) in given]
     if conflicting:
@@ -105,6 +113,7 @@ def reopen_run(
             raise BadInput(f"{str(run_dir)!r} is a run of {key} {config[key]!r}, not {flag_value!r}")
     agent_algo, plugins = plugin_runs.plugins_of(config)
     agent_class = algo_class(agent_algo)
+    data_parallel = _check_ranks(run_dir, config, distributed)
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
         resolved_device = device_of(str(config["device"]), context=f"the run was trained on {config['device']}: ")
     else:
@@ -124,11 +133,12 @@ def reopen_run(
         env_instance, plugin_callbacks = _rebuild_plugins(plugins, config, resolved_device, where)
     agent = agent_class.load(
         run_dir.checkpoint,
-        device=resolved_device,
+        device=resolved_device.type if data_parallel else resolved_device,  # each rank takes cuda:LOCAL_RANK
         run_dir=run_dir,
         env=env_instance,
         threads=threads,
         compile=use_compile or bool(config.get("compile", False)),
+        distributed=data_parallel,
     )
     if agent.env_id != config["env"]:
         raise CheckpointError(
@@ -138,15 +148,40 @@ def reopen_run(
     callbacks = [*plugin_callbacks, *training_callbacks(config)]
     check_callback_states(callbacks, agent.checkpoint_state()["callbacks"], repr(str(run_dir.checkpoint)))
     remaining = total - agent.num_timesteps
+    where = f"{agent.world_size} ranks ({agent.device.type})" if agent.distributed else f"{agent.device}"
+    if not agent.is_main:  # rank 0 speaks for the run
+        return ResumedRun(agent, run_dir, total, remaining, eval_episodes, callbacks)
     if remaining > 0:
         note = "" if agent.env.restorable else " (Gymnasium envs restart their episodes on resume)"
         click.echo(
             f"Resuming {config['algo']} on {agent.env_id} at step {agent.num_timesteps:,} of {total:,} "
-            f"on {agent.device} -> {run_dir}{note}"
+            f"on {where} -> {run_dir}{note}"
         )
     else:
         click.echo(f"{run_dir} already finished its {total:,} steps ({agent.num_timesteps:,} done); evaluating it")
     return ResumedRun(agent, run_dir, total, remaining, eval_episodes, callbacks)
+
+
+def _check_ranks(run_dir: RunDir, config: dict[str, Any], distributed: bool) -> bool:
+    """Whether the run resumes data-parallel; a :class:`BadInput` unless this process can resume it as it trained."""
+    record = config.get("distributed")
+    if not record:
+        if distributed:
+            raise BadInput(f"--distributed: {str(run_dir)!r} is a single-process run; resume it without --distributed")
+        return False
+    world_size = record.get("world_size") if isinstance(record, dict) else None
+    if not isinstance(world_size, int) or world_size < 1:
+        raise BadInput(f"{str(run_dir.config)!r} has a bad distributed entry {record!r} (no world_size)")
+    how = f"torchrun --nproc_per_node {world_size} -m rlcourse train --resume {run_dir}"
+    if not parallel.launched_by_torchrun():
+        raise BadInput(f"{str(run_dir)!r} trained data-parallel on {world_size} ranks; resume it under torchrun: {how}")
+    _, ranks, _ = parallel.torchrun_ranks()
+    if ranks != world_size:
+        raise BadInput(
+            f"{str(run_dir)!r} trained data-parallel on {world_size} ranks and resumes on {world_size} "
+            f"(each rank continues its own envs and streams), not on {ranks}: {how}"
+        )
+    return True
 
 
 def _rebuild_plugins(

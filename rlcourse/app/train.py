@@ -3,6 +3,10 @@
 Every input is checked before the run folder is claimed, so a bad one leaves nothing behind. The run's
 ``config.yaml`` records everything ``--resume`` needs to continue it the same way, plug-ins, periodic
 evaluation and checkpoint callbacks included; :mod:`rlcourse.app.resume` rebuilds a run from it.
+
+``--distributed`` trains data-parallel in the processes torchrun starts (``torchrun --nproc_per_node N -m rlcourse
+train ... --distributed``): every rank runs this command; rank 0 claims the run folder, writes it and prints,
+the other ranks only train (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ import gymnasium
 import torch
 
 import rlcourse
+from rlcourse import distributed as parallel
 from rlcourse.app.inputs import CONTEXT, BadInput, algo_class, device_of, run_dir_errors, runs_root_option
 from rlcourse.app.resume import DEFAULT_EVAL_EPISODES, reopen_run, training_callbacks
 from rlcourse.app.runs import describe_eval, log_eval
@@ -31,6 +37,8 @@ from rlcourse.device import DEFAULT_THREADS
 from rlcourse.registry import list_envs
 from rlcourse.run_dir import RunDir, check_run_name
 
+#: Why ``--distributed`` refuses plug-in runs.
+_NO_PLUGINS = "--distributed does not run plug-ins ({what}) yet: their models would train apart on each rank"
 #: Flags that set a hyperparameter of the algorithms that have it: flag -> config field.
 IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
 
@@ -135,6 +143,12 @@ IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
     help="Warm start: load the network weights (not optimizer or counters) of a run folder or checkpoint, "
     "e.g. a bc run into ppo.",
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Train data-parallel under torchrun (torchrun --nproc_per_node N -m rlcourse train ... --distributed): "
+    "--num-envs in total, split over the ranks; gradients averaged; rank 0 writes the run.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def train(
@@ -161,6 +175,7 @@ def train(
     demos: str | None,
     expert: str | None,
     init_from: str | None,
+    distributed: bool,
     no_progress: bool,
 ) -> None:
     """Train ALGO on ENV and evaluate it.
@@ -173,8 +188,10 @@ def train(
     checkpoint.pt (and best.pt with --eval-freq) and eval.json. Ctrl-C (or SIGTERM) stops after the
     current iteration and saves a checkpoint; `rlcourse train --resume RUN_DIR` continues it.
     """
+    if parallel.launched_by_torchrun() and os.environ.get("RANK") != "0":
+        warnings.simplefilter("ignore")  # rank 0 says what there is to say, once
     if resume is not None:
-        run = reopen_run(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes)
+        run = reopen_run(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes, distributed=distributed)
         _learn_and_finish(
             ctx,
             run.agent,
@@ -197,12 +214,20 @@ def train(
 
     adversarial = algo in plugin_runs.ADVERSARIAL
     agent_class = None if adversarial else algo_class(algo)
+    if distributed and agent_class is not None and agent_class.data_parallel_refusal() is not None:
+        raise BadInput(agent_class.data_parallel_refusal())
+    if distributed and adversarial:
+        raise BadInput(_NO_PLUGINS.format(what=f"{algo}'s discriminator"))
     resolved_device = device_of(device, agent_class=agent_class)
     preset_used = applied_preset(algo, env, preset)
     run, hparams, env_kwargs = run_settings(
         algo, env, preset_used, config_file, hp_assignments, num_envs, total_steps, env_opts
     )
     agent_algo, plugins = plugin_runs.split_plugins(algo, hparams, demos if adversarial else None)
+    if distributed and plugins.active:
+        raise BadInput(_NO_PLUGINS.format(what="curiosity"))
+    if distributed and not parallel.launched_by_torchrun():
+        raise BadInput(f"--distributed runs under torchrun: {parallel.LAUNCH_HINT}")
     if adversarial:  # the generator trains with its own preset for the env, under the method's settings
         agent_class = algo_class(agent_algo)
         hparams = {**(plugin_runs.generator_preset(agent_algo, env) if preset_used else {}), **hparams}
@@ -240,13 +265,15 @@ def train(
             agent = agent_class(
                 env,
                 num_envs=run["num_envs"],
-                device=resolved_device,
+                # each rank picks its own GPU (cuda:LOCAL_RANK), so only the device type is passed on
+                device=resolved_device.type if distributed else resolved_device,
                 seed=seed,
                 compile=use_compile,
                 env_kwargs=env_kwargs,
                 preset=None,  # run_settings has merged the preset under the flags already
                 normalize=run.get(NORMALIZE_KEY),
                 threads=threads,
+                distributed=distributed,
                 **hparams,
             )
     except gymnasium.error.Error as error:  # e.g. an env whose optional dependency is not installed
@@ -257,7 +284,7 @@ def train(
     # Claimed only once everything is valid (building the agent checks the batch against the envs too),
     # so bad input leaves no folder behind; hence the agent gets its RunDir after it is built.
     with run_dir_errors():
-        run_dir = agent.run_dir = RunDir.create(runs_root, agent.env_id, algo, name, seed)
+        run_dir = agent.run_dir = _claim_run_dir(agent, runs_root, algo, name, seed)
     config = run_record(
         algo,
         agent,
@@ -272,16 +299,21 @@ def train(
         init_from=init_from,
         extra=plugins.record() if plugins.active else None,
     )
-    run_dir.write_config(config)
+    if agent.is_main:
+        run_dir.write_config(config)
     from rlcourse.agents.base import MAX_STEPS_VARIABLE, capped_budget  # agents load only once a run starts
 
     preset_note = f", preset {preset_used}" if preset_used else ""
     if capped_budget(run["total_timesteps"], warn=False) < run["total_timesteps"]:
         preset_note += f", capped at {capped_budget(run['total_timesteps'], warn=False):,} by {MAX_STEPS_VARIABLE}"
-    click.echo(
-        f"Training {algo} on {agent.env_id}: {run['total_timesteps']:,} steps, {agent.num_envs} envs, "
-        f"seed {seed}{preset_note}, {agent.device} -> {run_dir}"
-    )
+    where = f"{agent.device}"
+    if agent.distributed:
+        where = f"{agent.world_size} ranks ({agent.num_envs} envs each, {agent.device.type})"
+    if agent.is_main:
+        click.echo(
+            f"Training {algo} on {agent.env_id}: {run['total_timesteps']:,} steps, {agent.num_envs * agent.world_size} "
+            f"envs, seed {seed}{preset_note}, {where} -> {run_dir}"
+        )
     _learn_and_finish(
         ctx,
         agent,
@@ -293,6 +325,15 @@ def train(
         progress=not no_progress,
         callbacks=[*plugin_callbacks, *training_callbacks(config)],
     )
+
+
+def _claim_run_dir(agent: Any, runs_root: Path, algo: str, name: str | None, seed: int) -> RunDir:
+    """A fresh run folder; in data-parallel training rank 0 claims it and tells the other ranks its path (they
+    write nothing into it, but name it to checkpoint together)."""
+    if not agent.distributed:
+        return RunDir.create(runs_root, agent.env_id, algo, name, seed)
+    path = str(RunDir.create(runs_root, agent.env_id, algo, name, seed)) if agent.is_main else None
+    return RunDir(parallel.broadcast_object(path))
 
 
 def run_record(
@@ -322,10 +363,11 @@ def run_record(
         "preset": preset,
         ENV_KWARGS_KEY: agent.env.options(),
         NORMALIZE_KEY: agent.normalize.record(),
-        "num_envs": agent.num_envs,
+        "num_envs": agent.num_envs * agent.world_size,
         "total_timesteps": total_timesteps,
         "seed": seed,
-        "device": str(agent.device),
+        # a data-parallel run's ranks each train on their own device of this type (cuda:LOCAL_RANK)
+        "device": agent.device.type if agent.distributed else str(agent.device),
         "compile": use_compile,
         "tf32": tf32,
         "eval_freq": eval_freq,
@@ -335,7 +377,18 @@ def run_record(
         "torch_threads": torch.get_num_threads(),
         "rlcourse_version": rlcourse.__version__,
         "hyperparameters": config_to_dict(agent.config),
+        **({"distributed": distributed_record(agent)} if agent.distributed else {}),
         **(extra or {}),
+    }
+
+
+def distributed_record(agent: Any) -> dict[str, Any]:
+    """What ``config.yaml`` says of a data-parallel run (``--resume`` needs the same number of ranks)."""
+    ranks = parallel.current()
+    return {
+        "world_size": agent.world_size,
+        "backend": ranks.backend if ranks is not None else None,
+        "num_envs_per_rank": agent.num_envs,
     }
 
 
@@ -375,7 +428,10 @@ def _learn_and_finish(
     progress: bool,
     callbacks: list[Any],
 ) -> None:
-    """Train ``steps`` more steps (if any), then handle an interruption or evaluate and summarise."""
+    """Train ``steps`` more steps (if any), then handle an interruption or evaluate and summarise.
+
+    The other ranks of a data-parallel run only train: rank 0 evaluates, writes and prints.
+    """
     start_steps, start_time = agent.num_timesteps, time.perf_counter()
     if steps > 0:
         try:
@@ -383,11 +439,19 @@ def _learn_and_finish(
         except ValueError as error:  # every input was checked above: this is a defect, keep its traceback
             raise RuntimeError(f"training failed: {error}") from error
     wall = time.perf_counter() - start_time
+    if not agent.is_main:
+        parallel.shutdown()
+        if agent.interrupted_by is not None:
+            ctx.exit(128 + agent.interrupted_by)
+        return
     if agent.interrupted_by is not None:
         signame = signal.Signals(agent.interrupted_by).name
+        command = f"{script_command('rlcourse')} train"
+        if agent.distributed:
+            command = f"{script_command('torchrun')} --nproc_per_node {agent.world_size} -m rlcourse train"
         click.echo(
             f"rlcourse: stopped by {signame} at step {agent.num_timesteps:,} of {total:,}; checkpoint saved to "
-            f"{run_dir.checkpoint}; resume with: {script_command('rlcourse')} train --resume {shlex.quote(str(run_dir))}",
+            f"{run_dir.checkpoint}; resume with: {command} --resume {shlex.quote(str(run_dir))}",
             err=True,
         )
         ctx.exit(128 + agent.interrupted_by)
@@ -413,6 +477,8 @@ def _learn_and_finish(
             + (f"{train_return:.2f}" if train_return is not None else "n/a (no episode ended in the last log interval)")
         )
     click.echo(f"  evaluation: {describe_eval(result)}" + (f" ({run_dir.eval} kept as it was)" if keep else ""))
+    if agent.distributed:
+        click.echo(f"  data-parallel: {agent.world_size} ranks of {agent.num_envs} envs")
     if run_dir.best.is_file():
         click.echo(f"  best policy so far (periodic evaluation): {run_dir.best}")
     click.echo(f"  run folder: {run_dir}")
@@ -422,6 +488,7 @@ def _learn_and_finish(
             f"{script_command('rlcourse')} play {shlex.quote(str(run_dir))}"
         )
     click.echo(f"TensorBoard: {script_command('tensorboard')} --logdir {shlex.quote(str(run_dir))}")
+    parallel.shutdown()
 
 
 def script_command(name: str) -> str:

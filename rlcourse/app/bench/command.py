@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, threads
+from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, scale, threads
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
 from rlcourse.config import ConfigError, load_preset
@@ -27,16 +27,33 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon"]),
+    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale"]),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
     "agents: every algorithm on its preset task, next to SB3's where SB3 has it; threads: `rlcourse train` on the "
     "CPU per torch thread count, idle and beside a busy process; plugins: curiosity on MountainCar, GAIL and AIRL "
     "on CartPole (beside the imitation library with --imitation-python); pokemon: rlcourse/PokemonBattle-v0 (raw env "
-    "steps/s, scripted matchups, PPO against each opponent).",
+    "steps/s, scripted matchups, PPO against each opponent); scale: data-parallel training on --nproc ranks through "
+    "torchrun (steps/s, time to the target, final return, speed-up).",
 )
-@click.option("--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all).")
+@click.option(
+    "--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all); scale suite: one (ppo)."
+)
+@click.option(
+    "--nproc",
+    default="1,2",
+    show_default=True,
+    metavar="N,N,...",
+    help="scale suite: rank counts, one torchrun run each (--nproc_per_node N).",
+)
+@click.option("--env", "env_id", default=None, help=f"scale suite: the env (default: {scale.DEFAULT_ENV}).")
+@click.option(
+    "--num-envs-per-rank",
+    type=click.IntRange(min=1),
+    default=None,
+    help="scale suite: envs on each rank (default: 8 on CPU, 65536 on CUDA).",
+)
 @click.option(
     "--nlu", "nlu_presets", multiple=True, help="dialogue suite: NLU presets of the PPO rows (default: clean, tcbot)."
 )
@@ -166,6 +183,9 @@ def bench_command(
     preset_rows: bool,
     tf32: bool,
     imitation_python: str | None,
+    nproc: str,
+    env_id: str | None,
+    num_envs_per_rank: int | None,
 ) -> None:
     """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
@@ -183,6 +203,10 @@ def bench_command(
         return
     if suite == "pokemon":
         _pokemon_suite(device, num_envs, max_steps, out, tf32, ppo_preset, elo_battles, sb3, sb3_max_steps)
+        return
+    if suite == "scale":
+        given = click.get_current_context().get_parameter_source("target") is click.core.ParameterSource.COMMANDLINE
+        _scale_suite(device, nproc, algos, env_id, num_envs_per_rank, max_steps, seeds, target if given else None, out)
         return
     if suite == "dialogue":
         _dialogue_suite(
@@ -377,6 +401,43 @@ def _pokemon_suite(
         return "\n".join([*header, *lines, ""])
 
     _finish_suite("pokemon", report, meta, render, out)
+
+
+def _scale_suite(
+    device: str,
+    nproc: str,
+    algos: tuple[str, ...],
+    env_id: str | None,
+    num_envs_per_rank: int | None,
+    max_steps: int | None,
+    seeds: int | None,
+    target: float | None,
+    out: Path,
+) -> None:
+    try:
+        counts = scale.parse_nproc(nproc)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--nproc") from None
+    if len(algos) > 1:
+        raise click.BadParameter("the scale suite runs one algorithm", param_hint="--algo")
+    if target is not None and not math.isfinite(target):
+        raise click.BadParameter(f"must be a finite number, got {target!r}", param_hint="--target")
+    dev = _bench_device(device, tf32=False)
+    algo, env = (algos[0] if algos else scale.DEFAULT_ALGO), env_id or scale.DEFAULT_ENV
+    meta = bench_meta(device, target, suite="scale", seeds=seeds or 1, nproc=counts, algo=algo, env=env)
+    _announce(meta)
+    report = scale.run_scale_bench(
+        counts,
+        algo=algo,
+        env_id=env,
+        envs_per_rank=num_envs_per_rank,
+        device=dev.type,
+        budget=max_steps,
+        seeds=seeds or 1,
+        target=target,
+        say=lambda line: click.echo(line, err=True),
+    )
+    _finish_suite("scale", report, meta, scale.render_scale_markdown, out)
 
 
 def _agents_suite(

@@ -213,3 +213,25 @@ def test_absorbing_needs_a_discount_below_one():
     space = rlcourse.make_vec("rlcourse/CartPole-v1", 1)
     with pytest.raises(ValueError, match="gamma < 1"):
         GAILDiscriminator(space.single_observation_space, space.single_action_space, {"absorbing": True, "gamma": 1.0})
+
+
+def test_a_reward_function_gets_the_masks_of_the_state_each_step_leaves():
+    """The path AIRL trains through: RewardFunction hands every step's batch the masks of its ``obs``."""
+    from rlcourse.wrappers import RewardFunction
+
+    env = rlcourse.make_vec("rlcourse/SlotFilling-v0", 4)
+    seen = []
+
+    def record(batch):
+        seen.append(batch.action_masks.clone())
+        return torch.zeros(4)
+
+    wrapped = RewardFunction(env, record)
+    wrapped.reset(seed=0)
+    expected = []
+    for _ in range(3):
+        masks = env.action_masks().clone()
+        expected.append(masks)
+        wrapped.step(masks.float().argmax(1))
+    assert all(torch.equal(got, want) for got, want in zip(seen, expected)) and len(seen) == 3
+    assert not torch.equal(expected[0], expected[-1])  # the masks change as the dialogue goes on

@@ -373,7 +373,14 @@ def test_reward_function_sees_the_true_transition():
     batches = []
 
     def fn(batch: TransitionBatch) -> torch.Tensor:
-        batches.append({name: getattr(batch, name).clone() for name in (*batch.__dataclass_fields__, "dones")})
+        assert batch.action_masks is None  # CounterEnv declares no action masks
+        batches.append(
+            {
+                name: getattr(batch, name).clone()
+                for name in (*batch.__dataclass_fields__, "dones")
+                if name != "action_masks"
+            }
+        )
         return batch.next_obs[:, 0] - batch.obs[:, 0] + 10 * batch.truncated
 
     env = RewardFunction(CounterEnv(2), fn, mode="replace", scale=2.0)

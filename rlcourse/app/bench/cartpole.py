@@ -26,7 +26,7 @@ import torch
 from rlcourse.app.bench.harness import (
     EVAL_EPISODES,
     FINAL_EVAL_EPISODES,
-    Tier,
+    PPO_TIERS_BY_ENV,
     default_eval_every,
     mean_present,
     measure_throughput,
@@ -44,12 +44,7 @@ GYM_ENV_ID = SB3_ZOO["ppo"].env_id
 SB3_NUM_ENVS = SB3_ZOO["ppo"].n_envs
 RL_ZOO_STEPS = SB3_ZOO["ppo"].n_timesteps
 #: Which ``ppo.yml`` variant a row of ``num_envs`` envs runs: the first tier that holds it.
-LARGE_BATCH_TIERS = (
-    Tier(256, "large_batch_64", keep="minibatches"),
-    Tier(2048, "large_batch_1024", keep="minibatches"),
-    Tier(16384, "large_batch_4096", keep="minibatches"),
-    Tier(float("inf"), "large_batch_262144", keep="minibatch_size"),
-)
+LARGE_BATCH_TIERS = PPO_TIERS_BY_ENV[ENV_ID]
 
 Progress = Callable[[str], None]
 

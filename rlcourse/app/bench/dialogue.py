@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcourse.app.bench.harness import Tier, learn_to_target, measure_throughput, steps_per_s, tier_hparams
+from rlcourse.app.bench.harness import PPO_TIERS_BY_ENV, learn_to_target, measure_throughput, steps_per_s, tier_hparams
 from rlcourse.app.bench.report import num, ratio_cell, spread, table
 from rlcourse.config import load_preset
 from rlcourse.evaluation import evaluate_policy
@@ -48,11 +48,7 @@ EXPERT_DIALOGUES = 10_000
 #: The seed of the dialogues every policy of the suite is scored on.
 EVAL_SEED = 12345
 #: Which ``ppo.yml`` variant a PPO row of ``num_envs`` envs runs: the first tier that holds it.
-PPO_TIERS = (
-    Tier(256, "default", keep="minibatch_size"),
-    Tier(16384, "large_batch_4096", keep="minibatches"),
-    Tier(float("inf"), "large_batch_65536", keep="minibatches"),
-)
+PPO_TIERS = PPO_TIERS_BY_ENV[ENV_ID]
 #: How SB3 is given the env: the single-env registration in DummyVecEnv, or the batched env through rlcourse.sb3.
 SB3_SINGLE_ENV, SB3_ADAPTER, SB3_ADAPTER_COMPILED = "single env", "rlcourse.sb3", "rlcourse.sb3, compiled step"
 SB3_NUM_ENVS = 8

@@ -121,6 +121,23 @@ class Tier:
     keep: Literal["minibatches", "minibatch_size"]
 
 
+#: Which ``ppo.yml`` variant a PPO row of ``num_envs`` envs runs on each env the suites train: the first tier
+#: that holds it. Shared here because the cartpole, dialogue and scale suites all read them.
+PPO_TIERS_BY_ENV = {
+    "rlcourse/CartPole-v1": (
+        Tier(256, "large_batch_64", keep="minibatches"),
+        Tier(2048, "large_batch_1024", keep="minibatches"),
+        Tier(16384, "large_batch_4096", keep="minibatches"),
+        Tier(float("inf"), "large_batch_262144", keep="minibatch_size"),
+    ),
+    "rlcourse/SlotFilling-v0": (
+        Tier(256, "default", keep="minibatch_size"),
+        Tier(16384, "large_batch_4096", keep="minibatches"),
+        Tier(float("inf"), "large_batch_65536", keep="minibatches"),
+    ),
+}
+
+
 def tier_hparams(algo: str, env_id: str, tiers: tuple[Tier, ...], num_envs: int) -> dict[str, Any]:
     """The hyperparameters (no run keys) of the first tier that holds ``num_envs``, fitted to ``num_envs`` envs."""
     tier = next(t for t in tiers if num_envs <= t.up_to_envs)

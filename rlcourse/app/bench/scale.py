@@ -32,8 +32,7 @@ from typing import Any
 
 import yaml
 
-from rlcourse.app.bench import cartpole, dialogue
-from rlcourse.app.bench.harness import Tier, mean_present, tier_hparams
+from rlcourse.app.bench.harness import PPO_TIERS_BY_ENV, mean_present, tier_hparams
 from rlcourse.app.bench.report import num, ratio_cell, spread, table
 from rlcourse.config import RUN_KEYS, load_preset
 from rlcourse.run_dir import RunDir, env_folder
@@ -46,11 +45,6 @@ DEFAULT_ENVS_PER_RANK = {"cpu": 8, "cuda": 65_536}
 DEFAULT_TARGETS = {"rollout/success_rate": 0.9, "rollout/ep_rew_mean": 475.0}
 #: Episodes of each run's final evaluation.
 FINAL_EVAL_EPISODES = 100
-#: PPO's settings per batch size, for the envs whose bench suites tune them (other envs: their default preset).
-PPO_TIERS: dict[str, tuple[Tier, ...]] = {
-    cartpole.ENV_ID: cartpole.LARGE_BATCH_TIERS,
-    dialogue.ENV_ID: dialogue.PPO_TIERS,
-}
 #: What the children's environment adds: NVLink multicast off (the lent machines' rule for NCCL).
 CHILD_ENV = {"NCCL_NVLS_ENABLE": "0"}
 _DONE = re.compile(r"^Done: [\d,]+ env steps.* in ([\d.]+) s", re.MULTILINE)
@@ -70,7 +64,7 @@ def parse_nproc(text: str) -> list[int]:
 def run_settings(algo: str, env_id: str, envs_per_rank: int) -> dict[str, Any]:
     """The hyperparameters of one rank's batch (the tier variant for ``envs_per_rank``, or the default preset),
     and the budget of that variant as ``total_timesteps``."""
-    tiers = PPO_TIERS.get(env_id) if algo == "ppo" else None
+    tiers = PPO_TIERS_BY_ENV.get(env_id) if algo == "ppo" else None
     if tiers is not None:
         tier = next(t for t in tiers if envs_per_rank <= t.up_to_envs)
         budget = load_preset(algo, env_id, tier.variant).get("total_timesteps")

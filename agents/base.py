@@ -152,7 +152,7 @@ class Agent(abc.ABC):
     #: Env steps of ``learn`` when neither the call nor a preset gives them, and envs when neither gives them.
     default_num_envs: ClassVar[int] = 8
     #: Warm starts (:meth:`init_from`): this agent's network -> the checkpoint network it may start from instead.
-    warm_start_aliases: ClassVar[dict[str, str]] = {}
+    warm_start_aliases: ClassVar[dict[str, str]] = {"reference": "policy"}
     #: What :meth:`init_from` can load into this agent, for its error message.
     warm_start_hint: ClassVar[str] = "a run of the same algorithm with the same network settings"
     #: Whether the agent can train data-parallel (``distributed=True``); see :meth:`data_parallel_refusal`.
@@ -225,7 +225,7 @@ class Agent(abc.ABC):
         self.run_dir = run_dir if run_dir is None or isinstance(run_dir, RunDir) else None
         self.compile = bool(compile)
         if cuda_graphs is None:
-            cuda_graphs = self.device.type == "cuda" and self.env.graph_safe
+            cuda_graphs = self.device.type == "cuda" and self.env.graph_safe and self._graph_safe_network()
         self.cuda_graphs = bool(cuda_graphs)
         self._graph: torch.cuda.CUDAGraph | None = None  # the captured iteration (see _replay_captured)
         self._graph_stats: dict[str, torch.Tensor] = {}
@@ -233,6 +233,8 @@ class Agent(abc.ABC):
             raise ValueError("cuda_graphs=True needs a CUDA device")
         if self.cuda_graphs and not self.env.graph_safe:
             raise ValueError(f"cuda_graphs=True needs an env that steps on the device; {self.env_id} steps on the host")
+        if self.cuda_graphs and not self._graph_safe_network():
+            raise ValueError("cuda_graphs=True cannot capture this policy network: it reads to the host while it acts")
         action_space = self.env.single_action_space
         self._action_bounds = None
         if isinstance(action_space, spaces.Box):  # kept on the device: no host copy inside a captured step
@@ -394,6 +396,10 @@ class Agent(abc.ABC):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """Batched actions for batched observations (no gradients)."""
+
+    def _graph_safe_network(self) -> bool:
+        """Whether the configured networks act with no host reads, so an iteration can be captured (default: yes)."""
+        return True
 
     @abc.abstractmethod
     def _modules(self) -> dict[str, torch.nn.Module]:

@@ -30,6 +30,8 @@ from gymnasium import spaces
 from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, restore_global_rng
 from rlcourse.config import NORMALIZE_KEY, config_to_dict
+from rlcourse.supervised.storage import KIND as PLUGIN_KIND
+from rlcourse.supervised.storage import space_spec
 from rlcourse.wrappers import wrapper_levels
 
 if TYPE_CHECKING:
@@ -319,7 +321,11 @@ def load_warm_start(agent: Agent, payload: dict[str, Any], source: str) -> None:
     Each of the agent's networks takes the checkpoint's network of the same name, or of the name its
     ``warm_start_aliases`` give (DQN's target Q̂ starts as the loaded Q). Everything is checked before
     anything is copied: the env's spaces, a network for every one of the agent's, and every tensor's shape.
+    A plug-in file (a pre-trained language model) goes through :func:`load_plugin_warm_start`.
     """
+    if payload.get("kind") == PLUGIN_KIND:
+        load_plugin_warm_start(agent, payload, source)
+        return
     expected = env_spaces(agent)
     if payload.get("spaces") != expected:
         raise CheckpointError(
@@ -356,6 +362,36 @@ def load_warm_start(agent: Agent, payload: dict[str, Any], source: str) -> None:
     with torch.no_grad():
         for name, module in agent._modules().items():
             module.load_state_dict(plan[name])
+
+
+def load_plugin_warm_start(agent: Agent, payload: dict[str, Any], source: str) -> None:
+    """Warm-start from a plug-in file (a pre-trained language model): its weights go into every network of the agent
+    that holds all of them under the same names and shapes (the token policy's GRU and its reference's), and the
+    rest (the value head) keeps its initialisation."""
+    env = agent.env
+    for which, space in (("observation", env.single_observation_space), ("action", env.single_action_space)):
+        if payload.get(f"{which}_space") != space_spec(space):
+            raise CheckpointError(
+                f"{source} is a {payload.get('plugin')!r} plug-in built for the {which} space "
+                f"{payload.get(f'{which}_space')}, but {agent.env_id} has {space}"
+            )
+    weights = payload.get("state")
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{source} holds no plug-in weights")
+    fitting = {}
+    for name, module in agent._modules().items():
+        live = module.state_dict()
+        if set(weights) <= set(live) and all(tuple(live[k].shape) == tuple(w.shape) for k, w in weights.items()):
+            fitting[name] = module
+    if not fitting:
+        raise CheckpointError(
+            f"{source} (a {payload.get('plugin')!r} plug-in with weights {sorted(weights)[:4]}...) fits none of "
+            f"{agent.algo.upper()}'s networks; a chat language model warm-starts policy_network=token_gru with "
+            "net_arch = [embed_dim, hidden_dim] of the model"
+        )
+    with torch.no_grad():
+        for module in fitting.values():
+            module.load_state_dict(weights, strict=False)
 
 
 def _weight_shapes(state: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:

@@ -8,8 +8,10 @@ hidden layers, 0.01 for the policy head and 1 for the value head, zero biases.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from rlcourse.agents.distributions import Categorical, DiagGaussian, mask_logits
@@ -55,9 +57,32 @@ class PolicyModule(nn.Module):
     """
 
     distribution: Categorical | DiagGaussian
+    #: Whether the network keeps state between a rollout's steps (:meth:`rollout_params_and_value`, :meth:`forget`).
+    keeps_state: bool = False
 
     def policy_params(self, obs: torch.Tensor):
         raise NotImplementedError
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no critic")
+
+    def params_and_value(self, obs: torch.Tensor, sequences: torch.Tensor | None = None):
+        """The distribution's parameters and V(s) (networks that share work between the two override it).
+
+        ``sequences``: what :meth:`rollout_sequences` gave for these samples (networks that read sequences).
+        """
+        return self.policy_params(obs), self.value(obs)
+
+    def rollout_sequences(self, obs: torch.Tensor, actions: torch.Tensor, dones: torch.Tensor) -> torch.Tensor | None:
+        """For a sequence network, what each sample of a ``[T, B]`` rollout is best read from; None for the others."""
+        return None
+
+    def rollout_params_and_value(self, obs: torch.Tensor):
+        """:meth:`params_and_value` for the next step of a rollout (a network that ``keeps_state`` steps from it)."""
+        return self.params_and_value(obs)
+
+    def forget(self) -> None:
+        """Drop any state kept between rollout steps (called before every rollout: the weights have changed)."""
 
     def _masked_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
         params = self.policy_params(obs)
@@ -171,7 +196,7 @@ class SharedActorCritic(PolicyModule):
         out = self.policy_head(features)
         return out if self.log_std is None else (out, self.log_std)
 
-    def params_and_value(self, obs: torch.Tensor):
+    def params_and_value(self, obs: torch.Tensor, sequences: torch.Tensor | None = None):
         """The distribution's parameters and V(s) from one pass through the trunk."""
         features = self.trunk(obs)
         return self._policy_out(features), self.value_head(features).squeeze(-1)
@@ -181,6 +206,37 @@ class SharedActorCritic(PolicyModule):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.value_head(self.trunk(obs)).squeeze(-1)
+
+
+POLICY_NETWORKS = ("mlp", "token_gru")
+
+
+def policy_network(
+    kind: str,
+    observation_space: Any,
+    action_space: Any,
+    distribution: Categorical | DiagGaussian,
+    net_arch: tuple[int, ...],
+    activation: str,
+    log_std_init: float,
+    critic: bool = True,
+) -> PolicyModule:
+    """The policy network an on-policy agent's ``policy_network`` names (SB3's choice of policy class).
+
+    ``mlp``: :class:`ActorCritic` (or :class:`Actor` without a critic) over a flat observation, ``net_arch``
+    the hidden sizes. ``token_gru``: :class:`~rlcourse.agents.token_policy.TokenActorCritic` over token ids,
+    ``net_arch`` = (embedding, GRU) sizes; its value head goes unused without a critic.
+    """
+    if kind == "token_gru":
+        from rlcourse.agents.token_policy import TokenActorCritic
+
+        return TokenActorCritic(observation_space, action_space, net_arch)
+    if kind != "mlp":
+        raise ValueError(f"policy_network must be one of {', '.join(POLICY_NETWORKS)}, got {kind!r}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"policy_network mlp needs a flat Box observation space, got {observation_space}")
+    network = ActorCritic if critic else Actor
+    return network(observation_space.shape[0], distribution, net_arch, activation, log_std_init)
 
 
 @torch.no_grad()

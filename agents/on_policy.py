@@ -21,22 +21,53 @@ the agent has a critic).
 from __future__ import annotations
 
 import abc
+import copy
+from dataclasses import dataclass
 
 import torch
 from gymnasium import spaces
 
 from rlcourse.agents.base import Agent
 from rlcourse.agents.distributions import mask_logits
+from rlcourse.agents.networks import PolicyModule
 from rlcourse.agents.rollout import (
     RolloutBuffer,
     explained_variance,
     generalized_advantages,
 )
+from rlcourse.config import hp
 from rlcourse.vec_env import true_next_obs
+
+
+@dataclass
+class ReferenceKL:
+    """The KL penalty to a reference policy, RLHF-style (fields every on-policy config with a policy network has)."""
+
+    kl_ref_coef: float = hp(
+        0.0,
+        "β of the per-token KL penalty: every reward gets −β·(log π(a|s) − log π_ref(a|s)), π_ref the policy "
+        "training starts from (the --init-from weights); 0: off",
+    )
+    kl_ref_target: float | None = hp(
+        None, "adapt β after each rollout to hold the mean per-token KL to π_ref near this (null: a fixed β)"
+    )
+
+
+#: How fast an adaptive β moves: β ← β·(1 + K·clip(KL/target − 1, ±0.2)) per rollout (Ziegler et al. 2019's K_β).
+KL_ADAPT_RATE = 0.1
 
 
 class OnPolicyAgent(Agent):
     """An :class:`Agent` whose iteration is "play ``n_steps`` with θ, then update θ on that batch"."""
+
+    #: The policy network (agents that act through another network, such as PQN's Q, leave it None).
+    policy: PolicyModule | None = None
+    #: Whether V(s) is learned; without a critic V is 0 wherever the rollout reads it.
+    has_critic: bool = True
+
+    def _graph_safe_network(self) -> bool:
+        """A token GRU policy reads to the host while it acts (how many rows start a new sequence)."""
+        return getattr(self.config, "policy_network", "mlp") != "token_gru"
 
     @property
     def steps_per_iteration(self) -> int:
@@ -50,8 +81,48 @@ class OnPolicyAgent(Agent):
         self.buffer = RolloutBuffer.allocate(
             self.config.n_steps, self.num_envs, obs_space.shape, action_space.shape, action_dtype, mask_dim, self.device
         )
+        self._setup_reference()
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
         self._advantages = torch.compile(generalized_advantages) if self.compile else generalized_advantages
+
+    # ----------------------------------------------------------------- the reference policy of the KL penalty
+    def _setup_reference(self) -> None:
+        """A frozen copy of the starting policy, where the config asks for a KL penalty to it (else None)."""
+        coef, target = getattr(self.config, "kl_ref_coef", 0.0), getattr(self.config, "kl_ref_target", None)
+        if not coef >= 0 or (target is not None and not target > 0):
+            raise ValueError(f"kl_ref_coef must be >= 0 and kl_ref_target > 0 or null, got {coef!r} and {target!r}")
+        if target is not None and coef == 0:
+            raise ValueError("kl_ref_target adapts kl_ref_coef, so it needs a starting kl_ref_coef > 0")
+        self.reference = None
+        if coef > 0:
+            self.reference = copy.deepcopy(self.policy).requires_grad_(False)
+        self.kl_ref_coef = torch.tensor(float(coef), device=self.device)
+        self._ref_kl_sum = torch.zeros((), device=self.device)
+
+    def _reference_modules(self) -> dict[str, torch.nn.Module]:
+        """``{"reference": π_ref}`` for the checkpoint where there is one."""
+        return {} if self.reference is None else {"reference": self.reference}
+
+    def _reference_penalty(self, obs, action_masks, actions, log_prob) -> torch.Tensor:
+        """β·(log π(a|s) − log π_ref(a|s)) per sub-env: its mean over a rollout estimates KL(π‖π_ref) per token."""
+        params, _ = self.reference.rollout_params_and_value(obs)
+        params = mask_logits(params, action_masks) if action_masks is not None else params
+        kl = log_prob - self.distribution.log_prob(params, actions)
+        self._ref_kl_sum += kl.mean()
+        return self.kl_ref_coef * kl
+
+    def _reference_stats(self) -> dict[str, torch.Tensor]:
+        """``train/ref_kl`` (the rollout's mean per-token KL) and β; an adaptive β moves toward its target here."""
+        if self.reference is None:
+            return {}
+        kl = self._ref_kl_sum / self.config.n_steps
+        self._ref_kl_sum.zero_()
+        stats = {"train/ref_kl": kl, "train/ref_kl_coef": self.kl_ref_coef.clone()}
+        target = self.config.kl_ref_target
+        if target is not None:
+            error = torch.clamp(kl / target - 1.0, -0.2, 0.2)
+            self.kl_ref_coef.mul_(1.0 + KL_ADAPT_RATE * error)
+        return stats
 
     # ----------------------------------------------------------------- acting
     def _policy_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
@@ -69,6 +140,14 @@ class OnPolicyAgent(Agent):
     def _policy_and_value(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
         """The (masked) distribution parameters and V(s) of a batch of states."""
         return self._policy_params(obs, action_masks), self._value(obs)
+
+    def _rollout_policy_and_value(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
+        """What a rollout step reads: :meth:`_policy_and_value`, or the network's own stepping where it keeps state."""
+        if self.policy is None or not self.policy.keeps_state:
+            return self._policy_and_value(obs, action_masks)
+        params, value = self.policy.rollout_params_and_value(obs)
+        params = mask_logits(params, action_masks) if action_masks is not None else params
+        return params, value if self.has_critic else torch.zeros_like(value)
 
     # ----------------------------------------------------------------- one iteration
     def _train_iteration(self) -> dict[str, torch.Tensor]:
@@ -103,21 +182,26 @@ class OnPolicyAgent(Agent):
     # ----------------------------------------------------------------- the rollout
     def _policy_and_env_step(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
         """Interact with θ for one step: sample a ~ π_θ(·|s), step the env, value the states."""
-        params, value = self._policy_and_value(obs, action_masks)
+        params, value = self._rollout_policy_and_value(obs, action_masks)
         actions = self.distribution.sample(params, self.generator)
         log_prob = self.distribution.log_prob(params, actions)
+        penalty = 0.0 if self.reference is None else self._reference_penalty(obs, action_masks, actions, log_prob)
         env_actions = self._env_action(actions)
         next_obs, env_reward, terminated, truncated, info = self.env.step(env_actions)
         # A truncated episode did not end in the MDP: its last reward gets γ·V(final state) added,
         # so the return estimate bootstraps from where the time limit cut it off.
-        final_value = self._value(info["final_obs"])
-        reward = env_reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0)
+        # (An env whose episodes never truncate needs no V(final state): the bootstrap is always 0.)
+        final_value = self._value(info["final_obs"]) if self.env.truncates else torch.zeros_like(env_reward)
+        reward = env_reward + self.config.gamma * torch.where(truncated & ~terminated, final_value, 0.0) - penalty
         step = (env_actions, env_reward, terminated)  # what the env saw, for the callbacks' batch
         return actions, log_prob, value, next_obs, reward, terminated | truncated, info, step
 
     @torch.no_grad()
     def _collect_rollout(self) -> dict[str, torch.Tensor]:
         buf = self.buffer
+        for network in (self.policy, self.reference):
+            if network is not None:
+                network.forget()
         for t in range(self.config.n_steps):
             masks = self.env.action_masks() if self.has_action_masks else None
             actions, log_prob, value, next_obs, reward, done, info, env_step = self._rollout_step(self.obs, masks)
@@ -135,7 +219,7 @@ class OnPolicyAgent(Agent):
                 self.batch.record(t, self.obs, env_actions, env_reward, next_state, terminated, done, masks)
             self.episodes.record(info)
             self.obs.copy_(next_obs)
-        return self._compute_targets()
+        return {**self._compute_targets(), **self._reference_stats()}
 
     def _compute_targets(self) -> dict[str, torch.Tensor]:
         """Fill ``buffer.advantages`` (the weights of log π) and ``buffer.returns`` (the critic's targets).

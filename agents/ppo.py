@@ -43,16 +43,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from gymnasium import spaces
 
-from rlcourse.agents.distributions import make_distribution
-from rlcourse.agents.networks import ActorCritic
-from rlcourse.agents.on_policy import OnPolicyAgent
+from rlcourse.agents.distributions import make_distribution, mask_logits
+from rlcourse.agents.networks import policy_network
+from rlcourse.agents.on_policy import OnPolicyAgent, ReferenceKL
 from rlcourse.config import check_fields, hp
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(ReferenceKL):
     """PPO hyperparameters (defaults are SB3's, so results compare directly)."""
 
     n_steps: int = hp(2048, "env steps collected per env in each rollout")
@@ -79,7 +78,12 @@ class PPOConfig:
     vf_coef: float = hp(0.5, "weight of the value loss")
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this")
     target_kl: float | None = hp(None, "skip the rest of an update once approx KL > 1.5 × target_kl (null: off)")
-    net_arch: tuple[int, ...] = hp((64, 64), "hidden layer sizes of the policy and of the value network")
+    policy_network: Literal["mlp", "token_gru"] = hp(
+        "mlp", "mlp over a flat observation, or token_gru over token ids (the chatbot; agents/token_policy.py)"
+    )
+    net_arch: tuple[int, ...] = hp(
+        (64, 64), "hidden layer sizes of the policy and of the value network (token_gru: [embedding, GRU] sizes)"
+    )
     activation: Literal["tanh", "relu", "elu"] = hp("tanh", "hidden-layer activation")
     log_std_init: float = hp(0.0, "initial log standard deviation of Gaussian policies")
     adam_eps: float = hp(1e-5, "Adam's epsilon")
@@ -145,16 +149,14 @@ class PPO(OnPolicyAgent):
     def _build(self) -> None:
         c = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-            raise ValueError(f"PPO needs a flat Box observation space, got {obs_space}")
         if self.steps_per_iteration % c.batch_size:
             raise ValueError(
                 f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})"
             )
         self.distribution = make_distribution(action_space)
-        self.policy = ActorCritic(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(
-            self.device
-        )
+        self.policy = policy_network(
+            c.policy_network, obs_space, action_space, self.distribution, c.net_arch, c.activation, c.log_std_init
+        ).to(self.device)
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads, not a constant baked into it.
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
         # The fused Adam kernel updates every parameter in one launch (CPU and CUDA) instead of a chain of
@@ -168,7 +170,7 @@ class PPO(OnPolicyAgent):
         self._minibatch_loss = torch.compile(self._loss) if self.compile else self._loss
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"policy": self.policy}
+        return {"policy": self.policy, **self._reference_modules()}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -182,10 +184,11 @@ class PPO(OnPolicyAgent):
         c = self.config
         self.clip_range.fill_(c.clip_range * self._progress_remaining() if c.anneal_clip_range else c.clip_range)
 
-    def _loss(self, obs, actions, old_log_prob, old_values, advantages, returns, masks):
+    def _loss(self, obs, actions, old_log_prob, old_values, advantages, returns, masks, sequences=None):
         """Minibatch loss = −J(θ) + vf_coef·value loss − ent_coef·entropy, plus diagnostics."""
         c = self.config
-        params = self._policy_params(obs, masks)
+        params, values = self.policy.params_and_value(obs, sequences)  # one pass for both (a GRU reads tokens once)
+        params = mask_logits(params, masks) if masks is not None else params
         new_log_prob = self.distribution.log_prob(params, actions)
         entropy = self.distribution.entropy(params)
         if c.normalize_advantage:
@@ -193,7 +196,6 @@ class PPO(OnPolicyAgent):
         policy_loss, approx_kl, clip_fraction = ppo_losses(
             new_log_prob, old_log_prob, advantages, self.clip_range, c.objective, self.kl_beta
         )
-        values = self.policy.value(obs)
         if c.clip_range_vf is not None:
             values = old_values + torch.clamp(values - old_values, -c.clip_range_vf, c.clip_range_vf)
         value_loss = (returns - values).square().mean()
@@ -208,11 +210,14 @@ class PPO(OnPolicyAgent):
         obs, actions, old_log_prob = buf.flat("obs"), buf.flat("actions"), buf.flat("log_probs")
         old_values, advantages, returns = buf.flat("values"), buf.flat("advantages"), buf.flat("returns")
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
+        sequences = self.policy.rollout_sequences(buf.obs, buf.actions, buf.dones)
+        if sequences is not None:
+            sequences = sequences.flatten(0, 1)
         sums = torch.zeros(6, device=self.device)
         n_applied = torch.zeros((), device=self.device)
         stopped = torch.zeros((), dtype=torch.bool, device=self.device)
         for _ in range(c.n_epochs):
-            order = torch.rand(n, generator=self.generator, device=self.device).argsort()
+            order = self._minibatch_order(sequences is not None)
             for start in range(0, n, c.batch_size):
                 idx = order[start : start + c.batch_size]
                 loss, parts = self._minibatch_loss(
@@ -223,6 +228,7 @@ class PPO(OnPolicyAgent):
                     advantages[idx],
                     returns[idx],
                     None if masks is None else masks[idx],
+                    None if sequences is None else sequences[idx],
                 )
                 if c.target_kl is not None:
                     stopped = stopped | (parts[3] > 1.5 * c.target_kl)
@@ -249,6 +255,16 @@ class PPO(OnPolicyAgent):
             self._adapt_kl_beta(self._kl_after_update(obs, actions, old_log_prob, masks))
             stats["train/kl_beta"] = self.kl_beta.clone()
         return stats
+
+    def _minibatch_order(self, by_env: bool) -> torch.Tensor:
+        """A random order of the rollout's samples; ``by_env``: whole envs' rollouts together, in a random env order,
+        so a sequence network reads each episode once per minibatch (SB3's recurrent PPO minibatches sequences too)."""
+        n_steps, num_envs = self.config.n_steps, self.num_envs
+        if not by_env:
+            return torch.rand(n_steps * num_envs, generator=self.generator, device=self.device).argsort()
+        envs = torch.rand(num_envs, generator=self.generator, device=self.device).argsort()
+        steps = torch.arange(n_steps, device=self.device)
+        return (steps.unsqueeze(0) * num_envs + envs.unsqueeze(1)).flatten()  # flat index t * num_envs + b
 
     @torch.no_grad()
     def _kl_after_update(self, obs, actions, old_log_prob, masks) -> torch.Tensor:

@@ -51,17 +51,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from gymnasium import spaces
 
-from rlcourse.agents.distributions import make_distribution
-from rlcourse.agents.networks import Actor, ActorCritic
-from rlcourse.agents.on_policy import OnPolicyAgent
+from rlcourse.agents.distributions import make_distribution, mask_logits
+from rlcourse.agents.networks import policy_network
+from rlcourse.agents.on_policy import OnPolicyAgent, ReferenceKL
 from rlcourse.agents.rollout import ends_within, explained_variance, rewards_to_go
 from rlcourse.config import check_fields, hp
 
 
 @dataclass
-class REINFORCEConfig:
+class REINFORCEConfig(ReferenceKL):
     """REINFORCE hyperparameters (the notes give only γ ∈ {0.9, 0.99}; the rest were measured on CartPole)."""
 
     n_steps: int = hp(256, "env steps per env in each batch; one update per batch")
@@ -80,7 +79,12 @@ class REINFORCEConfig:
     ent_coef: float = hp(0.0, "weight of the entropy bonus")
     vf_coef: float = hp(0.5, "weight of the value loss (baseline: value)")
     max_grad_norm: float | None = hp(None, "clip the global gradient norm to this (null: off)")
-    net_arch: tuple[int, ...] = hp((64, 64), "hidden layer sizes of the policy (and of the value network)")
+    policy_network: Literal["mlp", "token_gru"] = hp(
+        "mlp", "mlp over a flat observation, or token_gru over token ids (the chatbot; agents/token_policy.py)"
+    )
+    net_arch: tuple[int, ...] = hp(
+        (64, 64), "hidden layer sizes of the policy (and of the value network; token_gru: [embedding, GRU] sizes)"
+    )
     activation: Literal["tanh", "relu", "elu"] = hp("tanh", "hidden-layer activation")
     log_std_init: float = hp(0.0, "initial log standard deviation of Gaussian policies")
     adam_eps: float = hp(1e-5, "Adam's epsilon")
@@ -139,14 +143,18 @@ class REINFORCE(OnPolicyAgent):
     def _build(self) -> None:
         c = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
-        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-            raise ValueError(f"REINFORCE needs a flat Box observation space, got {obs_space}")
         self.distribution = make_distribution(action_space)
         self.has_critic = c.baseline == "value"
-        network = ActorCritic if self.has_critic else Actor
-        self.policy = network(obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init).to(
-            self.device
-        )
+        self.policy = policy_network(
+            c.policy_network,
+            obs_space,
+            action_space,
+            self.distribution,
+            c.net_arch,
+            c.activation,
+            c.log_std_init,
+            critic=self.has_critic,
+        ).to(self.device)
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
         self.optimizer = torch.optim.Adam(
             self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True
@@ -159,7 +167,7 @@ class REINFORCE(OnPolicyAgent):
         self._loss_fn = torch.compile(self._loss) if self.compile else self._loss
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"policy": self.policy}
+        return {"policy": self.policy, **self._reference_modules()}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimizer": self.optimizer}
@@ -212,16 +220,20 @@ class REINFORCE(OnPolicyAgent):
         self.mean_baseline_ready.logical_or_(has_data)
 
     # ----------------------------------------------------------------- the update
-    def _loss(self, obs, actions, weights, returns, used, masks):
+    def _loss(self, obs, actions, weights, returns, used, masks, sequences=None):
         c = self.config
-        params = self._policy_params(obs, masks)
+        if sequences is not None:  # a sequence network reads each episode once, for π and V together
+            params, values = self.policy.params_and_value(obs, sequences)
+        else:
+            params, values = self.policy.policy_params(obs), self.policy.value(obs) if self.has_critic else None
+        params = mask_logits(params, masks) if masks is not None else params
         log_prob = self.distribution.log_prob(params, actions)
         policy_loss = -(weights * log_prob).sum() / used.sum().clamp_min(1)  # unused steps have weight 0
         entropy_loss = -self.distribution.entropy(params).mean()
         loss = policy_loss + c.ent_coef * entropy_loss
         value_loss = torch.zeros((), device=obs.device)
         if self.has_critic:
-            value_loss = (returns - self.policy.value(obs)).square().mean()
+            value_loss = (returns - values).square().mean()
             loss = loss + c.vf_coef * value_loss
         return loss, torch.stack((policy_loss, value_loss, entropy_loss, loss)).detach()
 
@@ -230,8 +242,15 @@ class REINFORCE(OnPolicyAgent):
         c, buf = self.config, self.buffer
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
         used = self.used.flatten()
+        sequences = self.policy.rollout_sequences(buf.obs, buf.actions, buf.dones)
         loss, parts = self._loss_fn(
-            buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"), used, masks
+            buf.flat("obs"),
+            buf.flat("actions"),
+            buf.flat("advantages"),
+            buf.flat("returns"),
+            used,
+            masks,
+            None if sequences is None else sequences.flatten(0, 1),
         )
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()

@@ -15,6 +15,7 @@ from rlcourse.registry import register_env, vec_env_class
 if TYPE_CHECKING:
     from rlcourse.envs.classic import CartPoleVecEnv, MountainCarVecEnv, PendulumVecEnv
     from rlcourse.envs.dialogue import SlotFillingVecEnv
+    from rlcourse.envs.chatbot import ChatbotVecEnv
     from rlcourse.envs.pokemon import PokemonBattleVecEnv
 
 #: env id -> the batched class, as "module:Class".
@@ -24,6 +25,7 @@ ENVS = {
     "rlcourse/MountainCar-v0": "rlcourse.envs.classic.mountain_car:MountainCarVecEnv",
     "rlcourse/SlotFilling-v0": "rlcourse.envs.dialogue.slot_filling:SlotFillingVecEnv",
     "rlcourse/PokemonBattle-v0": "rlcourse.envs.pokemon.env:PokemonBattleVecEnv",
+    "rlcourse/Chatbot-v0": "rlcourse.envs.chatbot.env:ChatbotVecEnv",
 }
 _ID_OF_CLASS = {reference.rpartition(":")[2]: env_id for env_id, reference in ENVS.items()}
 

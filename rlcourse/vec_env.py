@@ -21,6 +21,8 @@ What an env can do beyond the contract is *declared* on its class, never guessed
 * ``has_action_masks``: :meth:`action_masks` gives the valid actions;
 * ``has_transcripts``: :meth:`play_transcripts` shows episodes as text (text envs);
 * ``has_rule_expert``: :meth:`rule_expert` gives a hand-written policy;
+* ``truncates``: whether an episode can end by truncation (a time limit); an env whose episodes always
+  terminate says False, and agents then skip valuing ``final_obs`` for a bootstrap that is always zero;
 * :meth:`training_callbacks`: callbacks the env needs while an agent trains on it (self-play's snapshot
   pool, which a battle against ``opponent="self"`` fills); ``Agent.learn`` runs them after the caller's,
   so a run from the CLI gets them too. An env returns the same objects on every call (their state lives
@@ -110,6 +112,8 @@ class TensorVecEnv(VectorEnv):
     has_transcripts: ClassVar[bool] = False
     #: Whether :meth:`rule_expert` gives a hand-written policy for this env.
     has_rule_expert: ClassVar[bool] = False
+    #: Whether an episode can end by truncation; where it never does, agents skip bootstrapping from ``final_obs``.
+    truncates: ClassVar[bool] = True
 
     single_observation_space: spaces.Space
     single_action_space: spaces.Space

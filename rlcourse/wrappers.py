@@ -74,6 +74,7 @@ class TensorVecEnvWrapper(TensorVecEnv):
     has_transcripts = _forward("has_transcripts", "Whether :meth:`play_transcripts` works (the inner env's).")
     restorable = _forward("restorable", "Whether :meth:`state_dict` holds the whole state (the wrapper's always does).")
     graph_safe = _forward("graph_safe", "Whether ``step`` may be captured in a CUDA graph.")
+    truncates = _forward("truncates", "Whether an episode can end by truncation (the inner env's).")
     generator = _forward("generator", "The inner env's ``torch.Generator`` (agents register it with CUDA graphs).")
     generators = _forward("generators", "Every generator the inner env's ``step`` draws from.")
     episode_return = _forward("episode_return", "The innermost env's running episode returns (its own rewards).")

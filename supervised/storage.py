@@ -24,6 +24,9 @@ PLUGINS = {
     "gail": "rlcourse.supervised.imitation.gail:GAILDiscriminator",
     "airl": "rlcourse.supervised.imitation.gail:AIRLDiscriminator",
     "icm": "rlcourse.supervised.curiosity:ICM",
+    "chat_lm": "rlcourse.supervised.chat.language_model:ChatLanguageModel",
+    "preference": "rlcourse.supervised.chat.preference:PreferenceRewardModel",
+    "seqgan": "rlcourse.supervised.chat.discriminator:SeqGANDiscriminator",
 }
 KIND = "rlcourse-plugin"
 

@@ -95,3 +95,73 @@ def _preset(domain_name: str, domain: str, preset: str) -> dict:
         if Path(domain).suffix == ".json":
             return load_preset("nlu", "movie", preset)
         raise
+
+
+#: The file name of the fitted chat language model inside its run folder.
+CHAT_LM_FILE = "lm.pt"
+
+
+@fit_command.command("chat-lm", context_settings=CONTEXT)
+@click.option(
+    "--corpus", default=None, metavar="PATH", help="A corpus file or folder (default: the installed chatterbot corpus)."
+)
+@click.option("--context-len", type=click.IntRange(min=1), default=16, show_default=True, help="Context tokens C.")
+@click.option("--reply-len", type=click.IntRange(min=2), default=16, show_default=True, help="Reply tokens R.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the corpus.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per step.")
+@click.option("--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE", help="Set a model setting (embed_dim=64).")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the network and the order."
+)
+@click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
+@runs_root_option
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."
+)
+def fit_chat_lm(
+    corpus: str | None, context_len: int, reply_len: int, epochs: int, batch_size: int, hp_assignments: tuple[str, ...],
+    seed: int, name: str | None, runs_root: Path, threads: int,
+) -> None:  # fmt: skip
+    """Pre-train the chatbot's language model by maximum likelihood (teacher forcing), the policy RL starts from."""
+    import torch
+
+    from rlcourse.envs.chatbot.corpus import observation_layout
+    from rlcourse.envs.chatbot.env import ChatbotVecEnv
+    from rlcourse.logger import RunLogger
+    from rlcourse.supervised.chat.language_model import ChatLanguageModel, ChatLMConfig, fit_mle
+
+    config = make_config(ChatLMConfig, parse_hp(hp_assignments))
+    env = ChatbotVecEnv(1, corpus=corpus, context_len=context_len, reply_len=reply_len)  # a bad corpus fails here
+    if name is not None:
+        with run_dir_errors("--name"):
+            check_run_name(name)
+    set_threads(threads)
+    torch.manual_seed(seed)
+    with run_dir_errors("--runs-root"):
+        run = RunDir.create(runs_root, "chat_lm", "gru", name, seed)
+    options = {k: v for k, v in env.options().items() if k in ("corpus", "context_len", "reply_len")}
+    record = {
+        "fit": "chat-lm",
+        **options,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        **config_to_dict(config),
+    }
+    run.write_config(record)
+    model = ChatLanguageModel(env.single_observation_space, env.single_action_space, config)
+    train, valid, test = (observation_layout(*env.corpus.split(split)) for split in ("train", "valid", "test"))
+    logger = RunLogger(run.path, epochs, progress_bar=False)
+    started = time.perf_counter()
+    history = fit_mle(
+        model, train, valid, epochs, batch_size, seed, log=lambda tag, v, step: logger.scalars({tag: v}, step)
+    )
+    scores = {"valid_perplexity": min(history["valid_perplexity"]), "test_perplexity": model.perplexity(test)}
+    path = model.save(run / CHAT_LM_FILE)
+    logger.close()
+    run.write_eval({"seconds": time.perf_counter() - started, **scores, "history": history})
+    for key, value in scores.items():
+        click.echo(f"{key}: {value:.2f}")
+    click.echo(f"saved {path}")
+    hint = f"--hp policy_network=token_gru --hp net_arch=[{config.embed_dim},{config.hidden_dim}] --init-from {path}"
+    click.echo(f"use it: rlcourse train ppo rlcourse/Chatbot-v0 {hint}")

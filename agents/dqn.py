@@ -249,7 +249,7 @@ class QNetwork(PolicyModule):
         def apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
             return layer(x, next(layer_noise)) if layer_noise is not None else layer(x)
 
-        x = obs
+        x = obs if obs.is_floating_point() else obs.float()  # an env may give integer ids or counts
         for layer in self.hidden:
             x = self.activation(apply(layer, x))
         advantage = apply(self.advantage, x).view(-1, self.n_actions, self.n_atoms)

@@ -26,7 +26,7 @@ def mlp(
     activation: str,
     out_gain: float,
     layer_norm: bool = False,
-) -> nn.Sequential:
+) -> MLP:
     """``in_dim -> hidden... -> out_dim`` with orthogonal init; the last layer has gain ``out_gain``.
 
     With ``layer_norm`` every hidden layer is Linear → LayerNorm → activation (PQN's Q-network): the
@@ -41,7 +41,14 @@ def mlp(
             layers.append(nn.LayerNorm(fan_out))
         layers.append(ACTIVATIONS[activation]())
     layers.append(_orthogonal(nn.Linear(sizes[-1], out_dim), out_gain))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
+
+
+class MLP(nn.Sequential):
+    """The layers of :func:`mlp`, reading any observation as float32 (an env may give integer ids or counts)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x if x.is_floating_point() else x.float())
 
 
 def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -62,9 +69,6 @@ class PolicyModule(nn.Module):
 
     def policy_params(self, obs: torch.Tensor):
         raise NotImplementedError
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} has no critic")
 
     def params_and_value(self, obs: torch.Tensor, sequences: torch.Tensor | None = None):
         """The distribution's parameters and V(s) (networks that share work between the two override it).
@@ -185,7 +189,7 @@ class SharedActorCritic(PolicyModule):
             raise ValueError("a shared trunk needs at least one hidden layer")
         self.distribution = distribution
         # mlp() ends in a linear layer; the trunk's last layer is a hidden one, so it gets the hidden gain and an activation.
-        self.trunk = nn.Sequential(
+        self.trunk = MLP(
             *mlp(obs_dim, trunk[:-1], trunk[-1], activation, out_gain=math.sqrt(2)), ACTIVATIONS[activation]()
         )
         self.policy_head = mlp(trunk[-1], head_hidden, distribution.param_dim, activation, out_gain=0.01)

@@ -99,6 +99,10 @@ class OnPolicyAgent(Agent):
         self.kl_ref_coef = torch.tensor(float(coef), device=self.device)
         self._ref_kl_sum = torch.zeros((), device=self.device)
 
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        """β of the KL penalty (it adapts), besides what a subclass adds."""
+        return {} if self.reference is None else {"kl_ref_coef": self.kl_ref_coef}
+
     def _reference_modules(self) -> dict[str, torch.nn.Module]:
         """``{"reference": π_ref}`` for the checkpoint where there is one."""
         return {} if self.reference is None else {"reference": self.reference}

@@ -176,7 +176,7 @@ class PPO(OnPolicyAgent):
         return {"optimizer": self.optimizer}
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {"kl_beta": self.kl_beta}
+        return {**super()._extra_state(), "kl_beta": self.kl_beta}
 
     def _apply_schedules(self) -> None:
         """Learning rate (shared) and ε for this iteration; both decay linearly to 0 when annealed."""

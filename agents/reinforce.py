@@ -173,7 +173,11 @@ class REINFORCE(OnPolicyAgent):
         return {"optimizer": self.optimizer}
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {"mean_baseline": self.mean_baseline, "mean_baseline_ready": self.mean_baseline_ready}
+        return {
+            **super()._extra_state(),
+            "mean_baseline": self.mean_baseline,
+            "mean_baseline_ready": self.mean_baseline_ready,
+        }
 
     def _value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policy.value(obs) if self.has_critic else obs.new_zeros(obs.shape[0])

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from rlcourse.registry import register_env, vec_env_class
 
 if TYPE_CHECKING:
+    from rlcourse.envs.chatbot import ChatbotVecEnv
     from rlcourse.envs.classic import CartPoleVecEnv, MountainCarVecEnv, PendulumVecEnv
     from rlcourse.envs.dialogue import SlotFillingVecEnv
-    from rlcourse.envs.chatbot import ChatbotVecEnv
     from rlcourse.envs.pokemon import PokemonBattleVecEnv
 
 #: env id -> the batched class, as "module:Class".
@@ -48,6 +48,7 @@ register_all()  # importing the package directly registers them too
 __all__ = [
     "ENVS",
     "CartPoleVecEnv",
+    "ChatbotVecEnv",
     "MountainCarVecEnv",
     "PendulumVecEnv",
     "PokemonBattleVecEnv",

@@ -152,7 +152,9 @@ class ChatbotVecEnv(TensorVecEnv):
         self._positions = torch.arange(self.reply_len, device=self.device)
         self._always_masked = torch.zeros(vocab, dtype=torch.bool, device=self.device)
         self._always_masked[[PAD, BOS, UNK]] = True
-        self._statistics = ReplyStatistics(self.context_len)
+        #: The reply each sub-env finished last (what :class:`~.metrics.ReplyStatistics` logs), PAD until one is.
+        self.last_replies = torch.full_like(self.reply, PAD)
+        self._statistics = ReplyStatistics(self)
 
     def _encode_replies(self, texts: tuple[str, ...]) -> torch.Tensor:
         """``[K, R]`` replies (right-padded, ending in EOS) of ``texts`` whose words are all in the vocabulary."""
@@ -188,6 +190,7 @@ class ChatbotVecEnv(TensorVecEnv):
         self.reply.copy_(torch.where(at_end, tokens.unsqueeze(1), self.reply))
         self.length += 1
         reply_done = (tokens == EOS) | (self.length >= self.reply_len)
+        self.last_replies.copy_(torch.where(reply_done.unsqueeze(1), self.reply, self.last_replies))
         dull, repeat = self._judge(self.reply)
         dull, repeat = dull & reply_done, repeat & reply_done
         reward = -(self.dull_penalty * dull.float() + self.repeat_penalty * repeat.float())
@@ -225,9 +228,9 @@ class ChatbotVecEnv(TensorVecEnv):
     def _judge(self, reply: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whether each (finished) reply is a dull one, and whether it repeats the context or loops on a word."""
         dull = (reply.unsqueeze(1) == self.dull_replies.unsqueeze(0)).all(-1).any(-1)
-        windows = reply.unfold(1, LOOP_LENGTH, 1)  # [B, R - LOOP_LENGTH + 1, LOOP_LENGTH]
+        windows = reply.unfold(1, min(LOOP_LENGTH, self.reply_len), 1)  # [B, R - LOOP_LENGTH + 1, LOOP_LENGTH]
         is_word = (windows[..., 0] != PAD) & (windows[..., 0] != EOS)
-        loops = ((windows == windows[..., :1]).all(-1) & is_word).any(-1)
+        loops = ((windows == windows[..., :1]).all(-1) & is_word).any(-1) & (self.reply_len >= LOOP_LENGTH)
         repeats = self._repeats(reply, self.context) | self._repeats(reply, self.earlier) & (self.turn > 0)
         return dull, repeats | loops
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rlcourse.callbacks import Callback, RolloutBatch, TrainingRun
+from rlcourse.callbacks import Callback, TrainingRun
 from rlcourse.envs.chatbot.tokenizer import WordTokenizer
 
 
@@ -46,28 +46,21 @@ def reply_statistics(replies: torch.Tensor) -> dict[str, float]:
 
 
 class ReplyStatistics(Callback):
-    """Logs ``rollout/distinct_1``, ``rollout/distinct_2`` and ``rollout/reply_length`` of each rollout's finished replies."""
+    """Logs ``rollout/distinct_1``, ``rollout/distinct_2`` and ``rollout/reply_length`` at every log interval, over
+    the reply each sub-env finished last (the env keeps them; one host read per log, none per step)."""
 
-    needs_batch = True
-
-    def __init__(self, context_len: int):
-        self.reply_start = context_len + 1
+    def __init__(self, env: Any):
+        self.env = env
         self.run: TrainingRun | None = None
-        self.last: dict[str, float] = {}
 
     def on_training_start(self, run: TrainingRun) -> None:
         self.run = run
 
-    def on_rollout_end(self, batch: RolloutBatch | None) -> None:
-        if batch is None:
-            return
-        finished = batch.next_obs[batch.dones]  # one host read per iteration, outside the step loop
-        if finished.shape[0]:
-            self.last = reply_statistics(finished[:, self.reply_start :].long().cpu())
-
     def on_log(self, stats: dict[str, float]) -> None:
-        if self.last and self.run is not None:
-            self.run.log_scalars({f"rollout/{name}": value for name, value in self.last.items()})
+        replies = self.env.last_replies.cpu()
+        finished = replies[(replies != WordTokenizer.PAD).any(1)]
+        if finished.shape[0] and self.run is not None:
+            self.run.log_scalars({f"rollout/{name}": value for name, value in reply_statistics(finished).items()})
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = ["BOS", "EOS", "PAD", "ChatLanguageModel", "ChatLMConfig", "TokenGRU", "fit_mle", "last_token_index"]
 
-PAD, BOS, EOS = 0, 1, 2
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
 def last_token_index(tokens: torch.Tensor) -> torch.Tensor:
@@ -152,7 +152,11 @@ class ChatLanguageModel(RewardModel):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, action_masks: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False
+        self,
+        obs: torch.Tensor,
+        action_masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
     ) -> torch.Tensor:
         """The next token of each observation (the env's policy interface), drawn from P_θ among the valid ones."""
         logits = self.lm.head(self.lm.features(obs)).masked_fill(~action_masks, -torch.inf)
@@ -171,7 +175,7 @@ class ChatLanguageModel(RewardModel):
     ) -> torch.Tensor:
         """Replies ``[N, reply_len]`` to ``contexts`` ``[N, C]`` (left-padded), one GRU step per token; PAD after EOS.
 
-        PAD and BOS are never drawn, and EOS not as the first token (the env's masks).
+        PAD, BOS and UNK are never drawn, and EOS not as the first token (the env's masks).
         """
         n = contexts.shape[0]
         prefix = torch.cat((contexts.long(), torch.full((n, 1), BOS, device=contexts.device)), 1)
@@ -180,7 +184,7 @@ class ChatLanguageModel(RewardModel):
         ended = torch.zeros(n, dtype=torch.bool, device=contexts.device)
         for t in range(reply_len):
             logits = self.lm.head(state)
-            logits[:, [PAD, BOS]] = -torch.inf
+            logits[:, [PAD, BOS, UNK]] = -torch.inf
             if t == 0:
                 logits[:, EOS] = -torch.inf
             token = (

@@ -24,7 +24,8 @@ from torch import nn
 
 from rlcourse.agents.distributions import Categorical
 from rlcourse.agents.networks import PolicyModule
-from rlcourse.supervised.chat.language_model import TokenGRU, last_token_index, token_space_sizes
+from rlcourse.supervised.chat.language_model import TokenGRU, last_token_index
+from rlcourse.supervised.chat.scorer import token_vocabulary
 
 
 class TokenActorCritic(PolicyModule):
@@ -40,7 +41,7 @@ class TokenActorCritic(PolicyModule):
         incremental: bool = True,
     ):
         super().__init__()
-        vocab_size, _ = token_space_sizes(observation_space, action_space, "policy token_gru")
+        vocab_size = token_vocabulary(observation_space, action_space, "policy token_gru")
         if len(net_arch) != 2:
             raise ValueError(f"policy token_gru takes net_arch = [embedding size, GRU size], got {list(net_arch)}")
         self.distribution = Categorical(vocab_size)

@@ -313,3 +313,45 @@ def test_both_plug_ins_reward_the_chatbot_env_through_model_reward():
             torch.testing.assert_close(rewards[terminated], expected[terminated])
             ended += int(terminated.sum())
         assert ended >= 8  # every reply ends within reply_len steps
+
+
+# ----------------------------------------------------------------------------- Li et al.'s rewards
+def _li_setup():
+    from rlcourse.envs.chatbot.env import ChatbotVecEnv
+    from rlcourse.supervised.chat.language_model import ChatLanguageModel
+    from rlcourse.supervised.chat.rules import LiRewards
+
+    torch.manual_seed(0)
+    env = ChatbotVecEnv(3, context_len=6, reply_len=6)
+    lm = ChatLanguageModel(env.single_observation_space, env.single_action_space, {"embed_dim": 8, "hidden_dim": 8})
+    rules = LiRewards(
+        env.single_observation_space, env.single_action_space, {"context_len": 6}, forward=lm,
+        dull_replies=env.dull_replies,
+    )  # fmt: skip
+    return env, lm, rules
+
+
+def test_li_ease_of_answering_is_minus_the_mean_dull_likelihood_given_the_reply():
+    env, lm, rules = _li_setup()
+    obs = torch.tensor([[0, 0, 0, 0, 9, 10, 1, 11, 12, 2, 0, 0, 0]])
+    expected = []
+    for dull in env.dull_replies:
+        pair = torch.cat((torch.tensor([0, 0, 0, 0, 11, 12, 1]), dull)).unsqueeze(0)  # the reply as the context
+        log_likelihood, n = lm.reply_log_likelihood(pair)
+        expected.append(float(log_likelihood / n))
+    assert rules.ease_of_answering(obs).item() == pytest.approx(-sum(expected) / len(expected), rel=1e-5)
+
+
+def test_li_rewards_pay_only_where_a_reply_ended_and_weigh_the_three_terms():
+    env, lm, rules = _li_setup()
+    obs = torch.tensor([[0, 0, 0, 0, 9, 10, 1, 11, 12, 2, 0, 0, 0], [0, 0, 0, 5, 6, 7, 1, 5, 6, 7, 2, 0, 0]])
+    batch = TransitionBatch(obs, torch.zeros(2, dtype=torch.long), obs, torch.zeros(2),
+                            torch.tensor([True, False]), torch.zeros(2, dtype=torch.bool))  # fmt: skip
+    reward = rules.reward(batch)
+    expected = (
+        0.25 * rules.ease_of_answering(obs) + 0.25 * rules.information_flow(obs) + 0.5 * rules.semantic_coherence(obs)
+    )
+    assert reward[1] == 0 and reward[0].item() == pytest.approx(expected[0].item(), rel=1e-5)
+    # the reply that says the context's words again has the same encoding: information flow's penalty is 0
+    assert rules.information_flow(obs)[1].item() == pytest.approx(0.0, abs=1e-4)
+    assert rules.semantic_coherence(obs)[0].item() == pytest.approx(lm.reward(batch)[0].item(), rel=1e-5)

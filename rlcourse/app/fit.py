@@ -1,4 +1,6 @@
-"""``rlcourse fit``: fit a supervised plug-in and save it; ``rlcourse fit nlu`` fits the dialogue's slot tagger.
+"""``rlcourse fit``: fit a supervised plug-in and save it: ``nlu``, the dialogue's slot tagger; ``chat-lm``, the chatbot's
+language model (MLE), which ``rlcourse train ppo rlcourse/Chatbot-v0 --init-from runs/chat_lm/gru/<name>/lm.pt``
+fine-tunes with RL.
 
 ``rlcourse fit nlu --domain movie`` draws the domain's labelled corpus, trains the preset's tagger
 (``rlcourse/presets/nlu.yml``; ``--hp key=value`` overrides), scores it on held-out values and templates,
@@ -25,7 +27,7 @@ NLU_FILE = "nlu.pt"
 
 @click.group(context_settings=CONTEXT)
 def fit_command() -> None:
-    """Fit a supervised plug-in (the dialogue's slot-tagger NLU) and save it."""
+    """Fit a supervised plug-in (the dialogue's slot-tagger NLU, the chatbot's language model) and save it."""
 
 
 @fit_command.command("nlu", context_settings=CONTEXT)
@@ -163,5 +165,7 @@ def fit_chat_lm(
     for key, value in scores.items():
         click.echo(f"{key}: {value:.2f}")
     click.echo(f"saved {path}")
-    hint = f"--hp policy_network=token_gru --hp net_arch=[{config.embed_dim},{config.hidden_dim}] --init-from {path}"
+    sizes = [config.embed_dim, config.hidden_dim]
+    same = sizes == list(load_preset("ppo", "rlcourse/Chatbot-v0")["net_arch"])
+    hint = f"--init-from {path}" + ("" if same else f" --hp 'net_arch={sizes}'")
     click.echo(f"use it: rlcourse train ppo rlcourse/Chatbot-v0 {hint}")

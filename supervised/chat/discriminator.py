@@ -38,7 +38,7 @@ from torch import nn
 
 from rlcourse.config import check_fields, hp
 from rlcourse.envs.chatbot.corpus import observation_layout
-from rlcourse.supervised.chat.scorer import PAD, SequenceScorer, check_scorer_sizes, token_vocabulary
+from rlcourse.supervised.chat.scorer import PAD, attach_scorer, check_scorer_sizes
 from rlcourse.supervised.imitation.demos import Demonstrations
 from rlcourse.supervised.protocol import Discriminator, Transitions
 from rlcourse.supervised.reward import ModelReward
@@ -89,10 +89,7 @@ class SeqGANDiscriminator(Discriminator):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: Any = None):
         super().__init__(observation_space, action_space, config)
-        self.vocab_size = token_vocabulary(observation_space, action_space, type(self).__name__)
-        c = self.config
-        self.scorer = SequenceScorer(self.vocab_size, c.embed_dim, c.hidden_dim, c.net_arch)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=c.learning_rate)
+        attach_scorer(self)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """``[N]``: log D − log(1 − D) of observations ``[N, L]`` in the chatbot's layout."""

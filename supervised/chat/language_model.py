@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
 from rlcourse.config import check_fields, hp
+from rlcourse.supervised.chat.scorer import token_vocabulary
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = ["BOS", "EOS", "PAD", "ChatLanguageModel", "ChatLMConfig", "TokenGRU", "fit_mle", "last_token_index"]
@@ -44,19 +44,6 @@ def last_token_index(tokens: torch.Tensor) -> torch.Tensor:
     """``[N]``: the position of each row's last non-PAD token (the state that predicts what comes next)."""
     positions = torch.arange(tokens.shape[1], device=tokens.device)
     return (positions * (tokens != PAD)).amax(1)
-
-
-def token_space_sizes(observation_space: spaces.Space, action_space: spaces.Space, owner: str) -> tuple[int, int]:
-    """``(vocabulary size, sequence length)`` of a token observation space; a ValueError names what does not fit."""
-    if not isinstance(action_space, spaces.Discrete):
-        raise ValueError(f"{owner} needs a Discrete action space (the next token), got {action_space}")
-    if (
-        not isinstance(observation_space, spaces.Box)
-        or len(observation_space.shape) != 1
-        or not np.issubdtype(observation_space.dtype, np.integer)
-    ):
-        raise ValueError(f"{owner} needs a 1-D integer Box observation of token ids, got {observation_space}")
-    return int(action_space.n), int(observation_space.shape[0])
 
 
 class TokenGRU(nn.Module):
@@ -110,7 +97,7 @@ class ChatLanguageModel(RewardModel):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: Any = None):
         super().__init__(observation_space, action_space, config)
-        self.vocab_size, self.seq_len = token_space_sizes(observation_space, action_space, "ChatLanguageModel")
+        self.vocab_size = token_vocabulary(observation_space, action_space, "ChatLanguageModel")
         self.lm = TokenGRU(self.vocab_size, self.config.embed_dim, self.config.hidden_dim)
 
     # ------------------------------------------------------------------ likelihoods

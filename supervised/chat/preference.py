@@ -31,7 +31,7 @@ from gymnasium import spaces
 
 from rlcourse.config import check_fields, hp
 from rlcourse.envs.chatbot.corpus import observation_layout
-from rlcourse.supervised.chat.scorer import SequenceScorer, check_scorer_sizes, token_vocabulary
+from rlcourse.supervised.chat.scorer import attach_scorer, check_scorer_sizes
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = [
@@ -83,10 +83,7 @@ class PreferenceRewardModel(RewardModel):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: Any = None):
         super().__init__(observation_space, action_space, config)
-        self.vocab_size = token_vocabulary(observation_space, action_space, type(self).__name__)
-        c = self.config
-        self.scorer = SequenceScorer(self.vocab_size, c.embed_dim, c.hidden_dim, c.net_arch)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=c.learning_rate)
+        attach_scorer(self)
 
     def score(self, obs: torch.Tensor) -> torch.Tensor:
         """``[N]``: s(c, x) of observations ``[N, L]`` in the chatbot's layout."""

@@ -24,7 +24,7 @@ from torch import nn
 from rlcourse.envs.chatbot.tokenizer import WordTokenizer
 from rlcourse.supervised.networks import check_layers, mlp
 
-__all__ = ["PAD", "SequenceScorer", "check_scorer_sizes", "token_vocabulary"]
+__all__ = ["PAD", "SequenceScorer", "attach_scorer", "check_scorer_sizes", "token_vocabulary"]
 
 PAD = WordTokenizer.PAD
 
@@ -89,3 +89,12 @@ class SequenceScorer(nn.Module):
         peak = states.masked_fill(~real, torch.finfo(states.dtype).min).amax(1)
         peak = torch.where(count > 0, peak, torch.zeros_like(peak))  # (a row of PADs alone has no maximum)
         return self.head(torch.cat((mean, peak), -1)).squeeze(-1)
+
+
+def attach_scorer(model: nn.Module) -> None:
+    """Give a chat plug-in (a reward model whose settings have embed_dim, hidden_dim, net_arch and learning_rate)
+    its :class:`SequenceScorer` ``model.scorer`` and an Adam ``model.optimizer`` over its parameters."""
+    model.vocab_size = token_vocabulary(model.observation_space, model.action_space, type(model).__name__)
+    c = model.config
+    model.scorer = SequenceScorer(model.vocab_size, c.embed_dim, c.hidden_dim, c.net_arch)
+    model.optimizer = torch.optim.Adam(model.parameters(), lr=c.learning_rate)

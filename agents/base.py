@@ -490,6 +490,7 @@ class Agent(abc.ABC):
         self.total_timesteps = self.num_timesteps + int(total_timesteps)
         self.interrupted_by = None
         self._record_batches(callback_list.needs_batch)
+        self._before_learning()
         per_iteration = self.steps_per_iteration_all_ranks
         iterations_left = -(-(self.total_timesteps - self.num_timesteps) // per_iteration)
         self._broadcast_networks()  # whatever happened to a rank's networks since, training starts from rank 0's
@@ -800,7 +801,16 @@ class Agent(abc.ABC):
             path = RunDir.open(path).checkpoint
         load_warm_start(self, load_checkpoint(path), repr(str(source)))
         self._graph = None
+        self._on_warm_start()
         return self
+
+    def _before_learning(self) -> None:
+        """Called at the start of every :meth:`learn` (after its arguments are checked)."""
+        return None
+
+    def _on_warm_start(self) -> None:
+        """Called after :meth:`init_from` loaded its weights (on-policy agents reset their KL reference there)."""
+        return None
 
     def load_state(self, payload: dict[str, Any], source: str = "checkpoint") -> None:
         """Load a checkpoint payload into this (already built) agent, checking that it fits first."""

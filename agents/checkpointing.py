@@ -31,7 +31,7 @@ from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, restore_global_rng
 from rlcourse.config import NORMALIZE_KEY, config_to_dict
 from rlcourse.supervised.storage import KIND as PLUGIN_KIND
-from rlcourse.supervised.storage import space_spec
+from rlcourse.supervised.storage import space_from_spec, space_spec
 from rlcourse.wrappers import wrapper_levels
 
 if TYPE_CHECKING:
@@ -371,9 +371,14 @@ def load_plugin_warm_start(agent: Agent, payload: dict[str, Any], source: str) -
     env = agent.env
     for which, space in (("observation", env.single_observation_space), ("action", env.single_action_space)):
         if payload.get(f"{which}_space") != space_spec(space):
+            try:
+                saved = space_from_spec(payload.get(f"{which}_space"))
+            except (KeyError, TypeError, ValueError):
+                saved = "an unreadable space"
             raise CheckpointError(
-                f"{source} is a {payload.get('plugin')!r} plug-in built for the {which} space "
-                f"{payload.get(f'{which}_space')}, but {agent.env_id} has {space}"
+                f"{source} is a {payload.get('plugin')!r} plug-in built for the {which} space {saved}, but "
+                f"{agent.env_id} has {space} (for a chat language model: fit it with the env's context and reply "
+                "lengths and corpus)"
             )
     weights = payload.get("state")
     if not isinstance(weights, dict) or not weights:

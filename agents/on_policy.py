@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +42,7 @@ from rlcourse.vec_env import true_next_obs
 
 @dataclass
 class ReferenceKL:
-    """The KL penalty to a reference policy, RLHF-style (fields every on-policy config with a policy network has)."""
+    """The KL penalty to a reference policy, RLHF-style (the fields of PPO's and REINFORCE's configs)."""
 
     kl_ref_coef: float = hp(
         0.0,
@@ -51,10 +52,9 @@ class ReferenceKL:
     kl_ref_target: float | None = hp(
         None, "adapt β after each rollout to hold the mean per-token KL to π_ref near this (null: a fixed β)"
     )
-
-
-#: How fast an adaptive β moves: β ← β·(1 + K·clip(KL/target − 1, ±0.2)) per rollout (Ziegler et al. 2019's K_β).
-KL_ADAPT_RATE = 0.1
+    kl_ref_adapt_rate: float = hp(
+        0.1, "K of the adaptive β: β ← β·(1 + K·clip(KL/target − 1, ±0.2)) per rollout (Ziegler et al. 2019's K_β)"
+    )
 
 
 class OnPolicyAgent(Agent):
@@ -91,17 +91,39 @@ class OnPolicyAgent(Agent):
         coef, target = getattr(self.config, "kl_ref_coef", 0.0), getattr(self.config, "kl_ref_target", None)
         if not coef >= 0 or (target is not None and not target > 0):
             raise ValueError(f"kl_ref_coef must be >= 0 and kl_ref_target > 0 or null, got {coef!r} and {target!r}")
+        if not getattr(self.config, "kl_ref_adapt_rate", 0.1) > 0:
+            raise ValueError(f"kl_ref_adapt_rate must be > 0, got {self.config.kl_ref_adapt_rate!r}")
         if target is not None and coef == 0:
             raise ValueError("kl_ref_target adapts kl_ref_coef, so it needs a starting kl_ref_coef > 0")
         self.reference = None
         if coef > 0:
             self.reference = copy.deepcopy(self.policy).requires_grad_(False)
         self.kl_ref_coef = torch.tensor(float(coef), device=self.device)
+        self._warm_started = False
         self._ref_kl_sum = torch.zeros((), device=self.device)
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         """β of the KL penalty (it adapts), besides what a subclass adds."""
         return {} if self.reference is None else {"kl_ref_coef": self.kl_ref_coef}
+
+    def _on_warm_start(self) -> None:
+        """π_ref is the policy training starts from: after a warm start, the loaded weights (whatever the source's own)."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.policy.state_dict())
+            self._warm_started = True
+
+    def _on_state_loaded(self) -> None:
+        super()._on_state_loaded()
+        self._warm_started = True  # a checkpoint's π_ref is the one its run started from
+
+    def _before_learning(self) -> None:
+        """A KL penalty to a random network anchors to noise: say so once (a warm start or a checkpoint sets it)."""
+        if self.reference is not None and not self._warm_started and self.num_timesteps == 0:
+            warnings.warn(
+                f"kl_ref_coef={self.config.kl_ref_coef} holds the policy near its random initial weights; warm-start "
+                "it (--init-from, e.g. a `rlcourse fit chat-lm` model) or set kl_ref_coef=0",
+                stacklevel=3,
+            )
 
     def _reference_modules(self) -> dict[str, torch.nn.Module]:
         """``{"reference": π_ref}`` for the checkpoint where there is one."""
@@ -109,7 +131,8 @@ class OnPolicyAgent(Agent):
 
     def _reference_penalty(self, obs, action_masks, actions, log_prob) -> torch.Tensor:
         """β·(log π(a|s) − log π_ref(a|s)) per sub-env: its mean over a rollout estimates KL(π‖π_ref) per token."""
-        params, _ = self.reference.rollout_params_and_value(obs)
+        reference = self.reference
+        params = reference.rollout_params_and_value(obs)[0] if reference.keeps_state else reference.policy_params(obs)
         params = mask_logits(params, action_masks) if action_masks is not None else params
         kl = log_prob - self.distribution.log_prob(params, actions)
         self._ref_kl_sum += kl.mean()
@@ -119,13 +142,13 @@ class OnPolicyAgent(Agent):
         """``train/ref_kl`` (the rollout's mean per-token KL) and β; an adaptive β moves toward its target here."""
         if self.reference is None:
             return {}
-        kl = self._ref_kl_sum / self.config.n_steps
+        kl = self._mean_over_ranks(self._ref_kl_sum / self.config.n_steps)  # every rank adapts β alike
         self._ref_kl_sum.zero_()
         stats = {"train/ref_kl": kl, "train/ref_kl_coef": self.kl_ref_coef.clone()}
         target = self.config.kl_ref_target
         if target is not None:
             error = torch.clamp(kl / target - 1.0, -0.2, 0.2)
-            self.kl_ref_coef.mul_(1.0 + KL_ADAPT_RATE * error)
+            self.kl_ref_coef.mul_(1.0 + self.config.kl_ref_adapt_rate * error)
         return stats
 
     # ----------------------------------------------------------------- acting

@@ -252,7 +252,7 @@ class PPO(OnPolicyAgent):
             "train/learning_rate": self._learning_rate_stat(),
         }
         if c.objective == "kl_penalty":
-            self._adapt_kl_beta(self._kl_after_update(obs, actions, old_log_prob, masks))
+            self._adapt_kl_beta(self._kl_after_update(obs, actions, old_log_prob, masks, sequences))
             stats["train/kl_beta"] = self.kl_beta.clone()
         return stats
 
@@ -267,9 +267,14 @@ class PPO(OnPolicyAgent):
         return (steps.unsqueeze(0) * num_envs + envs.unsqueeze(1)).flatten()  # flat index t * num_envs + b
 
     @torch.no_grad()
-    def _kl_after_update(self, obs, actions, old_log_prob, masks) -> torch.Tensor:
+    def _kl_after_update(self, obs, actions, old_log_prob, masks, sequences=None) -> torch.Tensor:
         """KL(θᵏ‖θ) over the whole rollout once the update is done: what the adaptive rule compares (notes:12961-12963 [PPO])."""
-        new_log_prob = self.distribution.log_prob(self._policy_params(obs, masks), actions)
+        params = (
+            self._policy_params(obs, masks) if sequences is None else self.policy.params_and_value(obs, sequences)[0]
+        )
+        if sequences is not None and masks is not None:
+            params = mask_logits(params, masks)
+        new_log_prob = self.distribution.log_prob(params, actions)
         log_ratio = new_log_prob - old_log_prob
         return ((log_ratio.exp() - 1.0) - log_ratio).mean()
 

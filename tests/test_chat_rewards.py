@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 import rlcourse
 from rlcourse.supervised import ModelReward, load_plugin
-from rlcourse.supervised.chat.discriminator import SeqGANConfig, SeqGANDiscriminator, chat_demonstrations
+from rlcourse.supervised.chat.discriminator import SeqGANDiscriminator, SeqGANDiscriminatorConfig, chat_demonstrations
 from rlcourse.supervised.chat.preference import (
     PreferenceConfig,
     PreferenceRewardModel,
@@ -270,11 +270,11 @@ def test_bad_settings_and_spaces_are_clear_errors():
     with pytest.raises(ValueError, match="reward"):
         SeqGANDiscriminator(OBS_SPACE, ACTION_SPACE, {"reward": "logit"})
     with pytest.raises(ValueError, match="unknown SeqGAN reward 'logit'"):
-        SeqGANConfig(reward="logit")
+        SeqGANDiscriminatorConfig(reward="logit")
     with pytest.raises(ValueError, match="embed_dim must be a positive integer"):
         PreferenceRewardModel(OBS_SPACE, ACTION_SPACE, {"embed_dim": 0})
     with pytest.raises(ValueError, match="hidden_dim must be a positive integer"):
-        SeqGANConfig(hidden_dim=-3)
+        SeqGANDiscriminatorConfig(hidden_dim=-3)
     with pytest.raises(ValueError, match="net_arch"):
         PreferenceConfig(net_arch=(16, 0))
     with pytest.raises(ValueError, match="learning_rate"):

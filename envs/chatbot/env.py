@@ -39,7 +39,7 @@ from rlcourse.vec_env import TensorVecEnv
 
 PAD, BOS, EOS, UNK = WordTokenizer.PAD, WordTokenizer.BOS, WordTokenizer.EOS, WordTokenizer.UNK
 #: Generic replies that end a conversation's content (Li et al. 2016's list and the notes' "I don't know" /
-#: "I'm sorry", notes:10798-10818), with the corpus's own most frequent content-free replies.
+#: "I'm sorry", notes:10798-10818 [Sequence Generation by GAN]), and short content-free replies.
 DULL_REPLIES = (
     "i don't know.",
     "i don't know",
@@ -80,11 +80,14 @@ class ChatbotVecEnv(TensorVecEnv):
         dull_penalty, repeat_penalty: the rule rewards' sizes (>= 0).
         self_play_turns: 0 for one reply per episode; K > 0 for self-play, below.
 
-    **Self-play** (``self_play_turns=K``): two bots talking, the setting of notes:10604-10618 [Sequence Generation
-    by GAN] and of Li et al. 2016, whose two simulated speakers share one policy. Each finished reply becomes the
-    next turn's context and the same policy answers it; the rewards come at the end of every turn, and the
-    conversation ends at its first dull or repeated turn (repeating the other speaker, or one's own turn before)
-    or after K turns. ``final_info["turns"]`` is how many turns it lasted, the measure Li et al. report.
+    **Self-play** (``self_play_turns=K``): two bots talking, the setting of notes:10604-10618 [Sequence Generation by GAN]
+    and of Li et al. 2016, whose two simulated speakers share one policy. Each turn is one episode (one reply, its
+    rewards at its end, so reward plug-ins score every turn's finished reply in ``final_obs``), and each finished
+    reply becomes the next turn's context, which the same policy answers. The conversation ends at its first dull
+    or repeated turn (repeating the other speaker, or the turn before that one) or after K turns; then a new one
+    starts from a corpus context. ``info["conversation_over"]`` marks the turns that end one and ``info["turns"]``
+    counts its turns, the measure Li et al. report. The observation shows neither the turn count nor the turn
+    before: a policy answers what it was just told.
     """
 
     metadata: ClassVar[dict[str, Any]] = {**TensorVecEnv.metadata, "render_modes": ["ansi"]}
@@ -92,7 +95,7 @@ class ChatbotVecEnv(TensorVecEnv):
     has_action_masks = True
     has_transcripts = True
     truncates = False
-    state_names = ("context", "reply", "length", "earlier", "turn")
+    state_names = ("context", "reply", "length", "earlier", "turn", "goes_on")
 
     def __init__(
         self,
@@ -148,6 +151,9 @@ class ChatbotVecEnv(TensorVecEnv):
         self.length = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self.earlier = torch.full_like(self.context, PAD)  # self-play: the context of the turn before
         self.turn = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self.goes_on = torch.zeros(
+            self.num_envs, dtype=torch.bool, device=self.device
+        )  # self-play: a next turn follows
         self._bos = torch.full((self.num_envs, 1), BOS, dtype=torch.int64, device=self.device)
         self._positions = torch.arange(self.reply_len, device=self.device)
         self._always_masked = torch.zeros(vocab, dtype=torch.bool, device=self.device)
@@ -171,15 +177,23 @@ class ChatbotVecEnv(TensorVecEnv):
         return dict(self._options)
 
     # ----------------------------------------------------------------- the contract's hooks
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.goes_on.zero_()  # a reset starts every conversation afresh
+        return super().reset(seed=seed, options=options)
+
     def _reset_where(self, mask: torch.Tensor) -> None:
+        """A new reply: to a fresh corpus context, or in self-play where the conversation goes on, to the reply just
+        said (which becomes the context; the context before it is kept as the turn before)."""
         drawn = torch.randint(self.contexts.shape[0], (self.num_envs,), generator=self.generator, device=self.device)
         if self._selects_none(mask):
             return
-        self.context.copy_(torch.where(mask.unsqueeze(1), self.contexts[drawn], self.context))
-        self.earlier.masked_fill_(mask.unsqueeze(1), PAD)
+        fresh, goes_on = (mask & ~self.goes_on).unsqueeze(1), (mask & self.goes_on).unsqueeze(1)
+        spoken = self._as_context(self.reply)
+        self.earlier.copy_(torch.where(goes_on, self.context, torch.where(fresh, PAD, self.earlier)))
+        self.context.copy_(torch.where(goes_on, spoken, torch.where(fresh, self.contexts[drawn], self.context)))
         self.reply.masked_fill_(mask.unsqueeze(1), PAD)
         self.length.masked_fill_(mask, 0)
-        self.turn.masked_fill_(mask, 0)
+        self.turn.masked_fill_(fresh.squeeze(1), 0)
 
     def _observe(self) -> torch.Tensor:
         return torch.cat((self.context, self._bos, self.reply), 1)
@@ -195,25 +209,17 @@ class ChatbotVecEnv(TensorVecEnv):
         dull, repeat = dull & reply_done, repeat & reply_done
         reward = -(self.dull_penalty * dull.float() + self.repeat_penalty * repeat.float())
         info = {"reply_length": torch.where(reply_done, self.length, 0)}
-        if self.recording:  # what render_turn shows (the reply is cleared below where the conversation goes on)
+        if self.recording:  # what render_turn shows
             info["said"] = self.reply.clone()
-        if not self.self_play_turns:
-            return reward, reply_done, torch.zeros_like(reply_done), {"dull": dull, "repeat": repeat, **info}
-        # Self-play: the conversation ends at its first dull or repeated turn, or after self_play_turns turns;
-        # otherwise the reply becomes the context of the next turn, which the same policy speaks.
-        self.turn += reply_done.long()
-        terminated = dull | repeat | (self.turn >= self.self_play_turns)
-        goes_on = (reply_done & ~terminated).unsqueeze(1)
-        self.earlier.copy_(torch.where(goes_on, self.context, self.earlier))
-        self.context.copy_(torch.where(goes_on, self._as_context(self.reply), self.context))
-        self.reply.masked_fill_(goes_on, PAD)
-        self.length.masked_fill_(goes_on.squeeze(1), 0)
-        return (
-            reward,
-            terminated,
-            torch.zeros_like(terminated),
-            {"dull": dull, "repeat": repeat, "turns": self.turn.clone(), **info},
-        )
+        info.update(dull=dull, repeat=repeat)
+        if self.self_play_turns:
+            # Self-play: the conversation ends at its first dull or repeated turn, or after self_play_turns turns;
+            # otherwise _reset_where makes the reply the context of the next turn, which the same policy speaks.
+            self.turn += reply_done.long()
+            over = reply_done & (dull | repeat | (self.turn >= self.self_play_turns))
+            self.goes_on.copy_(reply_done & ~over)
+            info.update(conversation_over=over, turns=self.turn.clone())
+        return reward, reply_done, torch.zeros_like(reply_done), info
 
     def _as_context(self, reply: torch.Tensor) -> torch.Tensor:
         """A finished reply's words as a context: right-aligned in C slots, PAD before them (its last C words)."""
@@ -287,5 +293,5 @@ class ChatbotVecEnv(TensorVecEnv):
             for i in range(num_episodes):
                 if not finished[i]:
                     lines[i] += env.render_turn(info, i)
-            finished |= terminated.cpu()
+            finished |= (info["conversation_over"] if self.self_play_turns else terminated).cpu()
         return ["\n".join(episode) for episode in lines]

@@ -47,7 +47,10 @@ def reply_statistics(replies: torch.Tensor) -> dict[str, float]:
 
 class ReplyStatistics(Callback):
     """Logs ``rollout/distinct_1``, ``rollout/distinct_2`` and ``rollout/reply_length`` at every log interval, over
-    the reply each sub-env finished last (the env keeps them; one host read per log, none per step)."""
+    the reply each sub-env finished last (the env keeps them; one host read per log, none per step).
+
+    Distinct-n falls as the number of replies grows, so these figures compare runs of the same ``num_envs`` only;
+    the bench scores a fixed number of replies instead (:func:`play_replies`)."""
 
     def __init__(self, env: Any):
         self.env = env

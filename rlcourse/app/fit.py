@@ -11,6 +11,7 @@ is checked before the folder is claimed, and a bad one is one line and exit code
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -109,6 +110,9 @@ CHAT_LM_FILE = "lm.pt"
 )
 @click.option("--context-len", type=click.IntRange(min=1), default=16, show_default=True, help="Context tokens C.")
 @click.option("--reply-len", type=click.IntRange(min=2), default=16, show_default=True, help="Reply tokens R.")
+@click.option(
+    "--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Occurrences a word needs to be kept."
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the corpus.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per step.")
 @click.option("--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE", help="Set a model setting (embed_dim=64).")
@@ -121,7 +125,7 @@ CHAT_LM_FILE = "lm.pt"
     "--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."
 )
 def fit_chat_lm(
-    corpus: str | None, context_len: int, reply_len: int, epochs: int, batch_size: int, hp_assignments: tuple[str, ...],
+    corpus: str | None, context_len: int, reply_len: int, min_count: int, epochs: int, batch_size: int, hp_assignments: tuple[str, ...],
     seed: int, name: str | None, runs_root: Path, threads: int,
 ) -> None:  # fmt: skip
     """Pre-train the chatbot's language model by maximum likelihood (teacher forcing), the policy RL starts from."""
@@ -133,7 +137,8 @@ def fit_chat_lm(
     from rlcourse.supervised.chat.language_model import ChatLanguageModel, ChatLMConfig, fit_mle
 
     config = make_config(ChatLMConfig, parse_hp(hp_assignments))
-    env = ChatbotVecEnv(1, corpus=corpus, context_len=context_len, reply_len=reply_len)  # a bad corpus fails here
+    env_options = {"corpus": corpus, "context_len": context_len, "reply_len": reply_len, "min_count": min_count}
+    env = ChatbotVecEnv(1, **env_options)  # a bad corpus fails here, before anything is written
     if name is not None:
         with run_dir_errors("--name"):
             check_run_name(name)
@@ -167,5 +172,7 @@ def fit_chat_lm(
     click.echo(f"saved {path}")
     sizes = [config.embed_dim, config.hidden_dim]
     same = sizes == list(load_preset("ppo", "rlcourse/Chatbot-v0")["net_arch"])
-    hint = f"--init-from {path}" + ("" if same else f" --hp 'net_arch={sizes}'")
+    defaults = {k: v.default for k, v in inspect.signature(ChatbotVecEnv.__init__).parameters.items()}
+    differ = [f" --env-opt {k}={v}" for k, v in env_options.items() if v != defaults.get(k, v) and v is not None]
+    hint = f"--init-from {path}" + ("" if same else f" --hp 'net_arch={sizes}'") + "".join(differ)
     click.echo(f"use it: rlcourse train ppo rlcourse/Chatbot-v0 {hint}")

@@ -45,14 +45,14 @@ from rlcourse.supervised.reward import ModelReward
 from rlcourse.supervised.training import DiscriminatorTraining
 from rlcourse.vec_env import TensorVecEnv
 
-__all__ = ["SEQGAN_REWARDS", "SeqGANConfig", "SeqGANDiscriminator", "chat_demonstrations", "seqgan"]
+__all__ = ["SEQGAN_REWARDS", "SeqGANDiscriminatorConfig", "SeqGANDiscriminator", "chat_demonstrations", "seqgan"]
 
 #: The agent's reward from D: its probability (SeqGAN's) or its log.
 SEQGAN_REWARDS = ("prob", "log_prob")
 
 
 @dataclass
-class SeqGANConfig:
+class SeqGANDiscriminatorConfig:
     """Settings of SeqGAN's discriminator D(c, x)."""
 
     embed_dim: int = hp(64, "size of the token embeddings")
@@ -84,8 +84,8 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 class SeqGANDiscriminator(Discriminator):
     """D(c, x) = σ(s(next_obs)): the finished reply in ``next_obs`` and its context, read as one sequence."""
 
-    config_class = SeqGANConfig
-    config: SeqGANConfig
+    config_class = SeqGANDiscriminatorConfig
+    config: SeqGANDiscriminatorConfig
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: Any = None):
         super().__init__(observation_space, action_space, config)
@@ -156,7 +156,7 @@ def chat_demonstrations(contexts: torch.Tensor, replies: torch.Tensor) -> Demons
 def seqgan(
     env: TensorVecEnv,
     demonstrations: Demonstrations,
-    config: SeqGANConfig | dict[str, Any] | None = None,
+    config: SeqGANDiscriminatorConfig | dict[str, Any] | None = None,
     seed: int = 0,
 ) -> tuple[ModelReward, DiscriminatorTraining]:
     """``env`` rewarded by a fresh SeqGAN discriminator (``replace`` mode), and the callback that trains it on

@@ -7,7 +7,9 @@ The notes' chatbot learns from a hand-written R(c, x) that punishes "I don't kno
 * **ease of answering** r₁ = −(1/N_S) Σ_{s∈S} (1/|s|) log p_MLE(s | x): a reply x that makes a dull answer s (the
   env's list S) likely is one the conversation cannot go on from;
 * **information flow** r₂ = −log cos(h_c, h_x): a reply whose encoding is close to the context's repeats it
-  (h: the GRU state after reading an utterance; the cosine is floored at 1e-4, where the log would blow up);
+  (h: the GRU state after reading an utterance; the cosine is floored at 1e-4, where the log would blow up).
+  Li et al. compare one speaker's two consecutive turns; a single reply has only its context to compare with,
+  so this compares the reply with what it answers;
 * **semantic coherence** r₃ = (1/|x|) log p_MLE(x | c) + (1/|c|) log p_back(c | x): the reply fits its context
   (p_back, a model of contexts given replies, is optional; without it r₃ is the forward term).
 

@@ -105,12 +105,12 @@ def _mean_turns(env: Any, policy: Callable, conversations: int) -> float:
     turns = torch.zeros(conversations, device=env.device)
     finished = torch.zeros(conversations, dtype=torch.bool, device=env.device)
     while not bool(finished.all()):
-        obs, _, terminated, _, info = env.step(policy(obs, env.action_masks()))
-        ended = terminated & ~finished
+        obs, _, _, _, info = env.step(policy(obs, env.action_masks()))
+        ended = info["conversation_over"] & ~finished
         # a conversation cut by a dull or repeated turn lasted the turns before it
         lasted = info["turns"] - (info["dull"] | info["repeat"]).long()
         turns = torch.where(ended, lasted.float(), turns)
-        finished |= terminated
+        finished |= info["conversation_over"]
     return float(turns.mean())
 
 

@@ -16,10 +16,21 @@ from typing import Any
 import click
 import torch
 
-from rlcourse.app.bench import agents, agents_report, cartpole, dialogue, plugins, pokemon, scale, threads
+from rlcourse.app.bench import (
+    agents,
+    agents_report,
+    cartpole,
+    chatbot,
+    dialogue,
+    plugins,
+    pokemon,
+    scale,
+    seqgan,
+    threads,
+)
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
-from rlcourse.config import ConfigError, load_preset
+from rlcourse.config import ConfigError, load_preset, parse_hp
 from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 
 
@@ -27,7 +38,7 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale"]),
+    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale", "seqgan", "chatbot"]),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
@@ -35,7 +46,9 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
     "CPU per torch thread count, idle and beside a busy process; plugins: curiosity on MountainCar, GAIL and AIRL "
     "on CartPole (beside the imitation library with --imitation-python); pokemon: rlcourse/PokemonBattle-v0 (raw env "
     "steps/s, scripted matchups, PPO against each opponent); scale: data-parallel training on --nproc ranks through "
-    "torchrun (steps/s, time to the target, final return, speed-up).",
+    "torchrun (steps/s, time to the target, final return, speed-up); seqgan: SeqGAN on the synthetic LSTM oracle "
+    "(NLL-oracle after MLE and after adversarial training, with curves); chatbot: rlcourse/Chatbot-v0 (MLE, the "
+    "preference model, PPO with the KL penalty on single replies and in self-play; tokens/s).",
 )
 @click.option(
     "--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all); scale suite: one (ppo)."
@@ -155,6 +168,31 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
     help="Let CUDA float32 matmuls use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32).",
 )
 @click.option(
+    "--pretrain-epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="seqgan suite: MLE epochs of the generator (default: 80 on CUDA, 25 on CPU).",
+)
+@click.option(
+    "--adversarial-batches",
+    type=click.IntRange(min=0),
+    default=None,
+    help="seqgan suite: adversarial batches, one generator step each (default: 200 on CUDA, 100 on CPU).",
+)
+@click.option(
+    "--rollouts",
+    type=click.IntRange(min=1),
+    default=None,
+    help="seqgan suite: Monte-Carlo roll-outs per prefix (default: 16, the paper's).",
+)
+@click.option(
+    "--seqgan-hp",
+    "seqgan_hp",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="seqgan suite: override any SeqGANConfig setting (YAML value), e.g. d_rounds=5; repeat for several.",
+)
+@click.option(
     "--imitation-python",
     metavar="PY",
     default=None,
@@ -186,6 +224,10 @@ def bench_command(
     nproc: str,
     env_id: str | None,
     num_envs_per_rank: int | None,
+    pretrain_epochs: int | None,
+    adversarial_batches: int | None,
+    rollouts: int | None,
+    seqgan_hp: tuple[str, ...],
 ) -> None:
     """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
@@ -200,6 +242,13 @@ def bench_command(
         return
     if suite == "plugins":
         _plugins_suite(device, seeds, imitation_python, out, tf32)
+        return
+    if suite == "seqgan":
+        budget = {"pretrain_epochs": pretrain_epochs, "adversarial_batches": adversarial_batches, "rollouts": rollouts}
+        _seqgan_suite(device, seeds, budget, seqgan_hp, out, tf32)
+        return
+    if suite == "chatbot":
+        _chatbot_suite(device, seeds, max_steps, out, tf32)
         return
     if suite == "pokemon":
         _pokemon_suite(device, num_envs, max_steps, out, tf32, ppo_preset, elo_battles, sb3, sb3_max_steps)
@@ -357,6 +406,37 @@ def _plugins_suite(device: str, seeds: int | None, imitation_python: str | None,
         resolved, seeds or 5, imitation_python, say=lambda line: click.echo(line, err=True)
     )
     _finish_suite("plugins", report, meta, plugins.render_plugins_markdown, out)
+
+
+def _chatbot_suite(device: str, seeds: int | None, max_steps: int | None, out: Path, tf32: bool) -> None:
+    dev = _bench_device(device, tf32)
+    set_threads(DEFAULT_THREADS)
+    budget = chatbot.budget_for(dev, {"rl_steps": max_steps})
+    meta = bench_meta(str(dev), 0.0, suite="chatbot", seeds=seeds or 3, **budget)
+    _announce(meta)
+    report = chatbot.run_chatbot_bench(dev, seeds or 3, budget, say=lambda line: click.echo(line, err=True))
+    _finish_suite("chatbot", report, meta, chatbot.render_chatbot_markdown, out)
+
+
+def _seqgan_suite(
+    device: str, seeds: int | None, budget: dict[str, int | None], assignments: tuple[str, ...], out: Path, tf32: bool
+) -> None:
+    dev = _bench_device(device, tf32)
+    try:
+        overrides = parse_hp(assignments, flag="--seqgan-hp")
+        for key, value in budget.items():
+            if value is not None:
+                if key in overrides:
+                    raise ValueError(f"set {key} once: --{key.replace('_', '-')} or --seqgan-hp {key}=..., not both")
+                overrides[key] = value
+        config = seqgan.settings_for(dev, overrides)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--seqgan-hp / the seqgan budget options") from None
+    set_threads(DEFAULT_THREADS)
+    meta = bench_meta(str(dev), 0.0, suite="seqgan", seeds=seeds or 1)
+    _announce(meta)
+    report = seqgan.run_seqgan_bench(dev, seeds or 1, config, say=lambda line: click.echo(line, err=True))
+    _finish_suite("seqgan", report, meta, seqgan.render_seqgan_markdown, out)
 
 
 def _pokemon_suite(

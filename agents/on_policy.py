@@ -121,7 +121,7 @@ class OnPolicyAgent(Agent):
         if self.reference is not None and not self._warm_started and self.num_timesteps == 0:
             warnings.warn(
                 f"kl_ref_coef={self.config.kl_ref_coef} holds the policy near its random initial weights; warm-start "
-                "it (--init-from, e.g. a `rlcourse fit chat-lm` model) or set kl_ref_coef=0",
+                "it with init_from (a pre-trained language model, for instance) or set kl_ref_coef=0",
                 stacklevel=3,
             )
 

@@ -26,6 +26,18 @@ from rlcourse.run_dir import RunDir, check_run_name
 NLU_FILE = "nlu.pt"
 
 
+def run_options(command):
+    """The options every fit shares: the seed, the run folder's name and root, and torch's threads."""
+    for option in reversed((
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the data order and the network."),
+        click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>)."),
+        runs_root_option,
+        click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @click.group(context_settings=CONTEXT)
 def fit_command() -> None:
     """Fit a supervised plug-in (the dialogue's slot-tagger NLU, the chatbot's language model) and save it."""
@@ -45,14 +57,7 @@ def fit_command() -> None:
 @click.option(
     "--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE", help="Set a fit setting; repeatable (epochs=3)."
 )
-@click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the corpus and the network."
-)
-@click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
-@runs_root_option
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."
-)
+@run_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def fit_nlu(
     domain: str, preset: str, hp_assignments: tuple[str, ...], seed: int, name: str | None, runs_root: Path,
@@ -116,14 +121,7 @@ CHAT_LM_FILE = "lm.pt"
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the corpus.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per step.")
 @click.option("--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE", help="Set a model setting (embed_dim=64).")
-@click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the network and the order."
-)
-@click.option("--name", default=None, help="Run folder name (default: seed<SEED>-<YYYYmmdd-HHMMSS>).")
-@runs_root_option
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True, help="torch's CPU threads."
-)
+@run_options
 def fit_chat_lm(
     corpus: str | None, context_len: int, reply_len: int, min_count: int, epochs: int, batch_size: int, hp_assignments: tuple[str, ...],
     seed: int, name: str | None, runs_root: Path, threads: int,

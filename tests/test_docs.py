@@ -48,6 +48,7 @@ def smoke_env() -> dict[str, str]:
 EXAMPLE_OUTPUT = {
     "cartpole_tour.py": r"one Gymnasium episode: return \d+",
     "custom_env.py": r"success rate \d\.\d\d, mean length",
+    "chatbot_rlhf.py": r"PPO: KL to the language model -?\d\.\d{3} per token",
     "sb3_dialogue.py": r"MaskablePPO after [\d,]+ turns \(with the env's action masks\): mean return",
 }
 

@@ -38,7 +38,9 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 @click.command("bench")
 @click.option(
     "--suite",
-    type=click.Choice(["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale", "seqgan", "chatbot"]),
+    type=click.Choice(
+        ["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale", "seqgan", "chatbot"]
+    ),
     default="cartpole",
     show_default=True,
     help="cartpole: PPO vs SB3 on CartPole-v1; dialogue: rlcourse/SlotFilling-v0 (env, rule expert, PPO, SB3); "
@@ -177,7 +179,7 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
     "--adversarial-batches",
     type=click.IntRange(min=0),
     default=None,
-    help="seqgan suite: adversarial batches, one generator step each (default: 200 on CUDA, 100 on CPU).",
+    help="seqgan suite: adversarial batches, one generator step each (default: 200 on CUDA, 40 on CPU).",
 )
 @click.option(
     "--rollouts",

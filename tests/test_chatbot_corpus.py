@@ -236,3 +236,13 @@ def test_missing_path_and_folder_without_yaml_are_value_errors(tmp_path):
         load_conversations(tmp_path / "nowhere.yml")
     with pytest.raises(ValueError, match="holds no .yml/.yaml files"):
         load_conversations(tmp_path)
+
+
+def test_a_reply_becomes_a_context_and_a_context_a_reply_by_hand():
+    from rlcourse.envs.chatbot.corpus import context_as_reply, reply_as_context
+
+    replies = torch.tensor([[7, 8, 2, 0, 0], [4, 5, 6, 7, 8]])  # EOS=2, PAD=0; the second has no room for EOS
+    assert reply_as_context(replies, 3).tolist() == [[0, 7, 8], [6, 7, 8]]  # the last words, right-aligned
+    contexts = torch.tensor([[0, 0, 9, 10], [11, 12, 13, 14]])
+    assert context_as_reply(contexts, 5).tolist() == [[9, 10, 2, 0, 0], [11, 12, 13, 14, 2]]
+    assert context_as_reply(contexts, 3).tolist() == [[9, 10, 2], [11, 12, 13]]

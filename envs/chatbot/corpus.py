@@ -278,6 +278,25 @@ def observation_layout(contexts: torch.Tensor, replies: torch.Tensor) -> torch.T
     return torch.cat([contexts, bos, replies.to(contexts.device)], dim=1)
 
 
+def reply_as_context(replies: torch.Tensor, width: int) -> torch.Tensor:
+    """Finished replies ``[N, R]`` as contexts ``[N, width]``: their words right-aligned after PADs (the last ``width``)."""
+    words = (replies != WordTokenizer.PAD) & (replies != WordTokenizer.EOS)
+    count = words.sum(1, keepdim=True)
+    source = torch.arange(width, device=replies.device).unsqueeze(0) - (width - count)  # the word of each slot
+    picked = replies.gather(1, source.clamp(0, replies.shape[1] - 1))
+    return torch.where(source >= 0, picked, WordTokenizer.PAD)
+
+
+def context_as_reply(contexts: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-padded contexts ``[N, C]`` as replies ``[N, width]``: their words from slot 0, EOS where there is room, PAD."""
+    pads = (contexts == WordTokenizer.PAD).sum(1, keepdim=True)
+    positions = torch.arange(width, device=contexts.device).unsqueeze(0)
+    source = positions + pads  # reply slot j holds context word j
+    inside = source < contexts.shape[1]
+    words = torch.where(inside, contexts.gather(1, source.clamp(max=contexts.shape[1] - 1)), WordTokenizer.PAD)
+    return torch.where(positions == contexts.shape[1] - pads, WordTokenizer.EOS, words)
+
+
 def _check_lengths(context_len: int, reply_len: int) -> None:
     for name, value, least in (("context_len", context_len, 1), ("reply_len", reply_len, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlcourse.envs.chatbot.corpus import SPLITS, ChatCorpus
+from rlcourse.envs.chatbot.corpus import SPLITS, ChatCorpus, context_as_reply, reply_as_context
 from rlcourse.envs.chatbot.metrics import ReplyStatistics
 from rlcourse.envs.chatbot.tokenizer import WordTokenizer
 from rlcourse.vec_env import TensorVecEnv
@@ -188,7 +188,7 @@ class ChatbotVecEnv(TensorVecEnv):
         if self._selects_none(mask):
             return
         fresh, goes_on = (mask & ~self.goes_on).unsqueeze(1), (mask & self.goes_on).unsqueeze(1)
-        spoken = self._as_context(self.reply)
+        spoken = reply_as_context(self.reply, self.context_len)
         self.earlier.copy_(torch.where(goes_on, self.context, torch.where(fresh, PAD, self.earlier)))
         self.context.copy_(torch.where(goes_on, spoken, torch.where(fresh, self.contexts[drawn], self.context)))
         self.reply.masked_fill_(mask.unsqueeze(1), PAD)
@@ -221,16 +221,6 @@ class ChatbotVecEnv(TensorVecEnv):
             info.update(conversation_over=over, turns=self.turn.clone())
         return reward, reply_done, torch.zeros_like(reply_done), info
 
-    def _as_context(self, reply: torch.Tensor) -> torch.Tensor:
-        """A finished reply's words as a context: right-aligned in C slots, PAD before them (its last C words)."""
-        words = (reply != PAD) & (reply != EOS)
-        count = words.sum(1, keepdim=True)
-        width = max(self.context_len, self.reply_len)
-        positions = torch.arange(width, device=self.device).unsqueeze(0)
-        source = positions - (width - count)  # the reply word that lands in each right-aligned slot
-        padded = torch.where(source >= 0, reply.gather(1, source.clamp(0, self.reply_len - 1)), PAD)
-        return padded[:, width - self.context_len :]
-
     def _judge(self, reply: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whether each (finished) reply is a dull one, and whether it repeats the context or loops on a word."""
         dull = (reply.unsqueeze(1) == self.dull_replies.unsqueeze(0)).all(-1).any(-1)
@@ -242,12 +232,7 @@ class ChatbotVecEnv(TensorVecEnv):
 
     def _repeats(self, reply: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Whether each reply says exactly ``context``'s words (then EOS, where the reply has room for one)."""
-        pads = (context == PAD).sum(1, keepdim=True)
-        source = self._positions.unsqueeze(0) + pads  # reply position j holds context word j
-        inside = source < self.context_len
-        words = torch.where(inside, context.gather(1, source.clamp(max=self.context_len - 1)), PAD)
-        expected = torch.where(self._positions.unsqueeze(0) == self.context_len - pads, EOS, words)
-        return (reply == expected).all(-1)
+        return (reply == context_as_reply(context, self.reply_len)).all(-1)
 
     # ----------------------------------------------------------------- declared abilities
     def training_callbacks(self) -> list[ReplyStatistics]:

@@ -32,12 +32,13 @@ from gymnasium import spaces
 from torch import nn
 
 from rlcourse.config import check_fields, hp
+from rlcourse.envs.chatbot.tokenizer import WordTokenizer
 from rlcourse.supervised.chat.scorer import token_vocabulary
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = ["BOS", "EOS", "PAD", "ChatLanguageModel", "ChatLMConfig", "TokenGRU", "fit_mle", "last_token_index"]
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
+PAD, BOS, EOS, UNK = WordTokenizer.PAD, WordTokenizer.BOS, WordTokenizer.EOS, WordTokenizer.UNK
 
 
 def last_token_index(tokens: torch.Tensor) -> torch.Tensor:

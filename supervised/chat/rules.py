@@ -25,7 +25,8 @@ import torch
 from gymnasium import spaces
 
 from rlcourse.config import check_fields, hp
-from rlcourse.supervised.chat.language_model import BOS, EOS, PAD, ChatLanguageModel
+from rlcourse.envs.chatbot.corpus import context_as_reply, observation_layout, reply_as_context
+from rlcourse.supervised.chat.language_model import BOS, ChatLanguageModel
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = ["LiRewards", "LiRewardsConfig"]
@@ -84,24 +85,12 @@ class LiRewards(RewardModel):
     def _split(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return obs[:, : self.context_len].long(), obs[:, self.context_len + 1 :].long()
 
-    def _as_context(self, reply: torch.Tensor, width: int) -> torch.Tensor:
-        """A reply's words right-aligned in ``width`` slots after PADs (its last ``width`` words)."""
-        words = (reply != PAD) & (reply != EOS)
-        count = words.sum(1, keepdim=True)
-        positions = torch.arange(width, device=reply.device).unsqueeze(0)
-        source = positions - (width - count)
-        return torch.where(source >= 0, reply.gather(1, source.clamp(0, reply.shape[1] - 1)), PAD)
-
-    def _layout(self, contexts: torch.Tensor, replies: torch.Tensor) -> torch.Tensor:
-        bos = torch.full_like(contexts[:, :1], BOS)
-        return torch.cat((contexts, bos, replies), 1)
-
     def ease_of_answering(self, obs: torch.Tensor) -> torch.Tensor:
         """r₁: minus the mean per-token log-likelihood of the dull replies as answers to each reply."""
         _, replies = self._split(obs)
-        as_context = self._as_context(replies, self.context_len)
+        as_context = reply_as_context(replies, self.context_len)
         k = self.dull_replies.shape[0]
-        pairs = self._layout(as_context.repeat_interleave(k, 0), self.dull_replies.repeat(obs.shape[0], 1))
+        pairs = observation_layout(as_context.repeat_interleave(k, 0), self.dull_replies.repeat(obs.shape[0], 1))
         log_likelihood, n = self.forward_lm.reply_log_likelihood(pairs)
         return -(log_likelihood / n.clamp_min(1)).view(-1, k).mean(1)
 
@@ -110,7 +99,7 @@ class LiRewards(RewardModel):
         contexts, replies = self._split(obs)
         bos = torch.full_like(contexts[:, :1], BOS)
         h_context = self.forward_lm.lm.features(torch.cat((contexts, bos), 1))
-        h_reply = self.forward_lm.lm.features(torch.cat((self._as_context(replies, self.context_len), bos), 1))
+        h_reply = self.forward_lm.lm.features(torch.cat((reply_as_context(replies, self.context_len), bos), 1))
         return -torch.nn.functional.cosine_similarity(h_context, h_reply, dim=-1).clamp_min(1e-4).log()
 
     def semantic_coherence(self, obs: torch.Tensor) -> torch.Tensor:
@@ -119,22 +108,12 @@ class LiRewards(RewardModel):
         coherence = log_likelihood / n.clamp_min(1)
         if self.backward_lm is not None:
             contexts, replies = self._split(obs)
-            swapped = self._layout(
-                self._as_context(replies, self.reply_len), self._as_reply(contexts, self.context_len)
+            swapped = observation_layout(
+                reply_as_context(replies, self.reply_len), context_as_reply(contexts, self.context_len)
             )
             back_log_likelihood, back_n = self.backward_lm.reply_log_likelihood(swapped)
             coherence = coherence + back_log_likelihood / back_n.clamp_min(1)
         return coherence
-
-    def _as_reply(self, contexts: torch.Tensor, width: int) -> torch.Tensor:
-        """A (left-padded) context's words from slot 0, then EOS where there is room, then PAD."""
-        pads = (contexts == PAD).sum(1, keepdim=True)
-        positions = torch.arange(width, device=contexts.device).unsqueeze(0)
-        source = positions + pads
-        words = torch.where(
-            source < contexts.shape[1], contexts.gather(1, source.clamp(max=contexts.shape[1] - 1)), PAD
-        )
-        return torch.where(positions == contexts.shape[1] - pads, EOS, words)
 
     def reward(self, batch: Transitions) -> torch.Tensor:
         c, obs = self.config, batch.next_obs

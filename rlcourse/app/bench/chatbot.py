@@ -75,7 +75,10 @@ def _lm_policy(lm: ChatLanguageModel, greedy: bool, seed: int) -> Callable:
 
 @torch.no_grad()
 def _kl_per_token(policy_lm: ChatLanguageModel, reference: ChatLanguageModel, observations: torch.Tensor) -> float:
-    """Mean over the replies' tokens of log π(x_t) − log π_ref(x_t): the sampled estimate of KL(π‖π_ref) per token."""
+    """Mean over the replies' tokens of log π(x_t) − log π_ref(x_t): the sampled estimate of KL(π‖π_ref) per token.
+
+    Both log-probabilities are the networks' unmasked ones (``train/ref_kl`` uses the env's masks); the masked
+    tokens (PAD, BOS, UNK, a first EOS) have next to no probability under either model, so the two agree closely."""
     picked, mask = policy_lm.token_log_probs(observations)
     ref_picked, _ = reference.token_log_probs(observations)
     return float(((picked - ref_picked) * mask).sum() / mask.sum().clamp_min(1))

@@ -7,6 +7,7 @@ from rlcourse.agents.bc import BC, BCConfig
 from rlcourse.agents.dagger import DAgger, DAggerConfig
 from rlcourse.agents.ddpg import DDPG, DDPGConfig
 from rlcourse.agents.dqn import DQN, DQNConfig
+from rlcourse.agents.population import A2CPopulation, PPOPopulation
 from rlcourse.agents.ppo import PPO, PPOConfig
 from rlcourse.agents.pqn import PQN, PQNConfig
 from rlcourse.agents.rainbow import Rainbow, RainbowConfig
@@ -50,6 +51,8 @@ __all__ = [
     "BCConfig",
     "DAgger",
     "DAggerConfig",
+    "PPOPopulation",
+    "A2CPopulation",
     "ALGOS",
     "IMITATION_ALGOS",
 ]

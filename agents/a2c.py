@@ -92,10 +92,13 @@ def actor_critic_loss(
     ent_coef: float,
     vf_coef: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The A2C loss to minimise and its parts ``[policy, value, entropy, total]`` (see the module docstring)."""
-    policy_loss = -(advantages * log_prob).mean()
-    value_loss = (returns - values).square().mean()
-    entropy_loss = -entropy.mean()
+    """The A2C loss to minimise and its parts ``[policy, value, entropy, total]`` (see the module docstring).
+
+    Means run over the last dimension: a population's ``[N, n]`` samples give one loss per member.
+    """
+    policy_loss = -(advantages * log_prob).mean(-1)
+    value_loss = (returns - values).square().mean(-1)
+    entropy_loss = -entropy.mean(-1)
     loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
     return loss, torch.stack((policy_loss, value_loss, entropy_loss, loss)).detach()
 
@@ -119,9 +122,11 @@ class A2C(OnPolicyAgent):
                 "normalize_advantage needs a rollout of at least 2 steps (n_steps * num_envs); a single advantage has no spread"
             )
         self.distribution = make_distribution(action_space)
-        self.policy = SharedActorCritic(
-            obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init, c.head_arch
-        ).to(self.device)
+        self.policy = self._network(
+            lambda: SharedActorCritic(
+                obs_space.shape[0], self.distribution, c.net_arch, c.activation, c.log_std_init, c.head_arch
+            )
+        )
         self.optimizer = self._make_optimizer(self.policy.parameters())
         self._setup_rollout()
         self._loss_fn = torch.compile(self._loss) if self.compile else self._loss
@@ -154,7 +159,7 @@ class A2C(OnPolicyAgent):
         log_prob = self.distribution.log_prob(params, actions)
         entropy = self.distribution.entropy(params)
         if c.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)
         return actor_critic_loss(log_prob, entropy, values, advantages, returns, c.ent_coef, c.vf_coef)
 
     def _update(self) -> dict[str, torch.Tensor]:
@@ -165,9 +170,9 @@ class A2C(OnPolicyAgent):
             buf.flat("obs"), buf.flat("actions"), buf.flat("advantages"), buf.flat("returns"), masks
         )
         self.policy.zero_grad(set_to_none=False)
-        loss.backward()
+        loss.sum().backward()  # a population's loss is the sum of its members' losses
         if c.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+            self.policy.clip_grad_norm_(c.max_grad_norm)
         self._apply_gradients()
         return {
             "train/policy_loss": parts[0],
@@ -179,4 +184,4 @@ class A2C(OnPolicyAgent):
 
     def _apply_gradients(self) -> None:
         """Apply the gradients now in ``self.policy``'s ``.grad`` (A3C's workers send them to the shared network instead)."""
-        self.optimizer.step()
+        self._optimizer_step(skip=None)

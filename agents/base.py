@@ -66,7 +66,7 @@ from rlcourse.evaluation import evaluate_policy
 from rlcourse.logger import RunLogger
 from rlcourse.registry import make_vec
 from rlcourse.run_dir import RunDir
-from rlcourse.vec_env import TensorVecEnv
+from rlcourse.vec_env import TensorVecEnv, generators_of
 from rlcourse.wrappers import normalization_of, normalize_env
 
 __all__ = ["Agent", "Callback", "derive_seeds"]
@@ -157,6 +157,8 @@ class Agent(abc.ABC):
     warm_start_hint: ClassVar[str] = "a run of the same algorithm with the same network settings"
     #: Whether the agent can train data-parallel (``distributed=True``); see :meth:`data_parallel_refusal`.
     data_parallel: ClassVar[bool] = True
+    #: The shape of one training statistic: ``()`` for an agent, ``(N,)`` for a population of N members.
+    member_shape: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -261,14 +263,7 @@ class Agent(abc.ABC):
         torch.manual_seed(stream_seed)
         np.random.seed(stream_seed)
         random.seed(stream_seed)
-        # The env and the agent draw from separate generators with unrelated seeds, so their streams never overlap.
-        env_seed, agent_seed, predict_seed = derive_seeds(stream_seed, 3)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(agent_seed)
-        self._predict_generator = torch.Generator(device=self.device)  # predict() never moves the training stream
-        self._predict_generator.manual_seed(predict_seed)
-        self.obs, _ = self.env.reset(seed=env_seed)
-        self.episodes = EpisodeStats(self.env.outcome_keys, self.device)
+        self._seed_streams(stream_seed)
         try:
             self._build()
         except ValueError as error:  # a preset's batch geometry may not fit another env count: say where it came from
@@ -287,6 +282,35 @@ class Agent(abc.ABC):
         if run_dir is not None and not isinstance(run_dir, RunDir):
             # Rank 0 claims the folder; the other ranks only name it (they write nothing into it).
             self.run_dir = RunDir.claim(run_dir) if self.is_main else RunDir(run_dir)
+
+    def _seed_streams(self, stream_seed: int) -> None:
+        """The agent's and the env's random streams from ``stream_seed``, the first observations and the episode sums.
+
+        The env and the agent draw from separate generators with unrelated seeds, so their streams never overlap.
+        A population (:mod:`~rlcourse.agents.population`) seeds each member's streams as this seeds one agent's.
+        """
+        env_seed, agent_seed, predict_seed = derive_seeds(stream_seed, 3)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(agent_seed)
+        self._predict_generator = torch.Generator(device=self.device)  # predict() never moves the training stream
+        self._predict_generator.manual_seed(predict_seed)
+        self.obs, _ = self.env.reset(seed=env_seed)
+        self.episodes = EpisodeStats(self.env.outcome_keys, self.device)
+
+    def _network(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """The network ``build()`` makes, on the agent's device; ``_build`` makes its networks through this.
+
+        A population overrides it to build one network per member, each initialised under its member's seed.
+        """
+        return build().to(self.device)
+
+    def _member_tensor(self, value: float | torch.Tensor) -> torch.Tensor:
+        """A device tensor of shape :attr:`member_shape` holding ``value`` (a number, or one value per member)."""
+        return torch.as_tensor(value, dtype=torch.float32, device=self.device).expand(self.member_shape).clone()
+
+    def _config_record(self) -> dict[str, Any]:
+        """The config as plain values, for checkpoints and the hparams tab."""
+        return config_to_dict(self.config)
 
     # ----------------------------------------------------------------- data-parallel training
     @classmethod
@@ -436,7 +460,7 @@ class Agent(abc.ABC):
                 iteration,
                 snapshot=self.checkpoint_state,
                 restore=self._restore_for_capture,
-                generators=[self.generator, *self.env.generators],
+                generators=[*generators_of(self.generator), *self.env.generators],
             )
         self._graph.replay()
         return self._graph_stats
@@ -594,7 +618,7 @@ class Agent(abc.ABC):
             "num_envs": self.num_envs * self.world_size,
             "seed": self.seed,
             **({"world_size": self.world_size} if self.distributed else {}),
-            **config_to_dict(self.config),
+            **self._config_record(),
         }
 
     def _hparam_metrics(self) -> dict[str, float]:

@@ -29,7 +29,7 @@ from gymnasium import spaces
 
 from rlcourse.agents.optimizer_state import load_optimizer_keeping_setup
 from rlcourse.checkpoint import CheckpointError, capture_global_rng, restore_global_rng
-from rlcourse.config import NORMALIZE_KEY, config_to_dict
+from rlcourse.config import NORMALIZE_KEY
 from rlcourse.supervised.storage import KIND as PLUGIN_KIND
 from rlcourse.supervised.storage import space_from_spec, space_spec
 from rlcourse.wrappers import wrapper_levels
@@ -79,7 +79,7 @@ def agent_state(agent: Agent) -> dict[str, Any]:
         "wrappers": wrapper_levels(agent.env),
         "num_envs": agent.num_envs,
         "seed": agent.seed,
-        "config": config_to_dict(agent.config),
+        "config": agent._config_record(),
         "spaces": env_spaces(agent),
         "counters": {
             "num_timesteps": int(agent.num_timesteps),
@@ -380,6 +380,15 @@ def load_plugin_warm_start(agent: Agent, payload: dict[str, Any], source: str) -
                 f"{agent.env_id} has {space} (for a chat language model: fit it with the env's context and reply "
                 "lengths and corpus)"
             )
+    config = payload.get("config")
+    recorded = config.get("tokenizer", "") if isinstance(config, dict) else ""
+    if recorded:  # a chat plug-in records its tokenizer: equal spaces can still hide another vocabulary
+        from rlcourse.supervised.chat.scorer import check_tokenizer
+
+        try:
+            check_tokenizer(recorded, env, f"{source} (a {payload.get('plugin')!r} plug-in)")
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
     weights = payload.get("state")
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"{source} holds no plug-in weights")

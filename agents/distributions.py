@@ -3,7 +3,8 @@
 ``Categorical`` works on logits and honours action masks (invalid actions get probability 0);
 ``DiagGaussian`` works on a mean and a state-independent log standard deviation. Sampling uses the
 Gumbel-max trick and ``torch.randn`` with a given ``torch.Generator``, so it is reproducible and can
-be captured in a CUDA graph.
+be captured in a CUDA graph; a :class:`~rlcourse.vec_env.GeneratorGroup` (a population) samples each
+member's rows from the member's own generator.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 
 import torch
 from gymnasium import spaces
+
+from rlcourse.vec_env import GeneratorGroup, draw_normal, draw_uniform
 
 
 def mask_logits(logits: torch.Tensor, action_masks: torch.Tensor | None) -> torch.Tensor:
@@ -28,8 +31,8 @@ class Categorical:
         self.n = n
         self.param_dim = n
 
-    def sample(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    def sample(self, logits: torch.Tensor, generator: torch.Generator | GeneratorGroup | None) -> torch.Tensor:
+        uniform = draw_uniform(logits.shape, generator, logits.device, logits.dtype)
         gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
         return torch.argmax(logits + gumbel, dim=-1)
 
@@ -52,9 +55,11 @@ class DiagGaussian:
         self.dim = dim
         self.param_dim = dim
 
-    def sample(self, params: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
+    def sample(
+        self, params: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | GeneratorGroup | None
+    ) -> torch.Tensor:
         mean, log_std = params
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = draw_normal(mean.shape, generator, mean.device, mean.dtype)
         return mean + log_std.exp() * noise
 
     def mode(self, params: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -68,7 +73,7 @@ class DiagGaussian:
     def entropy(self, params: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         mean, log_std = params
         per_dim = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
-        return per_dim.sum(-1).expand(mean.shape[0])
+        return per_dim.sum(-1).expand(mean.shape[:-1])
 
 
 def make_distribution(action_space: spaces.Space) -> Categorical | DiagGaussian:

@@ -88,6 +88,11 @@ class PolicyModule(nn.Module):
     def forget(self) -> None:
         """Drop any state kept between rollout steps (called before every rollout: the weights have changed)."""
 
+    def clip_grad_norm_(self, max_norm: float | torch.Tensor) -> None:
+        """Scale the gradients down so that their global norm is at most ``max_norm`` (a stack of member networks,
+        :class:`~rlcourse.agents.population.StackedPolicy`, clips each member by its own norm)."""
+        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+
     def _masked_params(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
         params = self.policy_params(obs)
         return mask_logits(params, action_masks) if action_masks is not None else params

@@ -21,7 +21,9 @@ the agent has a critic).
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -38,6 +40,14 @@ from rlcourse.agents.rollout import (
 )
 from rlcourse.config import hp
 from rlcourse.vec_env import true_next_obs
+
+
+def float32(outputs):
+    """A network's outputs (tensors, None, or nested tuples of them) with every floating tensor as float32, after a
+    bf16 forward pass (masks and indices pass through)."""
+    if isinstance(outputs, tuple):
+        return tuple(float32(part) for part in outputs)
+    return outputs.float() if isinstance(outputs, torch.Tensor) and outputs.is_floating_point() else outputs
 
 
 @dataclass
@@ -79,7 +89,14 @@ class OnPolicyAgent(Agent):
         mask_dim = int(action_space.n) if self.has_action_masks else None
         action_dtype = torch.int64 if isinstance(action_space, spaces.Discrete) else torch.float32
         self.buffer = RolloutBuffer.allocate(
-            self.config.n_steps, self.num_envs, obs_space.shape, action_space.shape, action_dtype, mask_dim, self.device
+            self.config.n_steps,
+            self.num_envs,
+            obs_space.shape,
+            action_space.shape,
+            action_dtype,
+            mask_dim,
+            self.device,
+            groups=math.prod(self.member_shape),  # a population's members, each with its own samples
         )
         self._setup_reference()
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
@@ -170,11 +187,23 @@ class OnPolicyAgent(Agent):
 
     def _rollout_policy_and_value(self, obs: torch.Tensor, action_masks: torch.Tensor | None):
         """What a rollout step reads: :meth:`_policy_and_value`, or the network's own stepping where it keeps state."""
-        if self.policy is None or not self.policy.keeps_state:
-            return self._policy_and_value(obs, action_masks)
-        params, value = self.policy.rollout_params_and_value(obs)
+        with self._forward_precision():
+            if self.policy is None or not self.policy.keeps_state:
+                return float32(self._policy_and_value(obs, action_masks))
+            params, value = float32(self.policy.rollout_params_and_value(obs))
         params = mask_logits(params, action_masks) if action_masks is not None else params
         return params, value if self.has_critic else torch.zeros_like(value)
+
+    def _forward_precision(self) -> contextlib.AbstractContextManager:
+        """The networks' forward passes in bfloat16 (``torch.autocast``) where the config has ``precision: bf16``.
+
+        Matrix products and the GRU run in bf16; their outputs are cast back, so log-probabilities, advantages,
+        losses and the optimizer stay in float32. The rollout and the update use the same precision, so the
+        probability ratio starts near 1.
+        """
+        if getattr(self.config, "precision", "fp32") == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # ----------------------------------------------------------------- one iteration
     def _train_iteration(self) -> dict[str, torch.Tensor]:
@@ -258,7 +287,7 @@ class OnPolicyAgent(Agent):
         last_value = self._value(self.obs)
         buf.advantages.copy_(self._advantages(buf.rewards, buf.values, buf.dones, last_value, c.gamma, c.gae_lambda))
         buf.returns.copy_(buf.advantages + buf.values)
-        return {"train/explained_variance": explained_variance(buf.values.flatten(), buf.returns.flatten())}
+        return {"train/explained_variance": explained_variance(buf.flat("values"), buf.flat("returns"))}
 
     # ----------------------------------------------------------------- updating
     def _optimizer_step(self, skip: torch.Tensor | None) -> None:

@@ -46,8 +46,10 @@ import torch
 
 from rlcourse.agents.distributions import make_distribution, mask_logits
 from rlcourse.agents.networks import policy_network
-from rlcourse.agents.on_policy import OnPolicyAgent, ReferenceKL
+from rlcourse.agents.on_policy import OnPolicyAgent, ReferenceKL, float32
+from rlcourse.agents.rollout import take_samples
 from rlcourse.config import check_fields, hp
+from rlcourse.vec_env import draw_uniform
 
 
 @dataclass
@@ -78,6 +80,9 @@ class PPOConfig(ReferenceKL):
     vf_coef: float = hp(0.5, "weight of the value loss")
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this")
     target_kl: float | None = hp(None, "skip the rest of an update once approx KL > 1.5 × target_kl (null: off)")
+    precision: Literal["fp32", "bf16"] = hp(
+        "fp32", "bf16: the networks' forward passes (rollout and update) under torch.autocast to bfloat16"
+    )
     policy_network: Literal["mlp", "token_gru"] = hp(
         "mlp", "mlp over a flat observation, or token_gru over token ids (the chatbot; agents/token_policy.py)"
     )
@@ -125,16 +130,18 @@ def ppo_losses(
     """The policy loss to *minimise* (−J), the approximate KL(θᵏ‖θ) and the clip fraction of one minibatch.
 
     KL is estimated from the samples as E[(r − 1) − log r] (non-negative, unbiased for KL(θᵏ‖θ)).
+    Means run over the last dimension, so a population's ``[N, b]`` minibatch gives one value per member.
     """
     log_ratio = new_log_prob - old_log_prob
     ratio = log_ratio.exp()
-    approx_kl = ((ratio - 1.0) - log_ratio).mean()
-    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    approx_kl = ((ratio - 1.0) - log_ratio).mean(-1)
+    clip_range = clip_range.unsqueeze(-1)  # one ε per sample row (a population: per member)
+    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean(-1)
     if objective == "clip":
         clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-        loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+        loss = -torch.min(ratio * advantages, clipped * advantages).mean(-1)
     else:
-        loss = -(ratio * advantages).mean() + kl_beta * approx_kl
+        loss = -(ratio * advantages).mean(-1) + kl_beta * approx_kl
     return loss, approx_kl, clip_fraction
 
 
@@ -154,9 +161,11 @@ class PPO(OnPolicyAgent):
                 f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})"
             )
         self.distribution = make_distribution(action_space)
-        self.policy = policy_network(
-            c.policy_network, obs_space, action_space, self.distribution, c.net_arch, c.activation, c.log_std_init
-        ).to(self.device)
+        self.policy = self._network(
+            lambda: policy_network(
+                c.policy_network, obs_space, action_space, self.distribution, c.net_arch, c.activation, c.log_std_init
+            )
+        )
         # Under CUDA graphs the learning rate must be a device tensor that a replay reads, not a constant baked into it.
         lr = torch.tensor(c.learning_rate, device=self.device) if self.cuda_graphs else c.learning_rate
         # The fused Adam kernel updates every parameter in one launch (CPU and CUDA) instead of a chain of
@@ -165,8 +174,8 @@ class PPO(OnPolicyAgent):
             self.policy.parameters(), lr=lr, eps=c.adam_eps, capturable=self.cuda_graphs, fused=True
         )
         self._setup_rollout()
-        self.clip_range = torch.tensor(c.clip_range, device=self.device)
-        self.kl_beta = torch.tensor(c.kl_beta, device=self.device)
+        self.clip_range = self._member_tensor(c.clip_range)
+        self.kl_beta = self._member_tensor(c.kl_beta)
         self._minibatch_loss = torch.compile(self._loss) if self.compile else self._loss
 
     def _modules(self) -> dict[str, torch.nn.Module]:
@@ -182,59 +191,61 @@ class PPO(OnPolicyAgent):
         """Learning rate (shared) and ε for this iteration; both decay linearly to 0 when annealed."""
         super()._apply_schedules()
         c = self.config
-        self.clip_range.fill_(c.clip_range * self._progress_remaining() if c.anneal_clip_range else c.clip_range)
+        clip_range = c.clip_range * self._progress_remaining() if c.anneal_clip_range else c.clip_range
+        # a population's ε is a device tensor (one per member); a number is filled in without a host copy
+        self.clip_range.copy_(clip_range) if isinstance(clip_range, torch.Tensor) else self.clip_range.fill_(clip_range)
 
     def _loss(self, obs, actions, old_log_prob, old_values, advantages, returns, masks, sequences=None):
         """Minibatch loss = −J(θ) + vf_coef·value loss − ent_coef·entropy, plus diagnostics."""
         c = self.config
-        params, values = self.policy.params_and_value(obs, sequences)  # one pass for both (a GRU reads tokens once)
+        with self._forward_precision():  # one pass for both (a GRU reads tokens once)
+            params, values = float32(self.policy.params_and_value(obs, sequences))
         params = mask_logits(params, masks) if masks is not None else params
         new_log_prob = self.distribution.log_prob(params, actions)
         entropy = self.distribution.entropy(params)
         if c.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)
         policy_loss, approx_kl, clip_fraction = ppo_losses(
             new_log_prob, old_log_prob, advantages, self.clip_range, c.objective, self.kl_beta
         )
         if c.clip_range_vf is not None:
             values = old_values + torch.clamp(values - old_values, -c.clip_range_vf, c.clip_range_vf)
-        value_loss = (returns - values).square().mean()
-        entropy_loss = -entropy.mean()
+        value_loss = (returns - values).square().mean(-1)
+        entropy_loss = -entropy.mean(-1)
         loss = policy_loss + c.ent_coef * entropy_loss + c.vf_coef * value_loss
         return loss, torch.stack((policy_loss, value_loss, entropy_loss, approx_kl, clip_fraction, loss))
 
     def _update(self) -> dict[str, torch.Tensor]:
         """Update θ for ``n_epochs`` passes of shuffled minibatches over the rollout (notes:12953-12959 [PPO])."""
         c, buf = self.config, self.buffer
-        n = self.steps_per_iteration
         obs, actions, old_log_prob = buf.flat("obs"), buf.flat("actions"), buf.flat("log_probs")
         old_values, advantages, returns = buf.flat("values"), buf.flat("advantages"), buf.flat("returns")
         masks = buf.flat("action_masks") if buf.action_masks is not None else None
         sequences = self.policy.rollout_sequences(buf.obs, buf.actions, buf.dones)
         if sequences is not None:
             sequences = sequences.flatten(0, 1)
-        sums = torch.zeros(6, device=self.device)
+        sums = torch.zeros(6, *self.member_shape, device=self.device)
         n_applied = torch.zeros((), device=self.device)
         stopped = torch.zeros((), dtype=torch.bool, device=self.device)
         for _ in range(c.n_epochs):
             order = self._minibatch_order(sequences is not None)
-            for start in range(0, n, c.batch_size):
-                idx = order[start : start + c.batch_size]
+            for start in range(0, order.shape[-1], c.batch_size):  # a population: every member's own minibatch
+                idx = order[..., start : start + c.batch_size]
                 loss, parts = self._minibatch_loss(
-                    obs[idx],
-                    actions[idx],
-                    old_log_prob[idx],
-                    old_values[idx],
-                    advantages[idx],
-                    returns[idx],
-                    None if masks is None else masks[idx],
+                    take_samples(obs, idx),
+                    take_samples(actions, idx),
+                    take_samples(old_log_prob, idx),
+                    take_samples(old_values, idx),
+                    take_samples(advantages, idx),
+                    take_samples(returns, idx),
+                    None if masks is None else take_samples(masks, idx),
                     None if sequences is None else sequences[idx],
                 )
                 if c.target_kl is not None:
                     stopped = stopped | (parts[3] > 1.5 * c.target_kl)
                 self.optimizer.zero_grad(set_to_none=False)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                loss.sum().backward()  # a population's loss is the sum of its members' losses
+                self.policy.clip_grad_norm_(c.max_grad_norm)
                 self._optimizer_step(skip=stopped if c.target_kl is not None else None)
                 applied = (~stopped).float()
                 sums += parts.detach() * applied
@@ -260,8 +271,9 @@ class PPO(OnPolicyAgent):
         """A random order of the rollout's samples; ``by_env``: whole envs' rollouts together, in a random env order,
         so a sequence network reads each episode once per minibatch (SB3's recurrent PPO minibatches sequences too)."""
         n_steps, num_envs = self.config.n_steps, self.num_envs
-        if not by_env:
-            return torch.rand(n_steps * num_envs, generator=self.generator, device=self.device).argsort()
+        if not by_env:  # a population: [N, n_steps * envs_per_member], each member's own order of its own samples
+            keys = draw_uniform((n_steps * num_envs,), self.generator, self.device)
+            return keys.view(*self.member_shape, -1).argsort(-1)
         envs = torch.rand(num_envs, generator=self.generator, device=self.device).argsort()
         steps = torch.arange(n_steps, device=self.device)
         return (steps.unsqueeze(0) * num_envs + envs.unsqueeze(1)).flatten()  # flat index t * num_envs + b

@@ -60,9 +60,20 @@ def ends_within(dones: torch.Tensor) -> torch.Tensor:
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 - Var[target - prediction] / Var[target] (SB3's ``train/explained_variance``); NaN if Var[target] = 0."""
-    var_targets = targets.var()
-    return 1.0 - (targets - predictions).var() / var_targets
+    """1 - Var[target - prediction] / Var[target] (SB3's ``train/explained_variance``); NaN if Var[target] = 0.
+
+    The variances run over the last dimension: ``[N, n]`` samples of N population members give one value each.
+    """
+    var_targets = targets.var(-1)
+    return 1.0 - (targets - predictions).var(-1) / var_targets
+
+
+def take_samples(samples: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``samples[index]``: rows ``[n, ...]`` by ``[b]`` → ``[b, ...]``; a population's ``[N, n, ...]`` by ``[N, b]``
+    → ``[N, b, ...]``, each member's own rows (see :meth:`RolloutBuffer.flat`)."""
+    if index.dim() == 1:
+        return samples[index]
+    return torch.take_along_dim(samples, index.view(*index.shape, *[1] * (samples.dim() - 2)), dim=1)
 
 
 @dataclass
@@ -78,6 +89,8 @@ class RolloutBuffer:
     action_masks: torch.Tensor | None
     advantages: torch.Tensor
     returns: torch.Tensor
+    #: Population members whose envs are consecutive groups of the env dimension (1: an agent of its own).
+    groups: int = 1
 
     @classmethod
     def allocate(
@@ -89,6 +102,7 @@ class RolloutBuffer:
         action_dtype: torch.dtype,
         mask_dim: int | None,
         device: torch.device,
+        groups: int = 1,
     ) -> RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros((n_steps, num_envs, *shape), dtype=dtype, device=device)
@@ -103,9 +117,18 @@ class RolloutBuffer:
             action_masks=None if mask_dim is None else zeros(mask_dim, dtype=torch.bool),
             advantages=zeros(),
             returns=zeros(),
+            groups=groups,
         )
 
     def flat(self, name: str) -> torch.Tensor:
-        """A field with the step and env dimensions merged, ``[n_steps * num_envs, ...]``."""
+        """A field with the step and env dimensions merged, ``[n_steps * num_envs, ...]`` (sample ``t * num_envs + b``).
+
+        With ``groups`` members: ``[groups, n_steps * envs_per_member, ...]``, each member's samples in its row,
+        numbered as that member's own rollout numbers them.
+        """
         tensor = getattr(self, name)
-        return tensor.reshape(-1, *tensor.shape[2:])
+        if self.groups == 1:
+            return tensor.reshape(-1, *tensor.shape[2:])
+        steps, envs, rest = tensor.shape[0], tensor.shape[1] // self.groups, tensor.shape[2:]
+        by_member = tensor.view(steps, self.groups, envs, *rest).transpose(0, 1)
+        return by_member.reshape(self.groups, steps * envs, *rest)

@@ -26,9 +26,8 @@ from rlcourse.supervised.chat.preference import PreferenceRewardModel, fit_prefe
 torch.manual_seed(0)
 env = rlcourse.make_vec("rlcourse/Chatbot-v0", num_envs=64, device="cpu")
 corpus = env.corpus
-spaces = (env.single_observation_space, env.single_action_space)
 
-lm = ChatLanguageModel(*spaces, {"embed_dim": 128, "hidden_dim": 256})  # the sizes of the PPO preset's GRU
+lm = ChatLanguageModel.for_env(env, {"embed_dim": 128, "hidden_dim": 256})  # the PPO preset's GRU; env's tokenizer
 train, valid = (observation_layout(*corpus.split(split)) for split in ("train", "valid"))
 fit_mle(lm, train, valid, epochs=1)
 print(f"MLE: validation perplexity {lm.perplexity(valid):.1f}")
@@ -40,7 +39,7 @@ pairs = {
     )
     for split in ("train", "valid")
 }
-preference = PreferenceRewardModel(*spaces)
+preference = PreferenceRewardModel.for_env(env)
 history = fit_preference(preference, pairs["train"], pairs["valid"], epochs=1)
 print(f"preference model: held-out pairwise accuracy {max(history['valid_accuracy']):.3f}")
 

@@ -37,7 +37,18 @@ def evaluate_policy(
     Returns ``mean_reward``, ``std_reward``, ``mean_length``, ``n_episodes`` and ``<key>_rate`` for each
     of ``env.outcome_keys``. ``env`` is reset with ``seed`` first; it should be a fresh copy (``spawn``).
     """
+    return evaluate_groups(env, policy, 1, seed, max_steps)[0]
+
+
+@torch.no_grad()
+def evaluate_groups(
+    env: TensorVecEnv, policy: Policy, groups: int, seed: int | list[int] | None = None, max_steps: int = MAX_STEPS
+) -> list[dict[str, float]]:
+    """:func:`evaluate_policy`'s summary for each of ``groups`` groups of consecutive sub-envs (a population's
+    members, each playing its own episodes); ``seed`` is what ``env.reset`` takes (one per group for split streams)."""
     n, device = env.num_envs, env.device
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0 or n % groups:
+        raise ValueError(f"groups must be a positive divisor of the env's {n} sub-envs, got {groups!r}")
     obs, _ = env.reset(seed=seed)
     returns = torch.zeros(n, device=device)
     lengths = torch.zeros(n, device=device)
@@ -61,10 +72,17 @@ def evaluate_policy(
                 f"{env!r}: {int((~finished).sum())} of {n} episodes had not ended after {max_steps:,} steps; "
                 "give the env a time limit (truncation) or evaluate with a larger max_steps"
             )
-    summary = torch.stack(
-        [returns.mean(), returns.std(unbiased=False), lengths.mean(), *[v.mean() for v in outcomes.values()]]
-    )
-    values = summary.tolist()
-    result = {"mean_reward": values[0], "std_reward": values[1], "mean_length": values[2], "n_episodes": int(n)}
-    result.update({outcome_stat(key): value for key, value in zip(outcomes, values[3:])})
-    return result
+    returns, lengths = returns.view(groups, -1), lengths.view(groups, -1)
+    columns = [returns.mean(-1), returns.std(-1, unbiased=False), lengths.mean(-1)]
+    columns += [values.view(groups, -1).mean(-1) for values in outcomes.values()]
+    results = []
+    for values in torch.stack(columns, 1).tolist():  # one host read for every group
+        result = {
+            "mean_reward": values[0],
+            "std_reward": values[1],
+            "mean_length": values[2],
+            "n_episodes": n // groups,
+        }
+        result.update({outcome_stat(key): value for key, value in zip(outcomes, values[3:])})
+        results.append(result)
+    return results

@@ -23,6 +23,9 @@ What an env can do beyond the contract is *declared* on its class, never guessed
 * ``has_rule_expert``: :meth:`rule_expert` gives a hand-written policy;
 * ``truncates``: whether an episode can end by truncation (a time limit); an env whose episodes always
   terminate says False, and agents then skip valuing ``final_obs`` for a bootstrap that is always zero;
+* ``groupable``: every draw goes through :meth:`~TensorVecEnv._draw_uniform`, one row per sub-env, so
+  :meth:`~TensorVecEnv.split_streams` can give groups of consecutive sub-envs their own generators
+  (:class:`GeneratorGroup`: a population of agents, each playing its own episodes);
 * :meth:`training_callbacks`: callbacks the env needs while an agent trains on it (self-play's snapshot
   pool, which a battle against ``opponent="self"`` fills); ``Agent.learn`` runs them after the caller's,
   so a run from the CLI gets them too. An env returns the same objects on every call (their state lives
@@ -38,6 +41,7 @@ Wrappers (:mod:`rlcourse.wrappers`) pass every declaration through.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -79,6 +83,87 @@ def fill_where(tensor: torch.Tensor, mask: torch.Tensor, value: torch.Tensor) ->
         tensor.copy_(torch.where(mask, value, tensor))
 
 
+class GeneratorGroup:
+    """One ``torch.Generator`` per group of consecutive rows of a batch, so that each group has a stream of its own
+    (a population's members: ``rlcourse.agents.population``).
+
+    :func:`draw_uniform` gives each group's rows what its generator alone draws for a batch of the group's size,
+    so a group draws exactly what an ungrouped batch of that size seeded the same way draws.
+    ``manual_seed``/``get_state``/``set_state`` work as a generator's do, with one seed or state row per group.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = tuple(generators)
+        if not self.generators:
+            raise ValueError("a generator group needs at least one generator")
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    @property
+    def device(self) -> torch.device:
+        return self.generators[0].device
+
+    def manual_seed(self, seeds: Sequence[int]) -> GeneratorGroup:
+        """Seed generator ``k`` with ``seeds[k]`` (one seed per group)."""
+        if isinstance(seeds, (int, np.integer)) or len(seeds) != len(self):
+            raise ValueError(f"a group of {len(self)} generators takes one seed per group, got {seeds!r}")
+        for generator, seed in zip(self.generators, seeds):
+            generator.manual_seed(int(seed))
+        return self
+
+    def get_state(self) -> torch.Tensor:
+        return torch.stack([generator.get_state() for generator in self.generators])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        if state.dim() != 2 or state.shape[0] != len(self):
+            raise ValueError(
+                f"a group of {len(self)} generators needs {len(self)} state rows, got {tuple(state.shape)}"
+            )
+        for generator, row in zip(self.generators, state):
+            generator.set_state(row.clone())
+
+
+def generators_of(generator: torch.Generator | GeneratorGroup) -> tuple[torch.Generator, ...]:
+    """The ``torch.Generator`` objects behind a generator or a group (what a CUDA graph registers)."""
+    return generator.generators if isinstance(generator, GeneratorGroup) else (generator,)
+
+
+def draw_uniform(
+    shape: Sequence[int],
+    generator: torch.Generator | GeneratorGroup | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """U[0, 1) numbers of ``shape``: ``torch.rand`` from ``generator``; from a :class:`GeneratorGroup`, each group of
+    ``shape[0] / len(group)`` consecutive rows from its own generator, concatenated (graph safe either way)."""
+    if not isinstance(generator, GeneratorGroup):
+        return torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
+    rows, rest = _group_rows(shape, generator)
+    return torch.cat([torch.rand((rows, *rest), generator=g, device=device, dtype=dtype) for g in generator.generators])
+
+
+def draw_normal(
+    shape: Sequence[int],
+    generator: torch.Generator | GeneratorGroup | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """N(0, 1) numbers of ``shape``, drawn as :func:`draw_uniform` draws (``torch.randn`` per generator)."""
+    if not isinstance(generator, GeneratorGroup):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    rows, rest = _group_rows(shape, generator)
+    return torch.cat(
+        [torch.randn((rows, *rest), generator=g, device=device, dtype=dtype) for g in generator.generators]
+    )
+
+
+def _group_rows(shape: Sequence[int], group: GeneratorGroup) -> tuple[int, tuple[int, ...]]:
+    if not shape or shape[0] % len(group):
+        raise ValueError(f"a draw of shape {tuple(shape)} does not split into {len(group)} groups of rows")
+    return shape[0] // len(group), tuple(shape[1:])
+
+
 def true_next_obs(next_obs: torch.Tensor, info: TensorDict) -> torch.Tensor:
     """The state each sub-env's step led to: its final observation where an episode ended (SAME_STEP autoreset
     has already put the next episode's first one in ``next_obs``), else ``next_obs``. Graph safe."""
@@ -114,6 +199,9 @@ class TensorVecEnv(VectorEnv):
     has_rule_expert: ClassVar[bool] = False
     #: Whether an episode can end by truncation; where it never does, agents skip bootstrapping from ``final_obs``.
     truncates: ClassVar[bool] = True
+    #: Whether every random number is drawn through :meth:`_draw_uniform` with one row per sub-env, so that
+    #: :meth:`split_streams` can give each group of consecutive sub-envs a stream of its own.
+    groupable: ClassVar[bool] = False
 
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
@@ -152,6 +240,27 @@ class TensorVecEnv(VectorEnv):
             raise ValueError(f"{type(self).__name__} supports render modes {modes or 'none'}, not {render_mode!r}")
         self.render_mode = render_mode
 
+    def split_streams(self, groups: int) -> None:
+        """Give each of ``groups`` groups of consecutive sub-envs its own generator (envs that declare ``groupable``).
+
+        Group ``k`` then draws what an env of ``num_envs / groups`` sub-envs draws from that generator alone;
+        ``reset(seed=[s_0, ..., s_{groups-1}])`` seeds them (a population's members each play their own episodes).
+        """
+        if not self.groupable:
+            raise ValueError(f"{type(self).__name__} cannot split its random stream into groups (groupable is False)")
+        if (
+            isinstance(groups, bool)
+            or not isinstance(groups, (int, np.integer))
+            or groups <= 0
+            or self.num_envs % groups
+        ):
+            raise ValueError(f"groups must be a positive divisor of num_envs ({self.num_envs}), got {groups!r}")
+        self.generator = GeneratorGroup([torch.Generator(device=self.device) for _ in range(int(groups))])
+
+    def _draw_uniform(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """U[0, 1) numbers from the env's stream, one row per sub-env (per group after :meth:`split_streams`)."""
+        return draw_uniform(shape, self.generator, self.device, dtype)
+
     # ----------------------------------------------------------------- hooks for concrete envs
     def _reset_where(self, mask: torch.Tensor) -> None:
         raise NotImplementedError
@@ -167,8 +276,8 @@ class TensorVecEnv(VectorEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, TensorDict]:
         """Reset every sub-env. ``seed`` re-seeds the env's generator, making the whole stream reproducible."""
-        if seed is not None:
-            self.generator.manual_seed(int(seed))
+        if seed is not None:  # one seed per group for split streams (split_streams)
+            self.generator.manual_seed(seed if isinstance(self.generator, GeneratorGroup) else int(seed))
         self._reset_where(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         self.episode_return.zero_()
         self.episode_length.zero_()
@@ -201,11 +310,14 @@ class TensorVecEnv(VectorEnv):
         ``_reset_where`` may use it to skip work (never its random draws: the stream must not depend on it). The
         answer for the last mask asked about is kept, as one step asks about its ``done`` mask several times.
         """
+        last_mask, answer = self._last_asked
+        if last_mask is mask:  # asked already (never under torch.compile: a compiled step leaves the cache alone)
+            return answer
         if not self._host_reads_free or torch.compiler.is_compiling():
             return False
-        if self._last_asked[0] is not mask:
-            self._last_asked = (mask, not (mask.item() if mask.numel() == 1 else mask.any().item()))
-        return self._last_asked[1]
+        answer = not (mask.item() if mask.numel() == 1 else mask.any().item())
+        self._last_asked = (mask, answer)
+        return answer
 
     def _autoreset_info(
         self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor, step_info: TensorDict
@@ -357,7 +469,7 @@ class TensorVecEnv(VectorEnv):
     def generators(self) -> tuple[torch.Generator, ...]:
         """Every ``torch.Generator`` a ``step`` draws from (the env's own, then any part's with its own stream,
         such as a learned NLU's word noise); agents register each one with the CUDA graphs they capture."""
-        return (self.generator,)
+        return generators_of(self.generator)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor needed to continue exactly where this env is, generator included."""

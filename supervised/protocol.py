@@ -80,6 +80,10 @@ class RewardModel(nn.Module, abc.ABC):
     def reward(self, batch: Transitions) -> torch.Tensor:
         """One reward per transition, ``[B]``."""
 
+    def check_env(self, env: Any) -> None:
+        """Refuse (a ValueError) an env whose spaces fit but whose data this model cannot read; nothing by default
+        (the chat plug-ins check the env's tokenizer). :class:`~rlcourse.supervised.reward.ModelReward` calls it."""
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -42,6 +42,7 @@ class ModelReward(RewardFunction):
                 raise ValueError(
                     f"the reward model was built for the {name} space {model_space}, the env has {env_space}"
                 )
+        model.check_env(env)
         super().__init__(env, model, mode=mode, scale=scale)
         self.model = model
 

@@ -322,7 +322,15 @@ def test_token_log_probs_mask_covers_exactly_the_reply_and_its_eos(tiny_env):
         [False, False, False, False, True, True, True, True],
         [False, False, False, False, True, True, False, False],
     ]
-    torch.testing.assert_close(picked, torch.full_like(picked, -math.log(V)))
+    torch.testing.assert_close(picked, torch.where(mask, -math.log(V), 0.0))
+    # Under the env's masks a uniform model spreads over the allowed tokens: V − 3 (no PAD, BOS, UNK), and one
+    # fewer for the reply's first token (no EOS there).
+    masked, same_mask = lm.token_log_probs(tokens, env_masks=True)
+    assert torch.equal(same_mask, mask)
+    first = torch.zeros_like(mask)
+    first[:, 4] = True
+    expected = torch.where(first, -math.log(V - 4), -math.log(V - 3))
+    torch.testing.assert_close(masked, torch.where(mask, expected, 0.0))
     total, count = lm.reply_log_likelihood(tokens)
     assert count.tolist() == [2, 4, 2]
     torch.testing.assert_close(total, -count * math.log(V))

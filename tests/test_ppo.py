@@ -509,3 +509,46 @@ def test_env_and_agent_streams_are_seeded_independently():
     env_draw = torch.rand(8, generator=agent.env.generator)
     agent_draw = torch.rand(8, generator=agent.generator)
     assert not torch.equal(env_draw, agent_draw)
+
+
+# ----------------------------------------------------------------- bf16 forward passes (precision: bf16)
+def _minibatch_loss_and_gradient(agent: PPO) -> tuple[torch.Tensor, torch.Tensor]:
+    buf = agent.buffer
+    idx = torch.arange(64)
+    inputs = [buf.flat(name)[idx] for name in ("obs", "actions", "log_probs", "values", "advantages", "returns")]
+    agent.optimizer.zero_grad(set_to_none=False)
+    loss, _ = agent._loss(*inputs, None)
+    loss.backward()
+    gradient = torch.cat([p.grad.flatten() for p in agent.policy.parameters()])
+    return loss.detach(), gradient.clone()
+
+
+@pytest.mark.parametrize("env_id", ["rlcourse/CartPole-v1", "rlcourse/Chatbot-v0"])
+def test_bf16_forward_gives_the_fp32_loss_and_gradient_on_a_fixed_batch(env_id):
+    # an entropy bonus, so the gradient is not zero where no reward arrived yet (a reply may take all 16 steps)
+    small = {"num_envs": 8, "n_steps": 16, "batch_size": 64, "seed": 0, "device": "cpu", "ent_coef": 0.01}
+    if env_id == "rlcourse/Chatbot-v0":
+        agent = PPO(env_id, **small, net_arch=[16, 32], policy_network="token_gru", preset=None)
+    else:
+        agent = PPO(env_id, **small, preset=None)
+    agent._collect_rollout()
+    loss32, grad32 = _minibatch_loss_and_gradient(agent)
+    agent.config.precision = "bf16"
+    loss16, grad16 = _minibatch_loss_and_gradient(agent)
+    assert loss16.dtype == torch.float32
+    assert abs(float(loss16 - loss32)) <= 0.02 * abs(float(loss32)) + 1e-3
+    cosine = torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)
+    assert cosine > 0.99, cosine
+
+
+def test_bf16_rollout_keeps_float32_log_probs_and_values():
+    agent = PPO("rlcourse/CartPole-v1", num_envs=4, n_steps=8, batch_size=32, seed=0, device="cpu",
+                precision="bf16", preset=None)  # fmt: skip
+    agent.learn(total_timesteps=64)
+    assert agent.buffer.log_probs.dtype == torch.float32 and agent.buffer.values.dtype == torch.float32
+    assert torch.isfinite(agent.buffer.log_probs).all()
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        PPO("rlcourse/CartPole-v1", num_envs=4, n_steps=8, batch_size=32, precision="fp16", preset=None)

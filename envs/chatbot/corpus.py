@@ -28,7 +28,7 @@ import datetime
 import functools
 import importlib.resources
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from rlcourse.envs.chatbot.tokenizer import WordTokenizer
+from rlcourse.envs.chatbot.tokenizer import ChatTokenizer, WordTokenizer, check_tokenizer_name
 
 Conversation = tuple[str, ...]
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -247,7 +247,7 @@ def reply_pairs(conversations: Iterable[Conversation], context_turns: int = 1) -
 
 
 def encode_pairs(
-    pairs: Sequence[tuple[str, str]], tokenizer: WordTokenizer, context_len: int, reply_len: int
+    pairs: Sequence[tuple[str, str]], tokenizer: ChatTokenizer, context_len: int, reply_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """int64 contexts ``[N, context_len]`` and replies ``[N, reply_len]`` in the shared spec's layout.
 
@@ -310,7 +310,7 @@ def _check_lengths(context_len: int, reply_len: int) -> None:
 class ChatCorpus:
     """A tokenizer and the encoded (contexts, replies) of the three splits, as :func:`encode_pairs` gives them."""
 
-    tokenizer: WordTokenizer
+    tokenizer: ChatTokenizer
     train: tuple[torch.Tensor, torch.Tensor]
     valid: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
@@ -328,14 +328,19 @@ class ChatCorpus:
         context_turns: int = 1,
         seed: int = 0,
         language: str = "english",
+        tokenizer: str = "word",
+        bpe_vocab_size: int | None = None,
     ) -> ChatCorpus:
         """Load ``source`` (see :func:`load_conversations`), keep one copy of each conversation, split 80/10/10
-        with ``seed``, and encode the reply pairs. The vocabulary comes from the train split's utterances only
-        (``min_count``, ``max_vocab`` as in :meth:`WordTokenizer.build`), so held-out words become UNK."""
+        with ``seed``, and encode the reply pairs. The tokenizer is learnt from the train split's utterances only:
+        ``"word"`` (``min_count``, ``max_vocab`` as in :meth:`WordTokenizer.build`; held-out words become UNK) or
+        ``"bpe"`` (:class:`~rlcourse.envs.chatbot.bpe.BPETokenizer` of ``bpe_vocab_size`` ids, None for its
+        default; held-out words become subwords). An option of the other tokenizer is a ValueError."""
         _check_lengths(context_len, reply_len)
+        train_texts = _tokenizer_trainer(tokenizer, min_count, max_vocab, bpe_vocab_size)
         conversations = unique_conversations(load_conversations(source, language=language))
         parts = split_conversations(conversations, seed=seed)
-        tokenizer = WordTokenizer.build((u for conv in parts[0] for u in conv), min_count=min_count, max_size=max_vocab)
+        tokenizer = train_texts(u for conv in parts[0] for u in conv)
         encoded = [encode_pairs(reply_pairs(part, context_turns), tokenizer, context_len, reply_len) for part in parts]
         return cls(tokenizer, *encoded, context_len=context_len, reply_len=reply_len)
 
@@ -350,3 +355,22 @@ class ChatCorpus:
         tokens = torch.cat([part.flatten() for part in self.split(split)])
         real = tokens > WordTokenizer.EOS  # everything but PAD, BOS, EOS
         return float((tokens == WordTokenizer.UNK).sum()) / max(int(real.sum()), 1)
+
+
+def _tokenizer_trainer(
+    kind: str, min_count: int, max_vocab: int | None, bpe_vocab_size: int | None
+) -> Callable[[Iterable[str]], ChatTokenizer]:
+    """What learns the tokenizer ``kind`` from texts, once its options are checked (before any file is read)."""
+    if check_tokenizer_name(kind) == "word":
+        if bpe_vocab_size is not None:
+            raise ValueError(f"bpe_vocab_size is an option of tokenizer='bpe', not 'word' (got {bpe_vocab_size!r})")
+        return lambda texts: WordTokenizer.build(texts, min_count=min_count, max_size=max_vocab)
+    from rlcourse.envs.chatbot.bpe import DEFAULT_VOCAB_SIZE, BPETokenizer, check_vocab_size
+
+    if min_count != 1 or max_vocab is not None:
+        raise ValueError(
+            "min_count and max_vocab are options of tokenizer='word'; with tokenizer='bpe' set bpe_vocab_size "
+            f"(got min_count={min_count!r}, max_vocab={max_vocab!r})"
+        )
+    size = check_vocab_size(DEFAULT_VOCAB_SIZE if bpe_vocab_size is None else bpe_vocab_size, "bpe_vocab_size")
+    return lambda texts: BPETokenizer.build(texts, vocab_size=size)

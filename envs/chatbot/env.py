@@ -34,10 +34,27 @@ from gymnasium import spaces
 
 from rlcourse.envs.chatbot.corpus import SPLITS, ChatCorpus, context_as_reply, reply_as_context
 from rlcourse.envs.chatbot.metrics import ReplyStatistics
-from rlcourse.envs.chatbot.tokenizer import WordTokenizer
+from rlcourse.envs.chatbot.tokenizer import WordTokenizer, check_tokenizer_name
 from rlcourse.vec_env import TensorVecEnv
 
 PAD, BOS, EOS, UNK = WordTokenizer.PAD, WordTokenizer.BOS, WordTokenizer.EOS, WordTokenizer.UNK
+#: Tokens a reply never contains: the layout's own (PAD, BOS) and UNK, so a reply says only words it knows.
+NEVER_GENERATED = (PAD, BOS, UNK)
+
+
+def allowed_tokens(first: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``[..., vocab]`` bool: the tokens a reply may take next, where ``first`` ``[...]`` marks its first token.
+
+    The env's action mask and the KL the bench measures use this one rule: never PAD, BOS or UNK, and no EOS
+    as the first token (a reply says something).
+    """
+    allowed = torch.ones((*first.shape, int(vocab_size)), dtype=torch.bool, device=first.device)
+    for token in NEVER_GENERATED:  # one int index each: no index tensor made from the host
+        allowed[..., token] = False
+    allowed[..., EOS] = ~first
+    return allowed
+
+
 #: Generic replies that end a conversation's content (Li et al. 2016's list and the notes' "I don't know" /
 #: "I'm sorry", notes:10798-10818 [Sequence Generation by GAN]), and short content-free replies.
 DULL_REPLIES = (
@@ -63,9 +80,25 @@ LOOP_LENGTH = 3
 
 
 @functools.lru_cache(maxsize=8)
-def cached_corpus(source: str | None, context_len: int, reply_len: int, min_count: int, seed: int) -> ChatCorpus:
+def cached_corpus(
+    source: str | None,
+    context_len: int,
+    reply_len: int,
+    min_count: int,
+    seed: int,
+    tokenizer: str = "word",
+    bpe_vocab_size: int | None = None,
+) -> ChatCorpus:
     """The corpus an env of these options reads (built once per process: evaluation copies share it)."""
-    return ChatCorpus.build(source, context_len=context_len, reply_len=reply_len, min_count=min_count, seed=seed)
+    return ChatCorpus.build(
+        source,
+        context_len=context_len,
+        reply_len=reply_len,
+        min_count=min_count,
+        seed=seed,
+        tokenizer=tokenizer,
+        bpe_vocab_size=bpe_vocab_size,
+    )
 
 
 class ChatbotVecEnv(TensorVecEnv):
@@ -74,7 +107,10 @@ class ChatbotVecEnv(TensorVecEnv):
     Args:
         corpus: a corpus file or folder, or None for the installed ``chatterbot-corpus`` (English).
         context_len, reply_len: C and R of the observation layout.
-        min_count: a word is in the vocabulary if it occurs this often in the train split.
+        min_count: a word is in the vocabulary if it occurs this often in the train split (``tokenizer="word"``).
+        tokenizer: ``"word"`` (words and punctuation, held-out words UNK) or ``"bpe"`` (byte-level BPE learnt on
+            the train split, :mod:`~rlcourse.envs.chatbot.bpe`; needs the ``tokenizers`` package).
+        bpe_vocab_size: the BPE vocabulary size, specials included (None: its default); only with ``"bpe"``.
         split: where contexts are drawn from: ``train``, ``valid`` or ``test``.
         corpus_seed: the seed of the split by conversation (the same for every env of a run).
         dull_penalty, repeat_penalty: the rule rewards' sizes (>= 0).
@@ -107,6 +143,8 @@ class ChatbotVecEnv(TensorVecEnv):
         context_len: int = 16,
         reply_len: int = 16,
         min_count: int = 1,
+        tokenizer: str = "word",
+        bpe_vocab_size: int | None = None,
         split: str = "train",
         corpus_seed: int = 0,
         dull_penalty: float = 1.0,
@@ -124,7 +162,13 @@ class ChatbotVecEnv(TensorVecEnv):
             )
         self.self_play_turns = self_play_turns
         source = None if corpus is None else str(Path(corpus))
-        self.corpus = cached_corpus(source, int(context_len), int(reply_len), int(min_count), int(corpus_seed))
+        if check_tokenizer_name(tokenizer) == "bpe" and bpe_vocab_size is None:
+            from rlcourse.envs.chatbot.bpe import DEFAULT_VOCAB_SIZE
+
+            bpe_vocab_size = DEFAULT_VOCAB_SIZE  # recorded, so a run's env is rebuilt alike if the default changes
+        self.corpus = cached_corpus(
+            source, int(context_len), int(reply_len), int(min_count), int(corpus_seed), tokenizer, bpe_vocab_size
+        )
         self.tokenizer = self.corpus.tokenizer
         self.context_len, self.reply_len = self.corpus.context_len, self.corpus.reply_len
         self._options = {
@@ -132,6 +176,8 @@ class ChatbotVecEnv(TensorVecEnv):
             "context_len": self.context_len,
             "reply_len": self.reply_len,
             "min_count": int(min_count),
+            "tokenizer": tokenizer,
+            "bpe_vocab_size": bpe_vocab_size,
             "split": split,
             "corpus_seed": int(corpus_seed),
             "dull_penalty": float(dull_penalty),
@@ -156,8 +202,6 @@ class ChatbotVecEnv(TensorVecEnv):
         )  # self-play: a next turn follows
         self._bos = torch.full((self.num_envs, 1), BOS, dtype=torch.int64, device=self.device)
         self._positions = torch.arange(self.reply_len, device=self.device)
-        self._always_masked = torch.zeros(vocab, dtype=torch.bool, device=self.device)
-        self._always_masked[[PAD, BOS, UNK]] = True
         #: The reply each sub-env finished last (what :class:`~.metrics.ReplyStatistics` logs), PAD until one is.
         self.last_replies = torch.full_like(self.reply, PAD)
         self._statistics = ReplyStatistics(self)
@@ -240,9 +284,7 @@ class ChatbotVecEnv(TensorVecEnv):
         return [self._statistics]
 
     def action_masks(self) -> torch.Tensor:
-        masked = self._always_masked.unsqueeze(0).expand(self.num_envs, -1).clone()
-        masked[:, EOS] = self.length == 0
-        return ~masked
+        return allowed_tokens(self.length == 0, self.single_action_space.n)
 
     @property
     def action_names(self) -> tuple[str, ...]:

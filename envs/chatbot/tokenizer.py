@@ -2,6 +2,8 @@
 
 The ids of the four special tokens are fixed for every tokenizer of the chatbot (the shared spec):
 ``PAD=0``, ``BOS=1``, ``EOS=2``, ``UNK=3``; real words take the ids from 4 up, in vocabulary order.
+The other tokenizer, byte-level BPE, is :class:`~rlcourse.envs.chatbot.bpe.BPETokenizer`; both have the
+interface of :class:`ChatTokenizer`, and :func:`tokenizer_from_dict` reads either back.
 
 **Splitting** (:meth:`WordTokenizer.split`). The text is normalised first: Unicode NFKC (so a no-break
 space is a space and ``…`` is ``...``), curly quotes become straight ones (``’`` -> ``'``, ``“”`` -> ``"``),
@@ -23,11 +25,14 @@ whenever the text is spaced that way and every word is in the vocabulary.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 # Numbers first, so "3.14" is one token rather than "3", ".", "14".
 _TOKEN = re.compile(r"\d+(?:[.,:]\d+)+|\w+(?:'\w+)*|[^\w\s]")
@@ -40,12 +45,67 @@ FORMAT = "rlcourse.chatbot.word_tokenizer"
 FORMAT_VERSION = 1
 
 
-def split_text(text: str) -> list[str]:
-    """The tokens of ``text`` under the rule of the module docstring (no vocabulary involved)."""
+#: The chatbot's tokenizers by the name the env option ``tokenizer`` takes.
+TOKENIZERS = ("word", "bpe")
+
+
+def check_tokenizer_name(name: Any) -> str:
+    """``name`` if it is one of :data:`TOKENIZERS`, else a ValueError naming the option ``tokenizer``."""
+    if not isinstance(name, str) or name not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {', '.join(map(repr, TOKENIZERS))}, got {name!r}")
+    return name
+
+
+class ChatTokenizer(Protocol):
+    """What the chatbot env, its corpus and its plug-ins need of a tokenizer (WordTokenizer, BPETokenizer)."""
+
+    PAD: int
+    BOS: int
+    EOS: int
+    UNK: int
+    name: str
+
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def words(self) -> tuple[str, ...]: ...
+    @property
+    def signature(self) -> str: ...
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def normalise(text: str) -> str:
+    """``text`` as every chatbot tokenizer sees it: Unicode NFKC, straight quotes, lower case."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    normalised = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
-    return _TOKEN.findall(normalised)
+    return unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
+
+
+def split_text(text: str) -> list[str]:
+    """The tokens of ``text`` under the rule of the module docstring (no vocabulary involved)."""
+    return _TOKEN.findall(normalise(text))
+
+
+def signature_of(name: str, description: dict[str, Any], vocab_size: int) -> str:
+    """``"<name>/<vocab_size>/<digest>"``: which tokenizer this is, the digest over its whole :meth:`to_dict`, so
+    two tokenizers of one kind and size but other vocabularies differ (what plug-ins record and check)."""
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{name}/{vocab_size}/{digest}"
+
+
+def tokenizer_from_dict(data: dict[str, Any]) -> ChatTokenizer:
+    """The word or BPE tokenizer a :meth:`to_dict` described (told apart by its ``"format"``)."""
+    from rlcourse.envs.chatbot.bpe import FORMAT as BPE_FORMAT
+    from rlcourse.envs.chatbot.bpe import BPETokenizer
+
+    kind = data.get("format") if isinstance(data, dict) else None
+    if kind == BPE_FORMAT:
+        return BPETokenizer.from_dict(data)
+    if kind == FORMAT:
+        return WordTokenizer.from_dict(data)
+    raise ValueError(f"not a chatbot tokenizer description: format is {kind!r}, expected {FORMAT!r} or {BPE_FORMAT!r}")
 
 
 def join_tokens(tokens: Iterable[str]) -> str:
@@ -70,6 +130,8 @@ class WordTokenizer:
 
     PAD, BOS, EOS, UNK = 0, 1, 2, 3
     SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+    #: The value of the env option ``tokenizer`` that picks this class.
+    name = "word"
 
     def __init__(self, words: Sequence[str]):
         self._words = _checked_vocabulary(words)
@@ -106,6 +168,11 @@ class WordTokenizer:
     def words(self) -> tuple[str, ...]:
         """The vocabulary in id order."""
         return self._words
+
+    @functools.cached_property
+    def signature(self) -> str:
+        """``"word/<vocab_size>/<digest>"`` (:func:`signature_of`)."""
+        return signature_of(self.name, self.to_dict(), self.vocab_size)
 
     def split(self, text: str) -> list[str]:
         """The tokens of ``text`` (lower-cased words and punctuation marks; the module docstring has the rule)."""

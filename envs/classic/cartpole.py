@@ -58,6 +58,15 @@ def draw_cartpole(x: float, theta: float) -> np.ndarray:
     return canvas.frame()
 
 
+def _euler_views(env: CartPoleVecEnv) -> SimpleNamespace:
+    """The rates buffer, views of its columns, and the state's velocities (x_dot, theta_dot)."""
+    rates = env._rate_buffer
+    _, x_acc, _, theta_acc = rates.unbind(-1)
+    return SimpleNamespace(
+        all=rates, x_acc=x_acc, theta_acc=theta_acc, velocities=rates[:, 0::2], state_velocities=env.physics[:, 1::2]
+    )
+
+
 class CartPoleVecEnv(PhysicsVecEnv):
     """``rlcourse/CartPole-v1``: observation (x, x_dot, theta, theta_dot), actions 0 = push left, 1 = push right."""
 
@@ -71,15 +80,28 @@ class CartPoleVecEnv(PhysicsVecEnv):
     )
     single_action_space = spaces.Discrete(2)
     state_width = 4
+    groupable = True  # its one draw, the reset state, goes through _draw_uniform
+
+    def __init__(
+        self,
+        num_envs: int,
+        device="cpu",
+        validate: bool = False,
+        dtype: torch.dtype = torch.float32,
+        render_mode: str | None = None,
+    ):
+        super().__init__(num_envs, device, validate, dtype, render_mode)
+        # The Euler step's rates (x_dot, x_acc, theta_dot, theta_acc) per sub-env: one buffer the step writes in
+        # place (scratch, not state), so the state moves by tau times all four in one op. Made here, not on first
+        # use, so that it is a plain tensor whatever grad or inference mode the first step runs in.
+        self._rate_buffer = torch.zeros_like(self.physics)
 
     @functools.cached_property
     def _constants(self) -> SimpleNamespace:
         """The physics constants as 0-d tensors in the state's dtype and device (see ``_constant``)."""
         constant = self._constant
         return SimpleNamespace(
-            push_left=constant(-FORCE),
-            push_right=constant(FORCE),
-            right=constant(1, torch.int64),
+            forces=constant([-FORCE, FORCE]),  # by action: 0 pushes left, 1 pushes right
             gravity=constant(GRAVITY),
             total_mass=constant(TOTAL_MASS),
             half_pole_length=constant(HALF_POLE_LENGTH),
@@ -97,7 +119,7 @@ class CartPoleVecEnv(PhysicsVecEnv):
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         c = self._constants
-        fresh = torch.rand(self.physics.shape, generator=self.generator, device=self.device, dtype=self.physics.dtype)
+        fresh = self._draw_uniform(self.physics.shape, self.physics.dtype)
         if self._selects_none(mask):
             return
         fresh = fresh * c.init_width - c.init_bound
@@ -105,30 +127,34 @@ class CartPoleVecEnv(PhysicsVecEnv):
         fill_where(self.elapsed, mask, c.zero_steps)
 
     def _transition(self, actions: torch.Tensor):
-        c = self._constants
-        _, x_dot, theta, theta_dot = self._columns
-        force = torch.where(actions == c.right, c.push_right, c.push_left)
+        c, rates = self._constants, self._views("euler", _euler_views)
+        _, _, theta, theta_dot = self._columns
+        force = c.forces.index_select(0, actions.long())
         cos_theta, sin_theta = torch.cos(theta), torch.sin(theta)
         # Gymnasium's expressions, one rounding for one rounding (so float64 matches it bit for bit):
         #   temp = (force + pml * theta_dot² * sin) / M
         #   theta_acc = (g * sin - cos * temp) / (l * (4/3 - m_pole * cos² / M))
         #   x_acc = temp - pml * theta_acc * cos / M
-        # written as in-place steps on fresh temporaries, which spares an allocation per operation.
+        # written as in-place steps on fresh temporaries, which spares an allocation per operation; the
+        # accelerations go straight into their columns of the rates.
         temp = (theta_dot * theta_dot).mul_(c.pole_mass_length).mul_(sin_theta).add_(force).div_(c.total_mass)
-        denominator = (cos_theta * cos_theta).mul_(c.pole_mass).div_(c.total_mass).neg_().add_(c.four_thirds)
-        theta_acc = (sin_theta * c.gravity).sub_(cos_theta * temp).div_(denominator.mul_(c.half_pole_length))
-        x_acc = (theta_acc * c.pole_mass_length).mul_(cos_theta).div_(c.total_mass).neg_().add_(temp)
+        denominator = (c.four_thirds - (cos_theta * cos_theta).mul_(c.pole_mass).div_(c.total_mass)).mul_(
+            c.half_pole_length
+        )
+        torch.div((sin_theta * c.gravity).sub_(cos_theta * temp), denominator, out=rates.theta_acc)
+        torch.sub(temp, (rates.theta_acc * c.pole_mass_length).mul_(cos_theta).div_(c.total_mass), out=rates.x_acc)
         # Euler: every coordinate moves by tau times its rate, (x_dot, x_acc, theta_dot, theta_acc), in place.
-        self.physics.add_(c.tau * torch.stack((x_dot, x_acc, theta_dot, theta_acc), -1))
+        rates.velocities.copy_(rates.state_velocities)
+        self.physics.add_(rates.all.mul_(c.tau))
         self.elapsed.add_(c.one_step)
         terminated = (self.physics.abs() > c.limits).any(1)
         truncated = self.elapsed >= c.max_steps
-        reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
+        reward = torch.ones_like(self.episode_return)  # +1 for every step (float32, one per sub-env)
         return reward, terminated, truncated, {}
 
     def _observe(self) -> torch.Tensor:
         # A copy, never a view: the state moves on (and resets) after the observation is handed out.
-        return self.physics.to(torch.float32, copy=True)
+        return self.physics.clone() if self.physics.dtype == torch.float32 else self.physics.float()
 
     def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
         """The cart and pole an observation (x, x_dot, theta, theta_dot) shows, as uint8 (400, 600, 3)."""

@@ -64,7 +64,7 @@ def wrap_angle(
 
     The env passes π and 2π as tensors of the state's dtype, which is the same arithmetic, only cheaper.
     """
-    return torch.remainder(theta + half_turn, full_turn) - half_turn
+    return torch.remainder(theta + half_turn, full_turn).sub_(half_turn)
 
 
 class PendulumVecEnv(PhysicsVecEnv):
@@ -133,27 +133,29 @@ class PendulumVecEnv(PhysicsVecEnv):
         theta, theta_dot = self._columns
         # The torque terms stay in the action space's float32 until they meet the state, as in
         # Gymnasium, where NumPy keeps float32 × Python-float products in float32.
-        torque = actions[:, 0]
+        torque = actions.select(1, 0)
         torque = (torque if torque.dtype == torch.float32 else torque.float()).clamp(c.min_torque, c.max_torque)
-        torque_cost = c.torque_cost * (torque * torque)
-        torque_acc = c.torque_gain * torque
+        torque_cost = (torque * torque).mul_(c.torque_cost)
+        torque_acc = torque * c.torque_gain
         if self.physics.dtype != torch.float32:  # a float64 state: they meet it as float64 values
             torque_cost, torque_acc = torque_cost.to(self.physics.dtype), torque_acc.to(self.physics.dtype)
-        # The cost is of the state before the step, with the torque that is applied in it.
+        # The cost is of the state before the step, with the torque that is applied in it (in place on fresh
+        # temporaries, in Gymnasium's order of operations).
         wrapped = wrap_angle(theta, c.half_turn, c.full_turn)
-        cost = wrapped * wrapped + c.speed_cost * (theta_dot * theta_dot) + torque_cost
-        speed_change = (c.gravity_gain * torch.sin(theta) + torque_acc) * c.dt
+        cost = (wrapped * wrapped).add_((theta_dot * theta_dot).mul_(c.speed_cost)).add_(torque_cost)
+        speed_change = (torch.sin(theta) * c.gravity_gain).add_(torque_acc).mul_(c.dt)
         # Semi-implicit Euler, in place through the views: the speed moves and is clipped, then the angle moves with it.
         theta_dot.add_(speed_change).clamp_(c.min_speed, c.max_speed)
         theta.add_(theta_dot * c.dt)
         self.elapsed.add_(c.one_step)
         truncated = self.elapsed >= c.max_steps
-        reward = cost.neg_().float()
+        reward = cost.neg_() if cost.dtype == torch.float32 else cost.neg_().float()
         return reward, torch.zeros_like(truncated), truncated, {}
 
     def _observe(self) -> torch.Tensor:
         theta, theta_dot = self._columns
-        return torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), -1).float()
+        obs = torch.stack((torch.cos(theta), torch.sin(theta), theta_dot), -1)
+        return obs if obs.dtype == torch.float32 else obs.float()
 
     def render_frame(self, observation: torch.Tensor | np.ndarray) -> np.ndarray:
         """The pendulum an observation (cos θ, sin θ, θ̇) shows, as uint8 (500, 500, 3)."""

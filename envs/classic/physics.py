@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from rlcourse.vec_env import TensorVecEnv
@@ -31,11 +34,28 @@ class PhysicsVecEnv(TensorVecEnv):
         operand pays for wrapping it into a tensor every time, which dominates a small batch's step."""
         return torch.tensor(value, dtype=self.physics.dtype if dtype is None else dtype, device=self.device)
 
+    def _views(self, name: str, make: Callable[[PhysicsVecEnv], Any]) -> Any:
+        """``make(self)``, views of the env's tensors (the state, scratch buffers), made once: those tensors are only
+        ever updated in place, so the views stay live. They are made again should ``physics`` be another tensor, and
+        after unpickling (pickle keeps no view a view)."""
+        made_for, views = self.__dict__.get("_made_views", (None, {}))
+        if made_for is not self.physics:
+            views = {}
+            self.__dict__["_made_views"] = (self.physics, views)
+        if name not in views:
+            views[name] = make(self)
+        return views[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_made_views", None)
+        return state
+
     @property
     def _columns(self) -> tuple[torch.Tensor, ...]:
-        """Views of the state's columns, made once: the state is only ever updated in place, so they stay live."""
-        made_for, views = self.__dict__.get("_column_views", (None, ()))
-        if made_for is not self.physics:
-            views = self.physics.unbind(-1)
-            self.__dict__["_column_views"] = (self.physics, views)
-        return views
+        """Views of the state's columns."""
+        return self._views("columns", _unbind_columns)
+
+
+def _unbind_columns(env: PhysicsVecEnv) -> tuple[torch.Tensor, ...]:
+    return env.physics.unbind(-1)

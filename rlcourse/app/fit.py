@@ -118,13 +118,27 @@ CHAT_LM_FILE = "lm.pt"
 @click.option(
     "--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Occurrences a word needs to be kept."
 )
+@click.option(
+    "--tokenizer",
+    type=click.Choice(["word", "bpe"]),
+    default="word",
+    show_default=True,
+    help="Words, or byte-level BPE.",
+)
+@click.option(
+    "--bpe-vocab-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="BPE vocabulary size (default: the env's default).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Passes over the corpus.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per step.")
 @click.option("--hp", "hp_assignments", multiple=True, metavar="KEY=VALUE", help="Set a model setting (embed_dim=64).")
 @run_options
 def fit_chat_lm(
-    corpus: str | None, context_len: int, reply_len: int, min_count: int, epochs: int, batch_size: int, hp_assignments: tuple[str, ...],
-    seed: int, name: str | None, runs_root: Path, threads: int,
+    corpus: str | None, context_len: int, reply_len: int, min_count: int, tokenizer: str, bpe_vocab_size: int | None,
+    epochs: int, batch_size: int, hp_assignments: tuple[str, ...], seed: int, name: str | None, runs_root: Path,
+    threads: int,
 ) -> None:  # fmt: skip
     """Pre-train the chatbot's language model by maximum likelihood (teacher forcing), the policy RL starts from."""
     import torch
@@ -136,15 +150,20 @@ def fit_chat_lm(
 
     config = make_config(ChatLMConfig, parse_hp(hp_assignments))
     env_options = {"corpus": corpus, "context_len": context_len, "reply_len": reply_len, "min_count": min_count}
-    env = ChatbotVecEnv(1, **env_options)  # a bad corpus fails here, before anything is written
+    env_options.update(tokenizer=tokenizer, bpe_vocab_size=bpe_vocab_size)
+    env = ChatbotVecEnv(1, **env_options)  # a bad corpus or tokenizer option fails here, before anything is written
+    env_options["bpe_vocab_size"] = env.options()["bpe_vocab_size"]  # the size the default stood for
     if name is not None:
         with run_dir_errors("--name"):
             check_run_name(name)
     set_threads(threads)
     torch.manual_seed(seed)
+    model = ChatLanguageModel.for_env(env, config)  # it records the env's tokenizer (config.tokenizer)
+    config = model.config
     with run_dir_errors("--runs-root"):
         run = RunDir.create(runs_root, "chat_lm", "gru", name, seed)
-    options = {k: v for k, v in env.options().items() if k in ("corpus", "context_len", "reply_len")}
+    keys = ("corpus", "context_len", "reply_len", "tokenizer", "bpe_vocab_size")
+    options = {k: v for k, v in env.options().items() if k in keys}
     record = {
         "fit": "chat-lm",
         **options,
@@ -154,7 +173,6 @@ def fit_chat_lm(
         **config_to_dict(config),
     }
     run.write_config(record)
-    model = ChatLanguageModel(env.single_observation_space, env.single_action_space, config)
     train, valid, test = (observation_layout(*env.corpus.split(split)) for split in ("train", "valid", "test"))
     logger = RunLogger(run.path, epochs, progress_bar=False)
     started = time.perf_counter()

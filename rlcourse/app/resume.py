@@ -113,6 +113,10 @@ def reopen_run(
             raise BadInput(f"{str(run_dir)!r} is a run of {key} {config[key]!r}, not {flag_value!r}")
     agent_algo, plugins = plugin_runs.plugins_of(config)
     agent_class = algo_class(agent_algo)
+    if config.get("population"):  # a --seeds run: the batch of its seeds (rlcourse.agents.population)
+        from rlcourse.agents.population import population_class
+
+        agent_class = population_class(agent_algo)
     data_parallel = _check_ranks(run_dir, config, distributed)
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT and "device" in config:
         resolved_device = device_of(str(config["device"]), context=f"the run was trained on {config['device']}: ")

@@ -149,6 +149,23 @@ IMITATION_FLAGS = {"--demos": "demos", "--expert": "expert"}
     help="Train data-parallel under torchrun (torchrun --nproc_per_node N -m rlcourse train ... --distributed): "
     "--num-envs in total, split over the ranks; gradients averaged; rank 0 writes the run.",
 )
+@click.option(
+    "--seeds",
+    "seeds_text",
+    metavar="SEEDS",
+    default=None,
+    help="Train one agent per seed as one batched run (ppo, a2c): 0-1023, 0,3,7 or 0-3,10-11; replaces --seed, "
+    "--num-envs is per seed, and each seed's run equals its plain run; logs go to RUN/seed_<k>/ and eval.json "
+    "gets a table of the seeds.",
+)
+@click.option(
+    "--vary",
+    "vary",
+    multiple=True,
+    metavar="NAME=V1,V2,...",
+    help="With --seeds: a plain-number hyperparameter that differs per seed, one value per seed (learning_rate, "
+    "clip_range, ent_coef, vf_coef, gamma, gae_lambda, max_grad_norm); repeatable.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.pass_context
 def train(
@@ -176,6 +193,8 @@ def train(
     expert: str | None,
     init_from: str | None,
     distributed: bool,
+    seeds_text: str | None,
+    vary: tuple[str, ...],
     no_progress: bool,
 ) -> None:
     """Train ALGO on ENV and evaluate it.
@@ -190,6 +209,8 @@ def train(
     """
     if parallel.launched_by_torchrun() and os.environ.get("RANK") != "0":
         warnings.simplefilter("ignore")  # rank 0 says what there is to say, once
+    if resume is not None and (seeds_text is not None or vary):
+        raise BadInput("--resume continues a run with the seeds it was started with: leave out --seeds and --vary")
     if resume is not None:
         run = reopen_run(ctx, algo, env, resume, device, use_compile, tf32, eval_episodes, distributed=distributed)
         _learn_and_finish(
@@ -210,6 +231,35 @@ def train(
             f"missing {missing}: use 'rlcourse train ALGO ENV' (or --resume RUN_DIR); "
             f"rlcourse envs: {', '.join(list_envs())}"
         )
+    if seeds_text is not None or vary:  # a population: one agent per seed, as one batched run
+        from rlcourse.app.train_seeds import train_population
+
+        refused = {"--distributed": distributed, "--demos": demos, "--expert": expert, "--init-from": init_from}
+        train_population(
+            ctx,
+            algo,
+            env,
+            seeds_text,
+            vary,
+            refused,
+            preset=preset,
+            num_envs=num_envs,
+            total_steps=total_steps,
+            device=device,
+            name=name,
+            hp_assignments=hp_assignments,
+            env_opts=env_opts,
+            config_file=config_file,
+            use_compile=use_compile,
+            tf32=tf32,
+            runs_root=runs_root,
+            eval_freq=eval_freq,
+            eval_episodes=eval_episodes,
+            checkpoint_freq=checkpoint_freq,
+            threads=threads,
+            progress=not no_progress,
+        )
+        return
     from rlcourse.app import plugins as plugin_runs
 
     adversarial = algo in plugin_runs.ADVERSARIAL
@@ -477,6 +527,11 @@ def _learn_and_finish(
             + (f"{train_return:.2f}" if train_return is not None else "n/a (no episode ended in the last log interval)")
         )
     click.echo(f"  evaluation: {describe_eval(result)}" + (f" ({run_dir.eval} kept as it was)" if keep else ""))
+    from rlcourse.app.train_seeds import population_summary
+
+    members = population_summary(agent, run_dir.eval)
+    if members is not None:
+        click.echo(members)
     if agent.distributed:
         click.echo(f"  data-parallel: {agent.world_size} ranks of {agent.num_envs} envs")
     if run_dir.best.is_file():

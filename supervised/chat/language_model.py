@@ -32,8 +32,9 @@ from gymnasium import spaces
 from torch import nn
 
 from rlcourse.config import check_fields, hp
+from rlcourse.envs.chatbot.env import allowed_tokens
 from rlcourse.envs.chatbot.tokenizer import WordTokenizer
-from rlcourse.supervised.chat.scorer import token_vocabulary
+from rlcourse.supervised.chat.scorer import TokenizerBound, token_vocabulary
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = ["BOS", "EOS", "PAD", "ChatLanguageModel", "ChatLMConfig", "TokenGRU", "fit_mle", "last_token_index"]
@@ -81,16 +82,18 @@ class ChatLMConfig:
     hidden_dim: int = hp(256, "size of the GRU state")
     learning_rate: float = hp(2e-3, "Adam step size of the MLE training")
     max_grad_norm: float = hp(1.0, "clip the global gradient norm to this")
+    tokenizer: str = hp("", "the env tokenizer's signature, set by for_env and checked on other envs ('': unchecked)")
 
     def __post_init__(self):
         check_fields(self, positive=("embed_dim", "hidden_dim", "learning_rate", "max_grad_norm"), net_arch=None)
 
 
-class ChatLanguageModel(RewardModel):
+class ChatLanguageModel(TokenizerBound, RewardModel):
     """P_θ(x | c) over the chatbot's layout, a plug-in; as a reward model it scores a finished reply's likelihood.
 
     ``reward(batch)`` is the mean log-probability per token of the reply in ``batch.next_obs`` given its
     context, at the step the reply ends (0 elsewhere): Li et al. 2016's semantic coherence (forward part).
+    ``ChatLanguageModel.for_env(env, config)`` records the env's tokenizer, and an env of another is refused.
     """
 
     config_class = ChatLMConfig
@@ -102,17 +105,23 @@ class ChatLanguageModel(RewardModel):
         self.lm = TokenGRU(self.vocab_size, self.config.embed_dim, self.config.hidden_dim)
 
     # ------------------------------------------------------------------ likelihoods
-    def token_log_probs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_log_probs(self, tokens: torch.Tensor, env_masks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """log P(token t+1 | tokens ≤ t) for t = 0..L-2, ``[N, L-1]``, and the mask of the reply's tokens in it.
 
         The reply's tokens are the non-PAD ones after BOS (its words and its EOS); the context is given, not scored.
+        With ``env_masks`` P is the distribution the env lets a policy sample from: renormalised over
+        :func:`~rlcourse.envs.chatbot.env.allowed_tokens` (no PAD, BOS or UNK; no EOS first).
         """
         tokens = tokens.long()
-        log_probs = self.lm.head(self.lm.encode(tokens[:, :-1])).log_softmax(-1)
+        logits = self.lm.head(self.lm.encode(tokens[:, :-1]))
+        if env_masks:
+            logits = logits.masked_fill(~allowed_tokens(tokens[:, :-1] == BOS, logits.shape[-1]), float("-inf"))
+        log_probs = logits.log_softmax(-1)
         targets = tokens[:, 1:]
         picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         after_bos = (tokens == BOS).long().cumsum(1)[:, :-1] > 0
-        return picked, after_bos & (targets != PAD)
+        mask = after_bos & (targets != PAD)
+        return picked.masked_fill(~mask, 0.0), mask  # 0, not a masked −inf, outside the reply (−inf · 0 is NaN)
 
     def reply_log_likelihood(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Σ_t log P(x_t | c, x_<t), number of reply tokens)`` per row of finished replies ``[N, L]``."""
@@ -163,7 +172,7 @@ class ChatLanguageModel(RewardModel):
     ) -> torch.Tensor:
         """Replies ``[N, reply_len]`` to ``contexts`` ``[N, C]`` (left-padded), one GRU step per token; PAD after EOS.
 
-        PAD, BOS and UNK are never drawn, and EOS not as the first token (the env's masks).
+        Draws only :func:`~rlcourse.envs.chatbot.env.allowed_tokens` (the env's masks: no PAD, BOS or UNK, no EOS first).
         """
         n = contexts.shape[0]
         prefix = torch.cat((contexts.long(), torch.full((n, 1), BOS, device=contexts.device)), 1)
@@ -171,10 +180,8 @@ class ChatLanguageModel(RewardModel):
         replies = torch.full((n, reply_len), PAD, dtype=torch.long, device=contexts.device)
         ended = torch.zeros(n, dtype=torch.bool, device=contexts.device)
         for t in range(reply_len):
-            logits = self.lm.head(state)
-            logits[:, [PAD, BOS, UNK]] = -torch.inf
-            if t == 0:
-                logits[:, EOS] = -torch.inf
+            first = torch.full((n,), t == 0, device=contexts.device)
+            logits = self.lm.head(state).masked_fill(~allowed_tokens(first, self.vocab_size), -torch.inf)
             token = (
                 logits.argmax(-1)
                 if greedy

@@ -31,7 +31,7 @@ from gymnasium import spaces
 
 from rlcourse.config import check_fields, hp
 from rlcourse.envs.chatbot.corpus import observation_layout
-from rlcourse.supervised.chat.scorer import attach_scorer, check_scorer_sizes
+from rlcourse.supervised.chat.scorer import TokenizerBound, attach_scorer, check_scorer_sizes
 from rlcourse.supervised.protocol import RewardModel, Transitions
 
 __all__ = [
@@ -69,14 +69,17 @@ class PreferenceConfig:
     net_arch: tuple[int, ...] = hp((64,), "hidden layers of the MLP on the pooled GRU states")
     learning_rate: float = hp(1e-3, "Adam step size of the Bradley-Terry training")
     max_grad_norm: float = hp(1.0, "clip the global gradient norm to this (the notes' advice for RNNs)")
+    tokenizer: str = hp("", "the env tokenizer's signature, set by for_env and checked on other envs ('': unchecked)")
 
     def __post_init__(self):
         check_scorer_sizes(self.embed_dim, self.hidden_dim, self.net_arch)
         check_fields(self, positive=("learning_rate", "max_grad_norm"), net_arch=None)
 
 
-class PreferenceRewardModel(RewardModel):
-    """s(c, x) of a whole observation; ``reward`` pays it where a reply ended (``batch.terminated``), else 0."""
+class PreferenceRewardModel(TokenizerBound, RewardModel):
+    """s(c, x) of a whole observation; ``reward`` pays it where a reply ended (``batch.terminated``), else 0.
+
+    ``PreferenceRewardModel.for_env(env, config)`` records the env's tokenizer, and an env of another is refused."""
 
     config_class = PreferenceConfig
     config: PreferenceConfig

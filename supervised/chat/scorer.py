@@ -16,15 +16,26 @@ where the reply begins.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
+from rlcourse.config import config_to_dict
 from rlcourse.envs.chatbot.tokenizer import WordTokenizer
 from rlcourse.supervised.networks import check_layers, mlp
 
-__all__ = ["PAD", "SequenceScorer", "attach_scorer", "check_scorer_sizes", "token_vocabulary"]
+__all__ = [
+    "PAD",
+    "SequenceScorer",
+    "TokenizerBound",
+    "attach_scorer",
+    "check_scorer_sizes",
+    "check_tokenizer",
+    "token_vocabulary",
+]
 
 PAD = WordTokenizer.PAD
 
@@ -58,6 +69,46 @@ def token_vocabulary(observation_space: spaces.Space, action_space: spaces.Space
             f"got [{int(observation_space.low.min())}, {int(observation_space.high.max())}]"
         )
     return vocab
+
+
+def _describe(signature: str) -> str:
+    """``"bpe/2000/1a2b…"`` as ``"'bpe' (2000 tokens, digest 1a2b…)"``."""
+    name, _, rest = signature.partition("/")
+    size, _, digest = rest.partition("/")
+    return f"{name!r} ({size} tokens, digest {digest})" if digest else repr(signature)
+
+
+def check_tokenizer(recorded: str, env: Any, owner: str) -> None:
+    """Refuse ``env`` unless its chatbot tokenizer is the one whose signature ``recorded`` is.
+
+    ``recorded`` is a chat plug-in's ``config.tokenizer`` (``""``: nothing recorded, so nothing to check); the
+    env's tokenizer is its innermost env's ``tokenizer`` (an env without one is not checked here: its spaces are).
+    A mismatch is a ValueError naming both tokenizers and ``owner``.
+    """
+    tokenizer = getattr(getattr(env, "unwrapped", env), "tokenizer", None)  # an env's data, read as a plug-in may
+    if not recorded or tokenizer is None or tokenizer.signature == recorded:
+        return
+    raise ValueError(
+        f"{owner} was fitted on the tokenizer {_describe(recorded)}, but the env reads {_describe(tokenizer.signature)}; "
+        "make the env with the options the model was fitted with (tokenizer, bpe_vocab_size, min_count, corpus, "
+        "corpus_seed)"
+    )
+
+
+class TokenizerBound:
+    """What the chat plug-ins share about tokenizers: built for an env with :meth:`for_env`, their ``config.tokenizer``
+    records that env's tokenizer (its signature, saved with the plug-in), and :meth:`check_env` refuses another one."""
+
+    @classmethod
+    def for_env(cls, env: Any, config: Any = None) -> Any:
+        """A new plug-in for ``env``'s spaces with ``config`` (a dataclass, dict or None) and the env's tokenizer."""
+        settings = dict(config or {}) if config is None or isinstance(config, dict) else config_to_dict(config)
+        settings["tokenizer"] = env.unwrapped.tokenizer.signature
+        return cls(env.single_observation_space, env.single_action_space, settings)
+
+    def check_env(self, env: Any) -> None:
+        """A ValueError if this plug-in was fitted on another tokenizer than ``env``'s (:func:`check_tokenizer`)."""
+        check_tokenizer(self.config.tokenizer, env, type(self).__name__)
 
 
 class SequenceScorer(nn.Module):

@@ -79,6 +79,7 @@ def run_rlcourse(
     eval_every: int | None,
     compile: bool,
     throughput_seconds: float,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """One rlcourse speed run: the whole budget (timing the first evaluation that reaches the target), a final
     evaluation, then throughput on the same agent. Like SB3's run, it trains its full budget, so the final
@@ -93,6 +94,7 @@ def run_rlcourse(
         compile=compile,
         preset=None,
         **large_batch_hparams(num_envs),
+        precision=precision,
     )
     every = eval_every or default_eval_every(agent.steps_per_iteration, max_steps)
     return run_row(agent, seed, max_steps, target, every, lambda _: measure_throughput(agent, throughput_seconds))
@@ -171,6 +173,7 @@ def run_bench(
     compile: bool = False,
     throughput_seconds: float = 2.0,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Run the benchmark and return its rows as plain dicts (see :class:`BenchRow`).
 
@@ -186,6 +189,7 @@ def run_bench(
         compile: build the rlcourse agents with ``compile=True``.
         throughput_seconds: about how long each throughput measurement runs.
         progress: called with a line of text as each run finishes.
+        precision: the speed rows' forward passes, ``fp32`` or ``bf16`` (PPO's ``precision``).
     """
     say = progress or (lambda line: None)
     dev = resolve_device(device)
@@ -208,7 +212,7 @@ def run_bench(
         runs = []
         for seed in speed_seeds:
             budget = max_steps if max_steps is not None else default_max_steps(n)
-            runs.append(run_rlcourse(n, seed, dev, target, budget, eval_every, compile, throughput_seconds))
+            runs.append(run_rlcourse(n, seed, dev, target, budget, eval_every, compile, throughput_seconds, precision))
             say(_progress_line("rlcourse PPO", dev.type, n, runs[-1]))
         rows.append(BenchRow("rlcourse PPO", "speed", dev.type, n, runs))
     if quality:
@@ -297,7 +301,8 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"gymnasium {meta['gymnasium']}, Python {meta['python']}; 1-min load average {num(meta.get('load_average'), 2)} at start, {num(meta.get('load_average_end'), 2)} at end",
         f"- target: deterministic mean return ≥ {target:g} over {EVAL_EPISODES} episodes; seeds 0..{meta.get('seeds', 1) - 1}",
         f"- rlcourse settings: compile={bool(meta.get('compile'))}, CUDA graphs={meta['device'] == 'cuda'}, "
-        f"TF32 matmuls={bool(meta.get('tf32'))}; SB3 runs on the CPU of the same machine",
+        f"TF32 matmuls={bool(meta.get('tf32'))}, forward passes {meta.get('precision', 'fp32')}; SB3 runs on the CPU "
+        "of the same machine",
     ]
     speed = [r for r in rows if r["suite"] == "speed"]
     if speed:

@@ -77,10 +77,11 @@ def _lm_policy(lm: ChatLanguageModel, greedy: bool, seed: int) -> Callable:
 def _kl_per_token(policy_lm: ChatLanguageModel, reference: ChatLanguageModel, observations: torch.Tensor) -> float:
     """Mean over the replies' tokens of log π(x_t) − log π_ref(x_t): the sampled estimate of KL(π‖π_ref) per token.
 
-    Both log-probabilities are the networks' unmasked ones (``train/ref_kl`` uses the env's masks); the masked
-    tokens (PAD, BOS, UNK, a first EOS) have next to no probability under either model, so the two agree closely."""
-    picked, mask = policy_lm.token_log_probs(observations)
-    ref_picked, _ = reference.token_log_probs(observations)
+    π and π_ref are the distributions the env lets each sample from (its masks: no PAD, BOS or UNK, no EOS first),
+    the ones the penalty of ``train/ref_kl`` compares. The networks' unmasked ones could differ by the mass each
+    gives the masked tokens, whose logits no RL sample ever trains."""
+    picked, mask = policy_lm.token_log_probs(observations, env_masks=True)
+    ref_picked, _ = reference.token_log_probs(observations, env_masks=True)
     return float(((picked - ref_picked) * mask).sum() / mask.sum().clamp_min(1))
 
 
@@ -131,9 +132,7 @@ def seed_rows(device: torch.device, seed: int, budget: dict[str, int], folder: P
     corpus = env.unwrapped.corpus
     preset = {k: v for k, v in load_preset("ppo", ENV_ID).items() if k not in RUN_KEYS}
     embed_dim, hidden_dim = preset["net_arch"]
-    lm = ChatLanguageModel(env.single_observation_space, env.single_action_space, {
-        "embed_dim": embed_dim, "hidden_dim": hidden_dim,
-    }).to(device)  # fmt: skip
+    lm = ChatLanguageModel.for_env(env, {"embed_dim": embed_dim, "hidden_dim": hidden_dim}).to(device)
     layouts = {split: observation_layout(*corpus.split(split)).to(device) for split in ("train", "valid", "test")}
     started = time.perf_counter()
     fit_mle(lm, layouts["train"], layouts["valid"], epochs=budget["lm_epochs"], seed=seed)
@@ -148,7 +147,7 @@ def seed_rows(device: torch.device, seed: int, budget: dict[str, int], folder: P
         contexts, replies = (part.to(device) for part in corpus.split(split))
         sampler = lambda c: lm.sample(c, corpus.reply_len, generator)  # noqa: E731
         pairs[split] = without_ties(*mixed_preference_pairs(contexts, replies, generator, dull, sampler))
-    preference = PreferenceRewardModel(env.single_observation_space, env.single_action_space).to(device)
+    preference = PreferenceRewardModel.for_env(env).to(device)
     history = fit_preference(preference, pairs["train"], pairs["valid"], epochs=budget["preference_epochs"], seed=seed)
     row["preference_accuracy"] = max(history["valid_accuracy"])
     say(f"  seed {seed}: preference pairwise accuracy {row['preference_accuracy']:.3f}")
@@ -160,7 +159,8 @@ def seed_rows(device: torch.device, seed: int, budget: dict[str, int], folder: P
     lm_file = lm.save(folder / f"lm-{seed}.pt")
     for name, options in (("rl", {}), ("rl_self_play", {"self_play_turns": SELF_PLAY_TURNS})):
         rewarded = ModelReward(make_vec(ENV_ID, budget["num_envs"], device, **options), preference, mode="add")
-        agent = PPO(rewarded, seed=seed, device=device).init_from(lm_file)
+        agent = PPO(rewarded, seed=seed, device=device, batch_size=scaled_batch_size(budget["num_envs"]))
+        agent.init_from(lm_file)
         started = time.perf_counter()
         agent.learn(total_timesteps=budget["rl_steps"])
         seconds = time.perf_counter() - started
@@ -183,12 +183,18 @@ def seed_rows(device: torch.device, seed: int, budget: dict[str, int], folder: P
     return row
 
 
+def scaled_batch_size(num_envs: int) -> int:
+    """The preset's minibatch grown with the env count, so a larger batch of envs takes as many optimizer steps
+    per rollout as the preset's (each on proportionally more samples)."""
+    preset = load_preset("ppo", ENV_ID)
+    return min(preset["batch_size"] * max(1, num_envs // preset["num_envs"]), num_envs * preset["n_steps"])
+
+
 def throughput_rows(device: torch.device, num_envs_list: tuple[int, ...], say: Callable[[str], None]) -> list[dict]:
     """Generated tokens per second of RL fine-tuning (rollout, KL to the reference, PPO update) at each env count."""
     rows = []
     for num_envs in num_envs_list:
-        preset = load_preset("ppo", ENV_ID)
-        batch = min(preset["batch_size"] * max(1, num_envs // preset["num_envs"]), num_envs * preset["n_steps"])
+        batch = scaled_batch_size(num_envs)
         agent = PPO(make_vec(ENV_ID, num_envs, device), seed=0, device=device, batch_size=batch)
         agent.learn(total_timesteps=agent.steps_per_iteration)  # warm-up
         started = time.perf_counter()

@@ -28,6 +28,7 @@ from rlcourse.app.bench import (
     seqgan,
     threads,
 )
+from rlcourse.app.bench import seeds as seeds_suite  # not `seeds`: the command's --seeds option has that name
 from rlcourse.app.bench.harness import EVAL_INTERVAL_STEPS, bench_meta, load_average
 from rlcourse.app.bench.report import write_report
 from rlcourse.config import ConfigError, load_preset, parse_hp
@@ -39,7 +40,7 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
 @click.option(
     "--suite",
     type=click.Choice(
-        ["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale", "seqgan", "chatbot"]
+        ["cartpole", "dialogue", "agents", "threads", "plugins", "pokemon", "scale", "seqgan", "chatbot", "seeds"]
     ),
     default="cartpole",
     show_default=True,
@@ -50,7 +51,8 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
     "steps/s, scripted matchups, PPO against each opponent); scale: data-parallel training on --nproc ranks through "
     "torchrun (steps/s, time to the target, final return, speed-up); seqgan: SeqGAN on the synthetic LSTM oracle "
     "(NLL-oracle after MLE and after adversarial training, with curves); chatbot: rlcourse/Chatbot-v0 (MLE, the "
-    "preference model, PPO with the KL penalty on single replies and in self-play; tokens/s).",
+    "preference model, PPO with the KL penalty on single replies and in self-play; tokens/s); seeds: --seeds N PPO "
+    "CartPole agents as one batched run (default 1,024 on CUDA, 8 on CPU) against N plain runs' projected time.",
 )
 @click.option(
     "--algo", "algos", multiple=True, help="agents suite: algorithms to run (default: all); scale suite: one (ppo)."
@@ -195,6 +197,21 @@ from rlcourse.device import DEFAULT_THREADS, resolve_device, set_threads
     help="seqgan suite: override any SeqGANConfig setting (YAML value), e.g. d_rounds=5; repeat for several.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="cartpole suite: the rlcourse speed rows' forward passes (PPO's precision hyperparameter).",
+)
+@click.option(
+    "--streams",
+    type=click.Choice(["member", "batch"]),
+    default="member",
+    show_default=True,
+    help="seeds suite: each member draws from its own generators (member: it is the plain run of its seed), or each "
+    "kind of draw is one call for the whole batch (batch: faster at many members on a GPU).",
+)
+@click.option(
     "--imitation-python",
     metavar="PY",
     default=None,
@@ -230,6 +247,8 @@ def bench_command(
     adversarial_batches: int | None,
     rollouts: int | None,
     seqgan_hp: tuple[str, ...],
+    precision: str,
+    streams: str,
 ) -> None:
     """Benchmark rlcourse against Stable-Baselines3 (same process, same machine).
 
@@ -251,6 +270,9 @@ def bench_command(
         return
     if suite == "chatbot":
         _chatbot_suite(device, seeds, max_steps, out, tf32)
+        return
+    if suite == "seeds":
+        _seeds_suite(device, seeds, num_envs, max_steps, target, ppo_preset, out, tf32, streams)
         return
     if suite == "pokemon":
         _pokemon_suite(device, num_envs, max_steps, out, tf32, ppo_preset, elo_battles, sb3, sb3_max_steps)
@@ -291,6 +313,7 @@ def bench_command(
         eval_every=eval_every,
         compile=compile_,
         tf32=tf32,
+        precision=precision,
     )
     _announce(meta)
     rows = cartpole.run_bench(
@@ -305,6 +328,7 @@ def bench_command(
         eval_every=eval_every,
         compile=compile_,
         progress=lambda line: click.echo(line, err=True),
+        precision=precision,
     )
     _finish_suite(None, {"rows": rows}, meta, lambda report, meta: cartpole.render_markdown(report["rows"], meta), out)
 
@@ -388,6 +412,45 @@ def _dialogue_suite(
         sb3_budget=sb3_max_steps,
     )
     _finish_suite("dialogue", report, meta, dialogue.render_dialogue_markdown, out)
+
+
+def _seeds_suite(
+    device: str,
+    members: int | None,
+    num_envs: tuple[int, ...],
+    max_steps: int | None,
+    target: float,
+    variant: str | None,
+    out: Path,
+    tf32: bool,
+    streams: str,
+) -> None:
+    if len(num_envs) > 1:
+        raise click.BadParameter("the seeds suite takes one --num-envs (envs per member)", param_hint="--num-envs")
+    dev = _bench_device(device, tf32)
+    meta = bench_meta(
+        device,
+        target,
+        suite="seeds",
+        members=members or seeds_suite.DEFAULT_MEMBERS.get(dev.type, seeds_suite.DEFAULT_MEMBERS["cpu"]),
+        num_envs=list(num_envs) or None,
+        max_steps=max_steps,
+        preset=variant or "default",
+        tf32=tf32,
+        streams=streams,
+    )
+    _announce(meta)
+    report = seeds_suite.run_seeds_bench(
+        dev,
+        members,
+        num_envs[0] if num_envs else None,
+        max_steps,
+        target,
+        say=lambda line: click.echo(line, err=True),
+        variant=variant or "default",
+        streams=streams,
+    )
+    _finish_suite("seeds", report, meta, seeds_suite.render_seeds_markdown, out)
 
 
 def _threads_suite(seeds: int | None, max_steps: int | None, out: Path) -> None:

@@ -9,6 +9,9 @@ that trains the plug-in joins the run's callbacks. Nothing in the agents changes
   (:class:`~rlcourse.supervised.imitation.gail.GAILConfig` / ``AIRLConfig``); the env's reward is replaced.
 * ``curiosity``: ``true`` (the ICM's published defaults) or a mapping of
   :class:`~rlcourse.supervised.curiosity.CuriosityConfig` settings, for any agent; its reward is added.
+* ``reward_model``: a fitted reward-model plug-in file, or a list of them (``rlcourse fit preference`` writes
+  one), frozen, each adding its reward to the env's (``ModelReward``, mode ``add``); the run records each file's
+  digest, so a resumed run refuses a file that changed.
 
 The env's normalisation (``normalize``) is applied around the plug-ins in the order they need
 (:func:`build_env`): ``NormalizeObservation`` inside them, so the plug-in's model and the agent's callbacks read
@@ -38,7 +41,7 @@ from rlcourse.config import ENV_KEYS, RUN_KEYS, ConfigError, Normalization, load
 ADVERSARIAL = ("gail", "airl")
 #: Agents that can be the generator: on-policy ones, whose rollouts the discriminator reads.
 GENERATORS = ("ppo", "a2c", "reinforce")
-PLUGIN_KEYS = ("generator", "discriminator", "curiosity")
+PLUGIN_KEYS = ("generator", "discriminator", "curiosity", "reward_model")
 #: Agents whose iterations give callbacks no rollout of their own (imitation learns from labels; A3C's workers).
 NO_ROLLOUT_PLUGINS = ("bc", "dagger", "a3c")
 
@@ -55,10 +58,13 @@ class Plugins:
     #: The dataset folder ``demos`` was read from, and a digest of its transitions (set by :func:`build_env`).
     demos_path: str | None = None
     demos_digest: str | None = None
+    #: Frozen reward-model files (absolute paths) and, once the run is built, their digests.
+    reward_models: list[str] = field(default_factory=list)
+    reward_digests: list[str] | None = None
 
     @property
     def active(self) -> bool:
-        return self.method is not None or self.curiosity is not None
+        return self.method is not None or self.curiosity is not None or bool(self.reward_models)
 
     def record(self) -> dict[str, Any]:
         """The plug-in keys of the run's config.yaml."""
@@ -71,6 +77,8 @@ class Plugins:
                 "demos": self.demos,
                 "demos_path": self.demos_path,
                 "demos_digest": self.demos_digest,
+                "reward_models": self.reward_models,
+                "reward_digests": self.reward_digests,
             }
         }
 
@@ -92,6 +100,7 @@ def split_plugins(algo: str, hparams: dict[str, Any], demos: str | None) -> tupl
             raise ConfigError(f"curiosity trains on the agent's rollouts, which {algo} does not hand to callbacks")
 
         make_config(CuriosityConfig, plugins.curiosity)  # a bad setting is named before anything is built
+    plugins.reward_models = _reward_model_files(hparams.pop("reward_model", None))
     generator, discriminator = hparams.pop("generator", None), hparams.pop("discriminator", None)
     if algo not in ADVERSARIAL:
         for name, value in (("generator", generator), ("discriminator", discriminator)):
@@ -112,6 +121,19 @@ def split_plugins(algo: str, hparams: dict[str, Any], demos: str | None) -> tupl
     return generator, plugins
 
 
+def _reward_model_files(value: Any) -> list[str]:
+    """``reward_model`` (a path or a list of paths, or None) as absolute paths of existing files."""
+    if value is None:
+        return []
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ConfigError(f"reward_model must be a reward-model file or a list of them, got {value!r}")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise BadInput(f"reward_model: no such file {missing[0]!r} (`rlcourse fit preference` writes one)")
+    return [str(Path(p).resolve()) for p in paths]
+
+
 def plugins_of(config: dict[str, Any]) -> tuple[str, Plugins]:
     """The algorithm that trains and the plug-ins a run's config.yaml records, checked as a new run's are.
 
@@ -124,6 +146,8 @@ def plugins_of(config: dict[str, Any]) -> tuple[str, Plugins]:
     if not isinstance(record, dict) or not set(record) <= set(names):
         raise ConfigError(f"the run's plugins must be a mapping of {', '.join(names)}, got {record!r}")
     hparams = {key: record.get(key) for key in PLUGIN_KEYS if record.get(key) is not None}
+    if record.get("reward_models"):
+        hparams["reward_model"] = record["reward_models"]
     if config["algo"] not in ADVERSARIAL and not hparams.get("discriminator"):
         hparams.pop("discriminator", None)  # a plain run records an empty mapping
     agent_algo, plugins = split_plugins(config["algo"], hparams, record.get("demos"))
@@ -132,6 +156,10 @@ def plugins_of(config: dict[str, Any]) -> tuple[str, Plugins]:
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"the run's plugins.{key} must be a string, got {value!r}")
         setattr(plugins, key, value)
+    digests = record.get("reward_digests")
+    if digests is not None and (not isinstance(digests, list) or len(digests) != len(plugins.reward_models)):
+        raise ConfigError(f"the run's plugins.reward_digests must list one digest per reward model, got {digests!r}")
+    plugins.reward_digests = digests
     return agent_algo, plugins
 
 
@@ -197,7 +225,36 @@ def build_env(
 
         env, training = add_curiosity(env, plugins.curiosity, seed)
         callbacks.append(training)
+    env = _add_reward_models(env, plugins, device)
     return normalize_env(env, Normalization(reward=setting.reward), gamma=gamma), callbacks
+
+
+def _add_reward_models(env: Any, plugins: Plugins, device: Any) -> Any:
+    """``env`` with each frozen reward model's reward added (``ModelReward``), the files' digests checked or set."""
+    from rlcourse.checkpoint import CheckpointError
+    from rlcourse.supervised import ModelReward
+    from rlcourse.supervised.storage import load_plugin
+
+    digests = [file_digest(path) for path in plugins.reward_models]
+    if plugins.reward_digests is not None:
+        for path, digest, recorded in zip(plugins.reward_models, digests, plugins.reward_digests):
+            if digest != recorded:
+                raise BadInput(
+                    f"the reward model {path} is not the file this run trained with (it changed); put it back"
+                )
+    plugins.reward_digests = digests
+    for path in plugins.reward_models:
+        try:
+            model = load_plugin(path, device, env.single_observation_space, env.single_action_space)
+            env = ModelReward(env, model.requires_grad_(False), mode="add")
+        except (CheckpointError, ValueError, TypeError) as error:
+            raise BadInput(f"reward_model {path}: {error}") from None
+    return env
+
+
+def file_digest(path: str | Path) -> str:
+    """A short sha256 digest of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def attach_generator(plugins: Plugins, agent: Any, callbacks: list[Any]) -> None:
@@ -238,6 +295,7 @@ __all__ = [
     "build_env",
     "dataset_folder",
     "demonstrations_digest",
+    "file_digest",
     "plugins_of",
     "split_plugins",
 ]

@@ -122,7 +122,15 @@ def test_bad_reward_model_values_are_one_line(value, message, capsys, tmp_path):
 
 
 def test_a_reward_model_for_another_env_is_one_line(preference_file, capsys, tmp_path):
-    args = ["train", "ppo", "rlcourse/CartPole-v1", "--hp", f"reward_model={preference_file}", "--runs-root", str(tmp_path)]
+    args = [
+        "train",
+        "ppo",
+        "rlcourse/CartPole-v1",
+        "--hp",
+        f"reward_model={preference_file}",
+        "--runs-root",
+        str(tmp_path),
+    ]
     assert "was built for the observation space" in one_error_line(args, capsys)
 
 

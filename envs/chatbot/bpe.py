@@ -31,14 +31,14 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from rlcourse.envs.chatbot.tokenizer import WordTokenizer, normalise, signature_of
+from rlcourse.envs.chatbot.tokenizer import TokenVocabulary, normalise, signature_of
 
 #: What ``to_dict`` writes as ``"format"``.
 FORMAT = "rlcourse.chatbot.bpe_tokenizer"
 FORMAT_VERSION = 1
 #: The byte-level alphabet's size: the least vocabulary, with the four specials, is 260.
 BYTES = 256
-MIN_VOCAB_SIZE = len(WordTokenizer.SPECIALS) + BYTES
+MIN_VOCAB_SIZE = len(TokenVocabulary.SPECIALS) + BYTES
 #: The vocabulary size (specials included) when none is given: the best test perplexity per word of the sizes
 #: measured on the default corpus (docs/chatbot.md, "Tokenizers").
 DEFAULT_VOCAB_SIZE = 2000
@@ -68,15 +68,13 @@ def clean(text: str) -> str:
     return " ".join(normalise(text).split())
 
 
-class BPETokenizer:
+class BPETokenizer(TokenVocabulary):
     """Byte-level BPE: text <-> token ids, with the chatbot's fixed specials (the module docstring has the rules).
 
     Built by :meth:`build` (training) or from a ``tokenizers`` JSON string of a byte-level BPE model without
     added tokens (what :meth:`to_dict` stores); anything else is a ValueError.
     """
 
-    PAD, BOS, EOS, UNK = WordTokenizer.PAD, WordTokenizer.BOS, WordTokenizer.EOS, WordTokenizer.UNK
-    SPECIALS = WordTokenizer.SPECIALS
     #: The value of the env option ``tokenizer`` that picks this class.
     name = "bpe"
 
@@ -113,16 +111,6 @@ class BPETokenizer:
         )
         tokenizer.train_from_iterator([clean(text) for text in texts], trainer)
         return cls(tokenizer.to_str())
-
-    @property
-    def vocab_size(self) -> int:
-        """The number of ids, specials included."""
-        return len(self._words)
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        """The token strings in id order: the specials, then the byte-level BPE tokens."""
-        return self._words
 
     @functools.cached_property
     def signature(self) -> str:

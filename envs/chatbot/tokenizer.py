@@ -120,7 +120,25 @@ def join_tokens(tokens: Iterable[str]) -> str:
     return "".join(pieces)
 
 
-class WordTokenizer:
+class TokenVocabulary:
+    """What every chatbot tokenizer shares: the fixed special ids and the vocabulary, a tuple ``_words`` in id order."""
+
+    PAD, BOS, EOS, UNK = 0, 1, 2, 3
+    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+    _words: tuple[str, ...]
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of ids, specials included."""
+        return len(self._words)
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The token strings in id order, :attr:`SPECIALS` first (the env's action names)."""
+        return self._words
+
+
+class WordTokenizer(TokenVocabulary):
     """A fixed word vocabulary: text <-> token ids (see the module docstring for the split and join rules).
 
     ``words`` is the whole vocabulary, :attr:`SPECIALS` first in that order; word ``i`` has id ``i``.
@@ -128,8 +146,6 @@ class WordTokenizer:
     whitespace, lower-case, one word or one punctuation mark), and no entry may appear twice.
     """
 
-    PAD, BOS, EOS, UNK = 0, 1, 2, 3
-    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
     #: The value of the env option ``tokenizer`` that picks this class.
     name = "word"
 
@@ -158,16 +174,6 @@ class WordTokenizer:
         if max_size is not None:
             ranked = ranked[: max_size - len(cls.SPECIALS)]
         return cls((*cls.SPECIALS, *ranked))
-
-    @property
-    def vocab_size(self) -> int:
-        """The number of ids, specials included."""
-        return len(self._words)
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        """The vocabulary in id order."""
-        return self._words
 
     @functools.cached_property
     def signature(self) -> str:

@@ -105,6 +105,16 @@ def derive_seeds(seed: int, count: int) -> list[int]:
     ]
 
 
+#: How far an evaluation's default seed is from the training seed, so evaluating never replays training's streams.
+EVALUATION_SEED_OFFSET = 1_000_003
+
+
+def evaluation_seeds(seed: int, offset: bool = True) -> tuple[int, int]:
+    """The (env, agent) seeds of an evaluation: derived from ``seed``, moved by :data:`EVALUATION_SEED_OFFSET` when
+    the caller gave no seed of its own (``offset``)."""
+    return tuple(derive_seeds(seed + EVALUATION_SEED_OFFSET if offset else seed, 2))
+
+
 class Agent(abc.ABC):
     """Base class of every rlcourse agent (see the module docstring for what a subclass writes).
 
@@ -669,7 +679,7 @@ class Agent(abc.ABC):
         """
         if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes <= 0:
             raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
-        env_seed, agent_seed = derive_seeds(self.seed + 1_000_003 if seed is None else seed, 2)
+        env_seed, agent_seed = evaluation_seeds(self.seed if seed is None else seed, offset=seed is None)
         policy = self._policy_function(deterministic, agent_seed)
         env = self._spawn_env(int(n_episodes))
         try:

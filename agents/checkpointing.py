@@ -369,6 +369,17 @@ def load_plugin_warm_start(agent: Agent, payload: dict[str, Any], source: str) -
     that holds all of them under the same names and shapes (the token policy's GRU and its reference's), and the
     rest (the value head) keeps its initialisation."""
     env = agent.env
+    config = payload.get("config")
+    recorded = config.get("tokenizer", "") if isinstance(config, dict) else ""
+    # A chat plug-in records its tokenizer, checked first: another tokenizer is the likelier cause of other spaces,
+    # and equal spaces can still hide another vocabulary.
+    if recorded:
+        from rlcourse.supervised.chat.scorer import check_tokenizer
+
+        try:
+            check_tokenizer(recorded, env, f"{source} (a {payload.get('plugin')!r} plug-in)")
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
     for which, space in (("observation", env.single_observation_space), ("action", env.single_action_space)):
         if payload.get(f"{which}_space") != space_spec(space):
             try:
@@ -380,15 +391,6 @@ def load_plugin_warm_start(agent: Agent, payload: dict[str, Any], source: str) -
                 f"{agent.env_id} has {space} (for a chat language model: fit it with the env's context and reply "
                 "lengths and corpus)"
             )
-    config = payload.get("config")
-    recorded = config.get("tokenizer", "") if isinstance(config, dict) else ""
-    if recorded:  # a chat plug-in records its tokenizer: equal spaces can still hide another vocabulary
-        from rlcourse.supervised.chat.scorer import check_tokenizer
-
-        try:
-            check_tokenizer(recorded, env, f"{source} (a {payload.get('plugin')!r} plug-in)")
-        except ValueError as error:
-            raise CheckpointError(str(error)) from None
     weights = payload.get("state")
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"{source} holds no plug-in weights")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -96,7 +95,7 @@ class OnPolicyAgent(Agent):
             action_dtype,
             mask_dim,
             self.device,
-            groups=math.prod(self.member_shape),  # a population's members, each with its own samples
+            groups=self.member_shape[0] if self.member_shape else None,  # a population's members (one or more)
         )
         self._setup_reference()
         self._rollout_step = torch.compile(self._policy_and_env_step) if self.compile else self._policy_and_env_step
@@ -198,8 +197,9 @@ class OnPolicyAgent(Agent):
         """The networks' forward passes in bfloat16 (``torch.autocast``) where the config has ``precision: bf16``.
 
         Matrix products and the GRU run in bf16; their outputs are cast back, so log-probabilities, advantages,
-        losses and the optimizer stay in float32. The rollout and the update use the same precision, so the
-        probability ratio starts near 1.
+        losses and the optimizer stay in float32. The rollout's π and V and the update's use the same precision,
+        so the probability ratio starts near 1. The bootstrap values (V of a truncated episode's final state and
+        of the rollout's last state), the KL reference and ``predict``/``evaluate`` stay in float32.
         """
         if getattr(self.config, "precision", "fp32") == "fp32":
             return contextlib.nullcontext()

@@ -44,7 +44,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rlcourse.agents.a2c import A2C
-from rlcourse.agents.base import Agent, derive_seeds
+from rlcourse.agents.base import Agent, derive_seeds, evaluation_seeds
 from rlcourse.agents.member_logs import MemberEpisodeStats, MemberEventFiles, interquartile_mean, summarise_members
 from rlcourse.agents.ppo import PPO
 from rlcourse.agents.stacked_policy import StackedPolicy
@@ -176,6 +176,8 @@ class Population:
         distributed: bool = False,
         **kwargs: Any,
     ):
+        if "seed" in kwargs:  # Agent's own seed is the first member's; a second value would be a bare TypeError
+            raise ValueError(f"a population takes one seed per member (seeds=...), not seed={kwargs['seed']!r}")
         self.seeds = check_seeds(seeds)
         count = len(self.seeds)
         if streams not in STREAMS:
@@ -371,7 +373,7 @@ class Population:
             raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
         if seed is not None:
             raise ValueError("a population evaluates each member with its own seed; seed cannot be set")
-        streams = [derive_seeds(member_seed + 1_000_003, 2) for member_seed in self.seeds]
+        streams = [evaluation_seeds(member_seed) for member_seed in self.seeds]
         sampling = GeneratorGroup([torch.Generator(device=self.device) for _ in self.seeds])
         sampling.manual_seed([agent_seed for _, agent_seed in streams])
         env = self._spawn_env(int(n_episodes) * self.members)

@@ -157,8 +157,9 @@ class PPO(OnPolicyAgent):
         c = self.config
         obs_space, action_space = self.env.single_observation_space, self.env.single_action_space
         if self.steps_per_iteration % c.batch_size:
+            envs = self.steps_per_iteration // c.n_steps  # a population's envs per member (its batch is per member)
             raise ValueError(
-                f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {self.num_envs} = {self.steps_per_iteration})"
+                f"batch_size ({c.batch_size}) must divide n_steps * num_envs ({c.n_steps} * {envs} = {self.steps_per_iteration})"
             )
         self.distribution = make_distribution(action_space)
         self.policy = self._network(

@@ -89,8 +89,9 @@ class RolloutBuffer:
     action_masks: torch.Tensor | None
     advantages: torch.Tensor
     returns: torch.Tensor
-    #: Population members whose envs are consecutive groups of the env dimension (1: an agent of its own).
-    groups: int = 1
+    #: Population members whose envs are consecutive groups of the env dimension (None: an agent of its own, whose
+    #: fields have no member dimension; a population of one member still has one).
+    groups: int | None = None
 
     @classmethod
     def allocate(
@@ -102,7 +103,7 @@ class RolloutBuffer:
         action_dtype: torch.dtype,
         mask_dim: int | None,
         device: torch.device,
-        groups: int = 1,
+        groups: int | None = None,
     ) -> RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros((n_steps, num_envs, *shape), dtype=dtype, device=device)
@@ -127,7 +128,7 @@ class RolloutBuffer:
         numbered as that member's own rollout numbers them.
         """
         tensor = getattr(self, name)
-        if self.groups == 1:
+        if self.groups is None:
             return tensor.reshape(-1, *tensor.shape[2:])
         steps, envs, rest = tensor.shape[0], tensor.shape[1] // self.groups, tensor.shape[2:]
         by_member = tensor.view(steps, self.groups, envs, *rest).transpose(0, 1)

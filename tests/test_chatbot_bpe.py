@@ -238,7 +238,7 @@ def test_a_language_model_fitted_on_bpe_does_not_warm_start_an_agent_on_the_defa
 
     agent = PPO(ENV_ID, num_envs=2, device="cpu", seed=0, preset=None, n_steps=8, batch_size=8, n_epochs=1,
                 net_arch=(16, 32), policy_network="token_gru", env_kwargs=dict(context_len=4, reply_len=4))  # fmt: skip
-    with pytest.raises(CheckpointError, match="space"):
+    with pytest.raises(CheckpointError, match="fitted on the tokenizer 'bpe' .*env reads 'word'"):  # the cause, named
         agent.init_from(path)
 
 

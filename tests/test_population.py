@@ -72,6 +72,14 @@ def test_each_member_equals_the_plain_run_of_its_seed(algo):
         assert_member_is_the_plain_run(batch, k, plain(algo, seed).learn(steps))
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_population_of_one_seed_is_its_plain_run(algo):
+    # one member still has a member dimension (--seeds 5): its samples must not lose it to the plain layout
+    steps = SETTINGS[algo][3]
+    batch = population(algo, [5]).learn(steps)
+    assert_member_is_the_plain_run(batch, 0, plain(algo, 5).learn(steps))
+
+
 @pytest.mark.parametrize(
     "algo, varied",
     [
@@ -200,6 +208,8 @@ def test_bad_varied_settings_are_refused():
         parse_vary(["learning_rate=0.1,0.2"], 3)
     with pytest.raises(ValueError, match="'fast' is not a number"):
         parse_vary(["learning_rate=0.1,fast"], 2)
+    with pytest.raises(ValueError, match="learning_rate is given twice"):  # the second must not silently win
+        parse_vary(["learning_rate=0.1,0.2", "learning_rate=0.3,0.4"], 2)
     with pytest.raises(ValueError, match="'n_steps' cannot differ"):
         population("ppo", [0, 1], member_hparams={"n_steps": [8, 16]})
     with pytest.raises(ValueError, match="'activation' cannot differ"):
@@ -223,6 +233,11 @@ def test_what_a_population_cannot_train_is_refused():
         PPOPopulation("rlcourse/Pendulum-v1", seeds=[0, 1], num_envs=2, device="cpu", preset=None, batch_size=32)
     with pytest.raises(ValueError, match="repeats"):
         population("ppo", [1, 1])
+    with pytest.raises(ValueError, match=r"one seed per member \(seeds=...\), not seed=3"):
+        population("ppo", [0, 1], seed=3)
+    # the minibatch is per member, and so is the arithmetic the error shows: 16 steps x 4 envs per member
+    with pytest.raises(ValueError, match=r"batch_size \(48\) must divide n_steps \* num_envs \(16 \* 4 = 64\)"):
+        population("ppo", [0, 1], batch_size=48)
     with pytest.raises(ValueError, match="predict"):
         population("ppo", [0]).predict(torch.zeros(4))
 
@@ -241,6 +256,12 @@ def test_cli_trains_a_population_and_refuses_bad_seeds(tmp_path, capsys):
     resumed = train_with_the_cli("--resume", run, "--no-progress", "--eval-episodes", "2")
     assert "already finished" in resumed and "per seed: mean return IQM" in resumed
     capsys.readouterr()
+    from rlcourse.app.cli import main
+
+    assert main(["eval", str(run), "--episodes", "2", "--device", "cpu"]) == 0  # the population, not a plain PPO
+    assert [row["seed"] for row in json.loads((run / "eval.json").read_text())["seeds"]] == [0, 1]
+    capsys.readouterr()
+    assert "play shows one agent" in one_error_line(["play", run, "--device", "cpu"], capsys)
     for bad, match in [
         (["--seeds", "5-2"], "runs downward"),
         (["--seeds", "x"], "is not a seed"),
@@ -250,6 +271,7 @@ def test_cli_trains_a_population_and_refuses_bad_seeds(tmp_path, capsys):
         (["--seeds", "0-1", "--distributed"], "--seeds cannot be combined with --distributed"),
         (["--seeds", "0-1", "--seed", "3"], "--seeds cannot be combined with --seed"),
         (["--seeds", "0-1", "--resume", tmp_path], "--resume continues a run with the seeds"),
+        (["--seeds", "0-1", "--hp", "curiosity=true"], "plug-ins (curiosity) are not supported"),
     ]:
         line = one_error_line(["train", "ppo", CARTPOLE, "--runs-root", str(tmp_path), *bad], capsys)
         assert match in line

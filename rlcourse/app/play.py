@@ -370,6 +370,11 @@ def play_command(
     if env_opts:
         raise BadInput("--env-opt goes with --expert; a run plays on the env it was trained on")
     agent = load_run_agent(Path(run_dir), device)
+    if agent.member_shape:  # a --seeds run acts for all its seeds at once
+        raise BadInput(
+            f"{run_dir} is a run of {agent.member_shape[0]} seeds trained as one batch; play shows one agent "
+            "('rlcourse eval' evaluates every seed)"
+        )
     options = agent.env.options()
     title = f"{agent.algo} on {agent.env_id}{f' {options}' if options else ''} after {agent.num_timesteps:,} steps"
     if agent.env.has_transcripts and target is None:

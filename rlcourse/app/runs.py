@@ -49,6 +49,7 @@ def load_run_agent(path: Path, device: str) -> Any:
     Given a file, the folder it lies in is the run folder, so eval.json is written beside it.
     """
     from rlcourse.agents import ALGOS
+    from rlcourse.agents.population import POPULATION_KEY, population_class
     from rlcourse.checkpoint import load_checkpoint
 
     if path.is_dir():
@@ -57,10 +58,14 @@ def load_run_agent(path: Path, device: str) -> Any:
         checkpoint = run.checkpoint
     else:
         checkpoint, run = path, RunDir(path.parent)
-    algo = load_checkpoint(checkpoint).get("algo")
+    payload = load_checkpoint(checkpoint)
+    algo = payload.get("algo")
     if algo not in ALGOS:
         raise CheckpointError(
             f"{str(checkpoint)!r} was written by algorithm {algo!r}, which this rlcourse does not have "
             f"(available: {', '.join(sorted(ALGOS))})"
         )
-    return ALGOS[algo].load(checkpoint, device=device_of(device, agent_class=ALGOS[algo]), run_dir=run)
+    agent_class = ALGOS[algo]
+    if payload.get(POPULATION_KEY) is not None:  # a --seeds run: the batch of its seeds
+        agent_class = population_class(algo)
+    return agent_class.load(checkpoint, device=device_of(device, agent_class=agent_class), run_dir=run)

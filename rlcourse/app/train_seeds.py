@@ -18,6 +18,7 @@ import click
 import torch
 
 from rlcourse.app.inputs import BadInput, device_of, run_dir_errors
+from rlcourse.app.plugins import PLUGIN_KEYS
 from rlcourse.app.resume import training_callbacks
 from rlcourse.app.settings import applied_preset, run_settings
 from rlcourse.config import NORMALIZE_KEY, make_config
@@ -32,6 +33,8 @@ def parse_vary(assignments: Sequence[str], count: int) -> dict[str, list[float]]
         name = name.strip()
         if not sep or not name:
             raise ValueError(f"--vary {item!r}: expected NAME=V1,V2,... (one value per seed)")
+        if name in varied:
+            raise ValueError(f"--vary {name} is given twice: give each setting once, one value per seed")
         values = []
         for text in raw.split(","):
             try:
@@ -93,6 +96,9 @@ def train_population(
     run, hparams, env_kwargs = run_settings(
         algo, env, preset_used, config_file, hp_assignments, num_envs, total_steps, env_opts
     )
+    plugin_keys = sorted(set(hparams) & set(PLUGIN_KEYS))
+    if plugin_keys:
+        raise BadInput(f"--seeds trains plain agents: plug-ins ({', '.join(plugin_keys)}) are not supported with it")
     make_config(population_type.config_class, hparams)  # names a bad key or value before any env is built
     torch.backends.cuda.matmul.allow_tf32 = tf32
     if name is not None:

@@ -61,7 +61,7 @@ class RLCourseGroup(click.Group):
         "fit": (
             "rlcourse.app.fit",
             "fit_command",
-            "Fit a supervised plug-in (the dialogue's slot-tagger NLU, the chatbot's language model) and save it.",
+            "Fit a supervised plug-in (the dialogue's slot-tagger NLU, the chatbot's language model and preference reward model) and save it.",
         ),
         "tune": ("rlcourse.app.tune_command", "tune_command", "Tune ALGO's hyperparameters on ENV with Optuna."),
         "bench": (
